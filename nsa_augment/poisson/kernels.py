@@ -1,0 +1,231 @@
+"""Numba kernels of the Poisson solver.
+
+All kernels are small, typed by their first call, ``cache=True`` and
+single-threaded: parallelism comes from DataLoader workers, and threaded kernels
+do not mix with forked workers.  Each has a plain NumPy/SciPy counterpart in
+:mod:`nsa_augment.poisson.reference` that the tests compare against.
+
+Conventions shared by the kernels
+---------------------------------
+* The *box* is the bounding box of the mask, ``[y0, y1) x [x0, x1)`` in
+  destination coordinates.  Unknowns live on the box; pixels of the box outside
+  the mask are zero in every box-shaped array.
+* ``dst`` is the full destination as (H, W, C); ``src`` is the source as
+  (h, w, C) placed at ``(oy, ox)`` in the destination; ``mask`` is (h, w).
+* Image border: a pixel's neighbours outside the image do not exist (natural,
+  zero-flux Neumann condition); its degree counts only in-image neighbours.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+#: Guidance modes understood by :func:`assemble_rhs`.
+NORMAL, MIXED, INTERPOLATED = 0, 1, 2
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _edge(dp, dq, sp, sq, q_src, q_out, mode, factor):
+    """Contribution of the edge p -> q to the right-hand side at p.
+
+    Branch-free so that the loops over pixels vectorise: ``q_src`` is 1.0 where
+    ``q`` has a source value, ``q_out`` is 1.0 where ``q`` is not masked.
+    """
+    gd = dp - dq
+    gs = sp - sq
+    if mode == 0:
+        v = gs
+    elif mode == 1:
+        v = gs if abs(gs) > abs(gd) else gd
+    else:
+        v = factor * gs + (1.0 - factor) * gd
+    return q_src * v + (1.0 - q_src) * gd + q_out * dq
+
+
+@nb.njit(cache=True, nogil=True)
+def _accumulate(rhs, D, S, src_w, out_w, inside_w, mode, factor):
+    """Sum the four edge contributions for every pixel of the box (one mode)."""
+    C, bh, bw = rhs.shape
+    for c in range(C):
+        Dc, Sc, R = D[c], S[c], rhs[c]
+        for i in range(1, bh + 1):
+            for j in range(1, bw + 1):
+                dp, sp = Dc[i, j], Sc[i, j]
+                acc = _edge(dp, Dc[i - 1, j], sp, Sc[i - 1, j], src_w[i - 1, j], out_w[i - 1, j], mode, factor)
+                acc += _edge(dp, Dc[i + 1, j], sp, Sc[i + 1, j], src_w[i + 1, j], out_w[i + 1, j], mode, factor)
+                acc += _edge(dp, Dc[i, j - 1], sp, Sc[i, j - 1], src_w[i, j - 1], out_w[i, j - 1], mode, factor)
+                acc += _edge(dp, Dc[i, j + 1], sp, Sc[i, j + 1], src_w[i, j + 1], out_w[i, j + 1], mode, factor)
+                R[i - 1, j - 1] = inside_w[i, j] * acc
+
+
+@nb.njit(cache=True, nogil=True)
+def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
+    """Right-hand side of the masked Poisson system on the box.
+
+    For a masked pixel ``p`` and each in-image neighbour ``q``::
+
+        rhs[p] += v_pq                      (guidance along the edge p -> q)
+        rhs[p] += dst[q]   if q is not masked (Dirichlet boundary value)
+
+    ``v_pq`` is ``s_p - s_q`` (NORMAL), the stronger of ``s_p - s_q`` and
+    ``d_p - d_q`` per channel (MIXED), or ``factor*(s_p - s_q) +
+    (1-factor)*(d_p - d_q)`` (INTERPOLATED).  Where ``q`` lies outside the
+    source array there is no source gradient and ``d_p - d_q`` is used.
+
+    Returns
+    -------
+    rhs : float64 array (C, y1-y0, x1-x0)
+    inside : bool array (y1-y0, x1-x0), the mask on the box
+    """
+    H, W, C = dst.shape
+    h, w = mask.shape
+    bh, bw = y1 - y0, x1 - x0
+    # Planar copies of the box plus a one-pixel ring, so that the main loop is
+    # branch-light and contiguous.  Beyond the image border dst is replicated
+    # (those edges are removed again below).
+    D = np.empty((C, bh + 2, bw + 2))
+    S = np.zeros((C, bh + 2, bw + 2))
+    has_src = np.zeros((bh + 2, bw + 2), dtype=np.bool_)
+    masked = np.zeros((bh + 2, bw + 2), dtype=np.bool_)
+    for i in range(bh + 2):
+        y = min(max(y0 - 1 + i, 0), H - 1)
+        sy = y0 - 1 + i - oy
+        for j in range(bw + 2):
+            x = min(max(x0 - 1 + j, 0), W - 1)
+            sx = x0 - 1 + j - ox
+            for c in range(C):
+                D[c, i, j] = dst[y, x, c]
+            if 0 <= sy < h and 0 <= sx < w:
+                has_src[i, j] = True
+                masked[i, j] = mask[sy, sx]
+                for c in range(C):
+                    S[c, i, j] = src[sy, sx, c]
+    # 0/1 weights instead of branches keep the main loop vectorisable.
+    src_w = np.zeros((bh + 2, bw + 2))
+    out_w = np.ones((bh + 2, bw + 2))
+    for i in range(bh + 2):
+        for j in range(bw + 2):
+            if has_src[i, j]:
+                src_w[i, j] = 1.0
+            if masked[i, j]:
+                out_w[i, j] = 0.0
+    inside_w = 1.0 - out_w
+    rhs = np.empty((C, bh, bw))
+    # One call per mode so that LLVM sees a constant mode in the hot loop.
+    if mode == 0:
+        _accumulate(rhs, D, S, src_w, out_w, inside_w, 0, factor)
+    elif mode == 1:
+        _accumulate(rhs, D, S, src_w, out_w, inside_w, 1, factor)
+    else:
+        _accumulate(rhs, D, S, src_w, out_w, inside_w, 2, factor)
+    # Edges leaving the image do not exist.  Their replicated dst gave
+    # d_p - d_q = 0, but an unmasked q also added dst[q] = dst[p]: undo that
+    # (a q beyond the image never has a source value nor is masked).
+    if y0 == 0 or y1 == H or x0 == 0 or x1 == W:
+        for i in range(1, bh + 1):
+            for j in range(1, bw + 1):
+                if not masked[i, j]:
+                    continue
+                n_out = (y0 + i - 1 == 0) + (y0 + i == H) + (x0 + j - 1 == 0) + (x0 + j == W)
+                for c in range(C):
+                    rhs[c, i - 1, j - 1] -= n_out * D[c, i, j]
+    inside = masked[1:-1, 1:-1].copy()
+    return rhs, inside
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_masked_laplacian(x, inside, top, bottom, left, right):
+    """``A @ x`` for the masked 5-point Laplacian on the box.
+
+    ``top``/``bottom``/``left``/``right`` are True where that side of the box
+    lies on the image border (no neighbour beyond it).  ``x`` is (C, bh, bw) and
+    zero outside ``inside``; the result is too.
+    """
+    C, bh, bw = x.shape
+    out = np.zeros_like(x)
+    for i in range(bh):
+        for j in range(bw):
+            if not inside[i, j]:
+                continue
+            deg = 4
+            if i == 0 and top:
+                deg -= 1
+            if i == bh - 1 and bottom:
+                deg -= 1
+            if j == 0 and left:
+                deg -= 1
+            if j == bw - 1 and right:
+                deg -= 1
+            for c in range(C):
+                acc = deg * x[c, i, j]
+                if i > 0 and inside[i - 1, j]:
+                    acc -= x[c, i - 1, j]
+                if i < bh - 1 and inside[i + 1, j]:
+                    acc -= x[c, i + 1, j]
+                if j > 0 and inside[i, j - 1]:
+                    acc -= x[c, i, j - 1]
+                if j < bw - 1 and inside[i, j + 1]:
+                    acc -= x[c, i, j + 1]
+                out[c, i, j] = acc
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann):
+    """Solve ``(T + lam[k] I) u[:, k] = rhs[c, :, k]`` for every channel and mode.
+
+    ``T`` is the 1-D second-difference matrix along the rows (diagonal 2, or 1 at
+    a Neumann end; off-diagonals -1).  Thomas algorithm, vectorised over the
+    modes ``k`` (the contiguous last axis).  ``rhs`` is (C, n, K); solved in place
+    and returned.
+    """
+    C, n, K = rhs.shape
+    cp = np.empty((n, K), dtype=np.float64)  # modified super-diagonal, per row and mode
+    inv = np.empty((n, K), dtype=np.float64)  # 1 / modified pivot
+    for k in range(K):
+        b = (1.0 if top_neumann else 2.0) + lam[k]
+        if n == 1 and bottom_neumann:
+            b -= 1.0
+        inv[0, k] = 1.0 / b
+        cp[0, k] = -inv[0, k]
+    for i in range(1, n):
+        last = i == n - 1
+        for k in range(K):
+            b = (1.0 if (last and bottom_neumann) else 2.0) + lam[k]
+            piv = b + cp[i - 1, k]  # b - a*c'_{i-1} with a = -1
+            inv[i, k] = 1.0 / piv
+            cp[i, k] = -inv[i, k]
+    for c in range(C):
+        r = rhs[c]
+        for k in range(K):
+            r[0, k] = r[0, k] * inv[0, k]
+        for i in range(1, n):
+            for k in range(K):
+                r[i, k] = (r[i, k] + r[i - 1, k]) * inv[i, k]
+        for i in range(n - 2, -1, -1):
+            for k in range(K):
+                r[i, k] -= cp[i, k] * r[i + 1, k]
+    return rhs
+
+
+@nb.njit(cache=True, nogil=True)
+def write_solution(out, solution, inside, y0, x0, round_clip, clip_unit):
+    """Write the box solution into ``out`` (H, W, C) where ``inside`` is set.
+
+    ``round_clip``: round half away from zero and clip to 0..255 (uint8 output).
+    ``clip_unit``: clip to [0, 1] (float output, on request).
+    """
+    C, bh, bw = solution.shape
+    for i in range(bh):
+        for j in range(bw):
+            if not inside[i, j]:
+                continue
+            for c in range(C):
+                v = solution[c, i, j]
+                if round_clip:
+                    v = np.floor(v + 0.5)
+                    v = min(max(v, 0.0), 255.0)
+                elif clip_unit:
+                    v = min(max(v, 0.0), 1.0)
+                out[y0 + i, x0 + j, c] = v
+    return out

@@ -1,0 +1,97 @@
+"""Argument checks shared by the public functions.
+
+Every public entry point validates its inputs here *before* anything reaches a
+Numba kernel, so that bad input gives a ``TypeError``/``ValueError`` naming the
+argument and what was expected, instead of a crash or a silently wrong result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Image dtypes accepted everywhere: uint8 in 0..255 or float32 in [0, 1].
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+def check_image(image, name: str, *, unit_range: bool = False, min_size: int = 1) -> np.ndarray:
+    """Check an image array and return it as an ``ndarray`` (never a copy).
+
+    Parameters
+    ----------
+    image : array_like
+        Candidate image, shape (H, W) or (H, W, C), dtype uint8 or float32.
+    name : str
+        Argument name used in error messages.
+    unit_range : bool
+        If True, float32 images must lie in [0, 1].
+    min_size : int
+        Minimum height and width.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same data (no copy is made).
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
+    if image.dtype not in IMAGE_DTYPES:
+        raise TypeError(f"{name} must have dtype uint8 or float32, got {image.dtype}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got shape {image.shape}")
+    if image.ndim == 3 and image.shape[2] < 1:
+        raise ValueError(f"{name} must have at least one channel, got shape {image.shape}")
+    if image.shape[0] < min_size or image.shape[1] < min_size:
+        raise ValueError(
+            f"{name} must be at least {min_size}x{min_size} pixels, got {image.shape[0]}x{image.shape[1]}"
+        )
+    if image.dtype == np.float32:
+        if not np.isfinite(image).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if unit_range and image.size and (image.min() < 0.0 or image.max() > 1.0):
+            raise ValueError(
+                f"float32 {name} must lie in [0, 1], got values in [{image.min():g}, {image.max():g}]"
+            )
+    return image
+
+
+def as_hwc(image: np.ndarray) -> np.ndarray:
+    """View an (H, W) or (H, W, C) image as (H, W, C) without copying."""
+    return image[:, :, None] if image.ndim == 2 else image
+
+
+def check_mask(mask, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """Check a 2-D mask of the given shape and return it as a boolean array.
+
+    Accepts bool or any integer dtype (nonzero = set) and float masks holding only
+    0 and 1.
+    """
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(mask).__name__}")
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H, W), got shape {mask.shape}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {mask.shape}")
+    if mask.dtype == np.bool_:
+        return mask
+    if np.issubdtype(mask.dtype, np.integer):
+        return mask != 0
+    if np.issubdtype(mask.dtype, np.floating):
+        if not np.isin(mask, (0.0, 1.0)).all():
+            raise ValueError(f"a floating-point {name} must contain only 0 and 1")
+        return mask != 0
+    raise TypeError(f"{name} must be boolean, integer or 0/1 floating point, got {mask.dtype}")
+
+
+def check_generator(rng) -> np.random.Generator:
+    """Return ``rng`` if it is a ``numpy.random.Generator``; reject anything else.
+
+    Global RNG state is never used: an integer seed is *not* silently accepted
+    here so that callers decide explicitly (``np.random.default_rng(seed)``).
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), got {type(rng).__name__}"
+        )
+    return rng

@@ -1,0 +1,281 @@
+"""The Poisson solver against its sparse-direct reference, its properties, and bad input."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nsa_augment import poisson_blend, poisson_blend_reference
+from nsa_augment.poisson import box_solver, masked_solver
+
+GRADIENTS = ["normal", "mixed", "interpolated"]
+
+
+def _masks(h, w, rng):
+    yy, xx = np.mgrid[:h, :w]
+    ring = np.zeros((h, w), bool)
+    ring[2:-2, 2:-2] = True
+    ring[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = False  # a hole: the region is not simply connected
+    two = np.zeros((h, w), bool)
+    two[1:4, 1:5] = True
+    two[h - 5 : h - 1, w - 6 : w - 2] = True  # disconnected
+    diag = np.eye(h, w, dtype=bool)  # 1-pixel-wide, only corner-connected
+    return {
+        "rectangle": (yy > 2) & (yy < h - 3) & (xx > 1) & (xx < w - 4),
+        "ellipse": ((yy - h / 2) / (h / 2.5)) ** 2 + ((xx - w / 2) / (w / 3)) ** 2 < 1,
+        "ring-with-hole": ring,
+        "disconnected": two,
+        "diagonal-line": diag,
+        "row-line": (yy == h // 2) & (xx > 0),
+        "random": rng.random((h, w)) < 0.55,
+        "touches-top-left": (yy < h // 2) & (xx < w // 2),
+        "touches-right": (yy > 3) & (yy < h - 2) & (xx >= w // 2),
+        "full-width-band": (yy >= 3) & (yy < 9),
+        "all-but-one": ~((yy == h // 2) & (xx == w // 3)),
+        "single-pixel": (yy == 5) & (xx == 7),
+        "corner-pixel": (yy == 0) & (xx == w - 1),
+    }
+
+
+@pytest.mark.parametrize("shape", [(24, 31), (17, 64), (40, 257 // 5)])
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_matches_sparse_direct_solve(shape, channels):
+    rng = np.random.default_rng(sum(shape) + channels)
+    h, w = shape
+    dst = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    src = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    for name, mask in _masks(h, w, rng).items():
+        for gradients in GRADIENTS:
+            out = poisson_blend(dst.astype(np.float32), src.astype(np.float32), mask, gradients=gradients, factor=0.3)
+            ref = poisson_blend_reference(dst, src, mask, gradients=gradients, factor=0.3)
+            err = np.abs(out.astype(np.float64) - ref).max()
+            assert err <= 0.01, (name, gradients, err)
+            out8 = poisson_blend(dst, src, mask, gradients=gradients, factor=0.3)
+            expected8 = np.clip(np.floor(ref + 0.5), 0, 255)
+            # Rounding may flip where the exact value is within float error of .5.
+            assert np.abs(out8.astype(np.float64) - expected8).max() <= 1, (name, gradients)
+            assert (np.abs(out8.astype(np.float64) - ref) <= 0.5 + 0.01).reshape(-1)[
+                ((ref >= 0) & (ref <= 255)).reshape(-1)
+            ].all()
+
+
+@pytest.mark.parametrize("size", [64, 128, 255, 256, 257, 300])
+def test_large_rectangles_all_box_paths(size):
+    """Sizes hitting the FFT path (smooth n+1) and the dense eigenbasis path, incl. border boxes."""
+    rng = np.random.default_rng(size)
+    dst = rng.integers(0, 256, (size + 20, size + 10, 3), dtype=np.uint8)
+    src = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    mask = np.ones((size, size), bool)
+    for offset in [(10, 5), (0, 0), (20, 10), (0, 10)]:
+        out = poisson_blend(dst.astype(np.float32), src.astype(np.float32), mask, offset=offset, gradients="mixed")
+        ref = poisson_blend_reference(dst, src, mask, offset=offset, gradients="mixed")
+        assert np.abs(out - ref).max() <= 0.02
+
+
+def test_box_solver_matches_sparse_matrix():
+    rng = np.random.default_rng(0)
+    for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 64)]:
+        for sides in [(False,) * 4, (True, False, True, False), (False, True, False, True), (True, True, False, True)]:
+            rhs = rng.normal(size=(2, h, w)) * 50
+            u = box_solver.solve_box(rhs, *sides)
+            A = masked_solver.masked_laplacian_matrix(np.ones((h, w), bool), sides)
+            for c in range(2):
+                residual = np.abs(A @ u[c].ravel() - rhs[c].ravel()).max()
+                assert residual <= 1e-3 * np.abs(rhs).max()  # float32 transforms
+
+
+def test_masked_solver_converges_without_fallback_on_compact_shapes():
+    yy, xx = np.mgrid[:128, :128]
+    inside = ((yy - 64) / 60) ** 2 + ((xx - 64) / 40) ** 2 < 1
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    inside = inside[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    rhs = np.random.default_rng(0).normal(size=(3,) + inside.shape) * inside
+    _, iterations = masked_solver.solve_masked(rhs, inside, (False,) * 4)
+    assert 0 < iterations < masked_solver.MAX_ITER
+
+
+def test_uint8_rounds_and_clips():
+    dst = np.full((20, 20), 250, np.uint8)
+    src = np.zeros((20, 20), np.uint8)
+    src[8:12, 8:12] = 255  # a bright bump on a bright background overshoots 255
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    out = poisson_blend(dst, src, mask)
+    ref = poisson_blend_reference(dst, src, mask)[..., 0]
+    assert ref.max() > 255
+    assert out.max() == 255
+    inside = mask & (ref < 255)
+    assert np.array_equal(out[inside], np.floor(ref[inside] + 0.5).astype(np.uint8))
+
+
+def test_float_not_clipped_unless_asked():
+    dst = np.full((20, 20, 3), 0.98, np.float32)
+    src = np.zeros((20, 20, 3), np.float32)
+    src[8:12, 8:12] = 1.0
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    assert poisson_blend(dst, src, mask).max() > 1.0
+    clipped = poisson_blend(dst, src, mask, clip=True)
+    assert clipped.max() <= 1.0 and clipped.dtype == np.float32
+
+
+def test_offset_source_equals_cropped_full_source():
+    rng = np.random.default_rng(3)
+    dst = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    full_src = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    full_mask = np.zeros((40, 50), bool)
+    full_mask[10:25, 12:30] = True
+    expected = poisson_blend(dst, full_src, full_mask)
+    # With a one-pixel margin the patch sees the same source gradients.
+    out = poisson_blend(dst, full_src[9:26, 11:31], full_mask[9:26, 11:31], offset=(9, 11))
+    assert np.array_equal(out, expected)
+
+
+def test_two_dimensional_input_keeps_shape():
+    dst = np.zeros((16, 16), np.uint8)
+    src = np.full((16, 16), 100, np.uint8)
+    mask = np.zeros((16, 16), bool)
+    mask[4:8, 4:8] = True
+    out = poisson_blend(dst, src, mask)
+    assert out.shape == (16, 16) and out.dtype == np.uint8
+
+
+# --- properties (hypothesis) ------------------------------------------------------------------
+
+
+@st.composite
+def blend_case(draw):
+    h = draw(st.integers(1, 14))
+    w = draw(st.integers(2 if h == 1 else 1, 14))
+    c = draw(st.sampled_from([1, 2, 3]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["random", "rect", "pixel", "line", "border"]))
+    mask = np.zeros((h, w), bool)
+    if kind == "random":
+        mask = rng.random((h, w)) < draw(st.floats(0.05, 0.95))
+    elif kind == "rect":
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        mask[y0 : y0 + rng.integers(1, h + 1), x0 : x0 + rng.integers(1, w + 1)] = True
+    elif kind == "pixel":
+        mask[rng.integers(0, h), rng.integers(0, w)] = True
+    elif kind == "line":
+        mask[rng.integers(0, h), :] = True
+    else:
+        mask[0, :] = True
+    if mask.all():
+        mask[rng.integers(0, h), rng.integers(0, w)] = False
+    if not mask.any():
+        mask[rng.integers(0, h), rng.integers(0, w)] = True
+    dst = rng.random((h, w, c)).astype(np.float32)
+    src = rng.random((h, w, c)).astype(np.float32)
+    gradients = draw(st.sampled_from(GRADIENTS))
+    factor = draw(st.floats(0.0, 1.0))
+    return dst, src, mask, gradients, factor
+
+
+@settings(max_examples=150, deadline=None)
+@given(blend_case())
+def test_property_outside_unchanged_and_matches_reference(case):
+    dst, src, mask, gradients, factor = case
+    dst_before, src_before, mask_before = dst.copy(), src.copy(), mask.copy()
+    out = poisson_blend(dst, src, mask, gradients=gradients, factor=factor)
+    assert np.array_equal(out[~mask], dst[~mask])
+    ref = poisson_blend_reference(dst, src, mask, gradients=gradients, factor=factor)
+    assert np.abs(out - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+    # inputs untouched
+    assert np.array_equal(dst, dst_before) and np.array_equal(src, src_before) and np.array_equal(mask, mask_before)
+
+
+@settings(max_examples=100, deadline=None)
+@given(blend_case())
+def test_property_source_equal_destination_is_identity(case):
+    dst, _, mask, gradients, factor = case
+    out = poisson_blend(dst, dst.copy(), mask, gradients=gradients, factor=factor)
+    assert np.abs(out - dst).max() < 1e-5
+
+
+@settings(max_examples=100, deadline=None)
+@given(blend_case(), st.floats(-5.0, 5.0))
+def test_property_constant_source_offset_does_not_matter(case, shift):
+    dst, src, mask, _, _ = case
+    a = poisson_blend(dst, src, mask, gradients="normal")
+    b = poisson_blend(dst, (src + np.float32(shift)).astype(np.float32), mask, gradients="normal")
+    assert np.abs(a - b).max() < 1e-4
+
+
+@settings(max_examples=100, deadline=None)
+@given(blend_case(), st.floats(-3.0, 3.0), st.floats(-3.0, 3.0))
+def test_property_linear_in_source_and_destination(case, a, b):
+    dst, src, mask, gradients, factor = case
+    if gradients == "mixed":
+        gradients = "interpolated"  # mixed selection is not linear; normal/interpolated are
+    dst2, src2 = dst[::-1].copy(), src[:, ::-1].copy()
+    f = lambda d, s: poisson_blend(d, s, mask, gradients=gradients, factor=factor).astype(np.float64)
+    combo = f((a * dst + b * dst2).astype(np.float32), (a * src + b * src2).astype(np.float32))
+    assert np.abs(combo - (a * f(dst, src) + b * f(dst2, src2))).max() < 1e-3
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def _ok():
+    dst = np.zeros((10, 10, 3), np.uint8)
+    mask = np.zeros((10, 10), bool)
+    mask[3:6, 3:6] = True
+    return dst, dst.copy(), mask
+
+
+@pytest.mark.parametrize(
+    "mutate, exc, match",
+    [
+        (lambda d, s, m: (d.tolist(), s, m), TypeError, "destination must be a numpy.ndarray"),
+        (lambda d, s, m: (d.astype(np.float64), s, m), TypeError, "destination must have dtype uint8 or float32"),
+        (lambda d, s, m: (d, s.astype(np.float32), m), TypeError, "source dtype float32 must match"),
+        (lambda d, s, m: (d, s[..., :2], m), ValueError, "source has 2 channels"),
+        (lambda d, s, m: (d[..., 0:1][None], s, m), ValueError, "destination must have shape"),
+        (lambda d, s, m: (d, s, m[:5]), ValueError, "mask must have shape"),
+        (lambda d, s, m: (d, s, np.zeros_like(m)), ValueError, "mask is empty"),
+        (lambda d, s, m: (d, s, np.ones_like(m)), ValueError, "covers the whole destination"),
+        (lambda d, s, m: (d, s, m.astype(np.float32) * 0.5), ValueError, "only 0 and 1"),
+        (lambda d, s, m: (d, s, m.astype(str)), TypeError, "mask must be boolean"),
+        (lambda d, s, m: (d[:0], s, m), ValueError, "at least 1x1"),
+    ],
+)
+def test_bad_input_messages(mutate, exc, match):
+    d, s, m = mutate(*_ok())
+    with pytest.raises(exc, match=match):
+        poisson_blend(d, s, m)
+
+
+def test_nan_and_inf_rejected():
+    dst = np.zeros((8, 8), np.float32)
+    src = dst.copy()
+    src[2, 2] = np.nan
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    with pytest.raises(ValueError, match="source contains NaN"):
+        poisson_blend(dst, src, mask)
+    dst[0, 0] = np.inf
+    with pytest.raises(ValueError, match="destination contains NaN or infinite"):
+        poisson_blend(dst, np.zeros_like(dst), mask)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"gradients": "seamless"}, ValueError, "gradients must be one of"),
+        ({"factor": 1.5}, ValueError, "factor must be a number in"),
+        ({"factor": "a"}, ValueError, "factor must be a number in"),
+        ({"offset": (8, 8)}, ValueError, "does not fit inside"),
+        ({"offset": (-1, 0)}, ValueError, "does not fit inside"),
+        ({"offset": (1.5, 0)}, TypeError, "offset must be a"),
+        ({"offset": 3}, TypeError, "offset must be a"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    dst = np.zeros((12, 12), np.uint8)
+    src = np.zeros((6, 6), np.uint8)
+    mask = np.ones((6, 6), bool)
+    with pytest.raises(exc, match=match):
+        poisson_blend(dst, src, mask, **kwargs)
