@@ -4,8 +4,26 @@ Schlüter, Tan, Hou & Kainz, "Natural Synthetic Anomalies for Self-Supervised
 Anomaly Detection and Localization", ECCV 2022 (arXiv:2109.15222).
 """
 
+from . import presets
+from .config import NSAConfig
+from .labels import image_label, make_label
+from .objects import object_mask
 from .poisson import poisson_blend, poisson_blend_reference
+from .sampling import PatchGeometry
+from .synthesis import SynthesisInfo, synthesize
 
 __version__ = "0.1.0"
 
-__all__ = ["poisson_blend", "poisson_blend_reference", "__version__"]
+__all__ = [
+    "NSAConfig",
+    "PatchGeometry",
+    "SynthesisInfo",
+    "image_label",
+    "make_label",
+    "object_mask",
+    "poisson_blend",
+    "poisson_blend_reference",
+    "presets",
+    "synthesize",
+    "__version__",
+]

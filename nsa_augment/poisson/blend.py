@@ -100,27 +100,35 @@ def poisson_blend(
     if not isinstance(factor, numbers.Real) or not 0.0 <= float(factor) <= 1.0:
         raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
 
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    if not mask.any():
         raise ValueError("mask is empty: nothing to blend")
-    cols = np.flatnonzero(mask.any(axis=0))
     H, W = destination.shape[:2]
+    if mask.shape == (H, W) and mask.all():
+        raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
+    out = np.array(destination, order="C", copy=True)
+    blend_inplace(as_hwc(out), np.ascontiguousarray(src3), np.ascontiguousarray(mask), (oy, ox), gradients, float(factor), bool(clip))
+    return out
+
+
+def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
+    """Unchecked core of :func:`poisson_blend`: solve and write into ``image``.
+
+    ``image`` (H, W, C) and ``source`` (h, w, C) are C-contiguous with the same
+    dtype, ``mask`` (h, w) bool is non-empty and leaves a pixel of ``image``
+    unmasked, ``offset`` places the source inside the image.  The region is
+    read before it is written, so ``image`` may be the destination itself.
+    """
+    oy, ox = offset
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    H, W = image.shape[:2]
     y0, y1 = oy + int(rows[0]), oy + int(rows[-1]) + 1
     x0, x1 = ox + int(cols[0]), ox + int(cols[-1]) + 1
     sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
-    if all(sides) and mask.sum() == H * W:
-        raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
-
-    rhs, inside = kernels.assemble_rhs(
-        dst3, np.ascontiguousarray(src3), np.ascontiguousarray(mask), oy, ox, y0, y1, x0, x1,
-        GRADIENT_MODES[gradients], float(factor),
-    )
+    rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor)
     solution, _ = solve_masked(rhs, inside, sides)
-
-    out = np.array(destination, order="C", copy=True)
-    is_uint8 = destination.dtype == np.uint8
-    kernels.write_solution(as_hwc(out), solution, inside, y0, x0, is_uint8, bool(clip) and not is_uint8)
-    return out
+    is_uint8 = image.dtype == np.uint8
+    kernels.write_solution(image, solution, inside, y0, x0, is_uint8, clip and not is_uint8)
 
 
 def _check_offset(offset, src_shape, dst_shape) -> tuple[int, int]:

@@ -30,7 +30,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-import scipy.linalg
 
 from .kernels import solve_tridiagonal_modes
 
@@ -47,18 +46,35 @@ def _is_smooth(n: int) -> bool:
     return n == 1
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=256)
 def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and orthonormal eigenvectors (columns) of the 1-D operator."""
-    d = np.full(n, 2.0)
-    d[0] -= left_neumann
-    d[-1] -= right_neumann
-    if n == 1:
-        lam, q = d.copy(), np.ones((1, 1))
+    """Eigenvalues and orthonormal eigenvectors (columns, float32) of the 1-D operator.
+
+    Closed forms (second difference with Dirichlet ends, or half-sample Neumann
+    ends where the pixel lies on the image border):
+
+    * D-D: ``sin(pi (k+1)(j+1) / (n+1))``;
+    * N-N: ``cos(pi k (j + 1/2) / n)`` (DCT-II);
+    * D-N: ``sin(theta (j+1))`` and N-D: ``sin(theta (n-j))`` with
+      ``theta = pi (2k+1) / (2n+1)``;
+
+    all with eigenvalue ``2 - 2 cos(theta)``.
+    """
+    j = np.arange(n)[:, None] + 0.0
+    k = np.arange(n)[None, :] + 0.0
+    if not left_neumann and not right_neumann:
+        theta = np.pi * (k + 1) / (n + 1)
+        q = np.sin(theta * (j + 1))
+    elif left_neumann and right_neumann:
+        theta = np.pi * k / n
+        q = np.cos(theta * (j + 0.5))
     else:
-        lam, q = scipy.linalg.eigh_tridiagonal(d, -np.ones(n - 1))
+        theta = np.pi * (2 * k + 1) / (2 * n + 1)
+        q = np.sin(theta * (j + 1)) if right_neumann else np.sin(theta * (n - j))
+    q /= np.linalg.norm(q, axis=0, keepdims=True)
+    lam = 2.0 - 2.0 * np.cos(theta[0])
     lam.setflags(write=False)
-    q = np.ascontiguousarray(q, dtype=np.float32)
+    q = q.astype(np.float32)
     q.setflags(write=False)
     return lam, q
 

@@ -1,0 +1,172 @@
+"""The NSA generator's settings as one immutable, validated dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+
+BLEND_MODES = ("poisson", "paste", "alpha")
+GRADIENTS = ("normal", "mixed", "mix", "interpolated")
+LABEL_MODES = ("binary", "continuous", "intensity", "logistic")
+RESCALE_CLIPS = ("full", "reference")
+
+
+@dataclass(frozen=True)
+class NSAConfig:
+    """Everything that defines a synthetic-anomaly generator (see ``docs/algorithm.md``).
+
+    Sizes are *half-widths* as fractions of the destination's axis length, per
+    axis ``(rows, cols)``, as in the NSA paper.
+
+    Attributes
+    ----------
+    num_patches : int
+        Maximum patches per example: the first is always attempted, each further
+        one with probability 1/2.
+    width_bounds : ((float, float), (float, float))
+        ``((min_rows, max_rows), (min_cols, max_cols))`` half-width fractions, 0 < min <= max <= 0.5.
+    gamma : (shape, scale, lower_bound) or None
+        Half-width fraction ``lower_bound + Gamma(shape, scale)`` clipped to the
+        bounds; None draws uniformly between the bounds.
+    rescale : bool
+        Resize the cut patch by ``clip(N(1, 0.5), *rescale_bounds)`` (bilinear, aspect kept).
+    rescale_bounds : (float, float)
+        ``(0.7, 1.3)`` for MVTec objects, ``(0.5, 2)`` for textures.
+    rescale_clip : {"full", "reference"}
+        How the resized size is bounded.  "full" (default, the paper's intent):
+        the patch's full size stays within twice the half-width bounds.
+        "reference": the reference code's quirk of clipping the full size with
+        the *half-width* pixel bounds (resized patches end up at most half as
+        large); kept for exact reproduction.
+    shift : bool
+        Place the patch at a random destination position (else where it was cut).
+    blend : {"poisson", "paste", "alpha"}
+        Poisson image editing, hard paste (CutPaste-like) or alpha blending with
+        the factor ``f`` (FPI-like).
+    gradients : {"normal", "mixed", "mix", "interpolated"}
+        Guidance for ``blend="poisson"``: source gradients (objects), mixed
+        gradients (textures), a coin flip between the two per example, or
+        ``f * source + (1-f) * destination`` gradients (PII).
+    object_masks : tuple of (background_level, threshold) pairs, or None
+        Object (foreground) masks: a pixel is object where
+        ``|mean over channels - level| > threshold`` for every pair (0..255
+        scale), then a 7x7 median removes grain.
+    min_object : float
+        With object masks, a source patch is accepted when more than this
+        fraction of it is object.
+    min_overlap : float
+        With object masks, a destination position is accepted when the overlap
+        of source and destination object exceeds this fraction of the source object.
+    label : {"binary", "continuous", "intensity", "logistic"}
+        Label map written for the example (see ``nsa_augment.labels``).
+    logistic : (k, x0)
+        Parameters of the logistic label ``1 / (1 + exp(-k (L - x0)))``.
+    tol : float
+        A pixel counts as changed when the mean absolute change over channels
+        exceeds ``tol`` (0..255 scale).
+    factor_range : (float, float)
+        ``f ~ U(*factor_range)`` per example, used by continuous labels, alpha
+        blending and interpolated gradients.
+    same_source : bool
+        Cut the patch from the destination itself (CutPaste) instead of the source image.
+    max_attempts : int
+        Position draws per patch before it is skipped.
+    """
+
+    num_patches: int = 1
+    width_bounds: tuple[tuple[float, float], tuple[float, float]] = ((0.05, 0.2), (0.05, 0.2))
+    gamma: tuple[float, float, float] | None = None
+    rescale: bool = True
+    rescale_bounds: tuple[float, float] = (0.7, 1.3)
+    rescale_clip: str = "full"
+    shift: bool = True
+    blend: str = "poisson"
+    gradients: str = "normal"
+    object_masks: tuple[tuple[float, float], ...] | None = None
+    min_object: float = 0.25
+    min_overlap: float = 0.25
+    label: str = "binary"
+    logistic: tuple[float, float] = (1 / 6, 20.0)
+    tol: float = 1.0
+    factor_range: tuple[float, float] = (0.05, 0.95)
+    same_source: bool = False
+    max_attempts: int = 200
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self):
+        _freeze = lambda v: tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+        for f in ("width_bounds", "gamma", "rescale_bounds", "object_masks", "logistic", "factor_range"):
+            value = getattr(self, f)
+            if value is not None:
+                object.__setattr__(self, f, _freeze(value))
+        if not isinstance(self.num_patches, int) or isinstance(self.num_patches, bool) or self.num_patches < 1:
+            raise ValueError(f"num_patches must be an integer >= 1, got {self.num_patches!r}")
+        try:
+            (r0, r1), (c0, c1) = self.width_bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"width_bounds must be ((min_rows, max_rows), (min_cols, max_cols)), got {self.width_bounds!r}") from None
+        for lo, hi, axis in ((r0, r1, "rows"), (c0, c1, "cols")):
+            if not (_finite(lo) and _finite(hi) and 0.0 < lo <= hi <= 0.5):
+                raise ValueError(f"width_bounds for {axis} must satisfy 0 < min <= max <= 0.5, got ({lo}, {hi})")
+        if self.gamma is not None:
+            if len(self.gamma) != 3 or not all(_finite(g) for g in self.gamma) or self.gamma[0] <= 0 or self.gamma[1] <= 0 or self.gamma[2] < 0:
+                raise ValueError(f"gamma must be (shape > 0, scale > 0, lower_bound >= 0), got {self.gamma!r}")
+        lo, hi = _pair(self.rescale_bounds, "rescale_bounds")
+        if not 0 < lo <= hi:
+            raise ValueError(f"rescale_bounds must satisfy 0 < lo <= hi, got {self.rescale_bounds!r}")
+        _choice(self.rescale_clip, RESCALE_CLIPS, "rescale_clip")
+        _choice(self.blend, BLEND_MODES, "blend")
+        _choice(self.gradients, GRADIENTS, "gradients")
+        _choice(self.label, LABEL_MODES, "label")
+        if self.object_masks is not None:
+            if len(self.object_masks) == 0:
+                raise ValueError("object_masks must be None or a non-empty sequence of (background_level, threshold) pairs")
+            for pair in self.object_masks:
+                lvl, thr = _pair(pair, "object_masks entry")
+                if not (0 <= lvl <= 255 and 0 <= thr <= 255):
+                    raise ValueError(f"object_masks levels and thresholds must lie in 0..255, got {pair!r}")
+            if self.same_source:
+                raise ValueError("object_masks cannot be combined with same_source")
+        for f in ("min_object", "min_overlap"):
+            v = getattr(self, f)
+            if not (_finite(v) and 0.0 <= v < 1.0):
+                raise ValueError(f"{f} must lie in [0, 1), got {v!r}")
+        k, x0 = _pair(self.logistic, "logistic")
+        if k <= 0:
+            raise ValueError(f"logistic k must be > 0, got {k}")
+        if not (_finite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be >= 0, got {self.tol!r}")
+        f0, f1 = _pair(self.factor_range, "factor_range")
+        if not 0.0 <= f0 <= f1 <= 1.0:
+            raise ValueError(f"factor_range must satisfy 0 <= lo <= hi <= 1, got {self.factor_range!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+
+    def replace(self, **changes) -> "NSAConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-data form (lists, floats, strings), e.g. for JSON/YAML."""
+        return dataclasses.asdict(self)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _pair(value, name):
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
+    if not (_finite(a) and _finite(b)):
+        raise ValueError(f"{name} must be a pair of finite numbers, got {value!r}")
+    return float(a), float(b)
+
+
+def _choice(value, options, name):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")

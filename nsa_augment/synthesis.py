@@ -1,0 +1,202 @@
+"""The NSA generator: one synthetic anomaly example from a destination and a source image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import presets
+from .blending import blend_patch, extract_mask, extract_patch
+from .config import NSAConfig
+from .labels import make_label
+from .objects import object_mask
+from .sampling import (
+    PatchGeometry,
+    integral,
+    pixel_bounds,
+    rescaled_size,
+    sample_destination_box,
+    sample_half_width,
+    sample_num_patches,
+    sample_rescale,
+    sample_source_box,
+)
+from .validation import as_hwc, check_generator, check_image
+
+
+@dataclass
+class SynthesisInfo:
+    """What :func:`synthesize` did.
+
+    Attributes
+    ----------
+    patches : list of PatchGeometry
+        Patches placed, in order.
+    skipped : list of str
+        One reason per attempted patch that was not placed.
+    num_attempted : int
+        Patches attempted (1 + coin flips).
+    gradients : str or None
+        Guidance actually used ("mix" resolved), None unless blending with Poisson.
+    factor : float
+        The interpolation factor ``f`` drawn for this example.
+    """
+
+    patches: list[PatchGeometry] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    num_attempted: int = 0
+    gradients: str | None = None
+    factor: float = 1.0
+
+    @property
+    def is_anomalous(self) -> bool:
+        return bool(self.patches)
+
+
+def synthesize(
+    destination: np.ndarray,
+    source: np.ndarray | None,
+    config: NSAConfig | str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, SynthesisInfo]:
+    """Make one NSA training example.
+
+    Cuts up to ``config.num_patches`` patches from ``source``, rescales them and
+    blends them one after another into ``destination`` (the source stays the
+    original image), then computes the label map.
+
+    Parameters
+    ----------
+    destination : ndarray, (H, W) or (H, W, C), uint8 or float32 in [0, 1]
+        A normal image, at least 2x2.  Never modified.
+    source : ndarray or None
+        Another normal image with the same dtype and channel count (any size),
+        or None to cut from ``destination`` itself (also forced by
+        ``config.same_source``).
+    config : NSAConfig or str
+        Generator settings, or a preset name (``"mvtec/carpet"``).
+    rng : numpy.random.Generator
+        The only source of randomness.
+
+    Returns
+    -------
+    image : ndarray, same shape and dtype as ``destination``
+    label : ndarray, float32, (H, W)
+        See :func:`nsa_augment.labels.make_label`.
+    info : SynthesisInfo
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nsa_augment import synthesize
+    >>> rng = np.random.default_rng(0)
+    >>> dst = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> src = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> image, label, info = synthesize(dst, src, "mvtec/carpet", rng)
+    >>> image.shape, label.dtype, info.is_anomalous
+    ((64, 64, 3), dtype('float32'), True)
+    """
+    cfg = presets.get(config) if isinstance(config, str) else config
+    if not isinstance(cfg, NSAConfig):
+        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    rng = check_generator(rng)
+    destination = check_image(destination, "destination", unit_range=True, min_size=2)
+    if source is None or cfg.same_source:
+        source = destination
+    else:
+        source = check_image(source, "source", unit_range=True, min_size=2)
+        if source.dtype != destination.dtype:
+            raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
+        if as_hwc(source).shape[2] != as_hwc(destination).shape[2]:
+            raise ValueError(
+                f"source has {as_hwc(source).shape[2]} channels but destination has {as_hwc(destination).shape[2]}"
+            )
+    dst3 = as_hwc(destination)
+    src3 = np.ascontiguousarray(as_hwc(source))
+    H, W = dst3.shape[:2]
+
+    info = SynthesisInfo()
+    # Fixed draw order: factor, gradient coin, patch count, then per patch.
+    info.factor = float(rng.uniform(*cfg.factor_range))
+    gradients = cfg.gradients
+    if gradients == "mix":
+        gradients = ("normal", "mixed")[int(rng.integers(2))]
+    info.gradients = gradients if cfg.blend == "poisson" else None
+    info.num_attempted = sample_num_patches(rng, cfg.num_patches)
+
+    image = np.array(dst3, order="C", copy=True)
+    region = np.zeros((H, W), dtype=bool)
+    too_small = [
+        axis for axis, dim, b in (("rows", H, cfg.width_bounds[0]), ("cols", W, cfg.width_bounds[1]))
+        if pixel_bounds(dim, b)[1] < 1
+    ]
+    if too_small:
+        info.skipped = [f"image {H}x{W} too small: maximum patch half-width is 0 px along {' and '.join(too_small)}"] * info.num_attempted
+        return destination.copy(), np.zeros((H, W), np.float32), info
+
+    dst_object = src_object = src_table = None
+    if cfg.object_masks is not None:
+        dst_object = object_mask(dst3, cfg.object_masks)
+        src_object = dst_object if source is destination else object_mask(src3, cfg.object_masks)
+        src_table = integral(src_object)
+
+    Hs, Ws = src3.shape[:2]
+    min_hw = (pixel_bounds(Hs, cfg.width_bounds[0])[0], pixel_bounds(Ws, cfg.width_bounds[1])[0])
+    for _ in range(info.num_attempted):
+        half = (sample_half_width(rng, Hs, cfg.width_bounds[0], cfg.gamma), sample_half_width(rng, Ws, cfg.width_bounds[1], cfg.gamma))
+        if min(half) < 1:
+            info.skipped.append(f"patch half-width {half} px rounds to zero")
+            continue
+        src_box, attempts = sample_source_box(rng, (Hs, Ws), half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
+        if src_box is None:
+            info.skipped.append(f"no source position with more than {cfg.min_object:.0%} object in {attempts} draws")
+            continue
+        box_size = (src_box[1] - src_box[0], src_box[3] - src_box[2])
+        scale = 1.0
+        if cfg.rescale:
+            scale = sample_rescale(rng, cfg.rescale_bounds)
+            size = rescaled_size(box_size, scale, (H, W), cfg)
+        else:
+            size = (min(box_size[0], H), min(box_size[1], W))
+        if cfg.blend == "poisson" and size == (H, W):
+            size = (H - 1, W)  # the solver needs at least one boundary pixel
+        src_obj_patch = extract_mask(src_object, src_box, size) if src_object is not None else None
+        if cfg.shift:
+            dst_box, more = sample_destination_box(
+                rng, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap, cfg.max_attempts
+            )
+        else:
+            dst_box, more = _unshifted_box(src_box, size, (H, W), dst_object, src_obj_patch, cfg), 1
+        if dst_box is None:
+            info.skipped.append(
+                f"no destination position with object overlap above {cfg.min_overlap:.0%} in {more} draws"
+            )
+            continue
+        dy0, dy1, dx0, dx1 = dst_box
+        if dst_object is not None:
+            patch_region = src_obj_patch | dst_object[dy0:dy1, dx0:dx1]
+        else:
+            patch_region = np.ones(size, dtype=bool)
+        patch = extract_patch(src3, src_box, size, margin=1)
+        blend_patch(image, patch, dst_box, blend=cfg.blend, gradients=gradients, factor=info.factor, paste_mask=patch_region)
+        region[dy0:dy1, dx0:dx1] |= patch_region
+        info.patches.append(PatchGeometry(src_box=src_box, dst_box=dst_box, scale=scale, attempts=attempts + more))
+
+    label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic)
+    return image.reshape(destination.shape), label, info
+
+
+def _unshifted_box(src_box, size, dst_shape, dst_object, src_obj_patch, cfg):
+    """``shift=False``: the patch keeps its centre (clamped so it fits); same acceptance rules."""
+    (h, w), (H, W) = size, dst_shape
+    cy, cx = (src_box[0] + src_box[1]) // 2, (src_box[2] + src_box[3]) // 2
+    y0 = int(np.clip(cy - h // 2, 0, H - h))
+    x0 = int(np.clip(cx - w // 2, 0, W - w))
+    box = (y0, y0 + h, x0, x0 + w)
+    if dst_object is not None:
+        src_area = int(src_obj_patch.sum())
+        overlap = np.count_nonzero(dst_object[y0 : y0 + h, x0 : x0 + w] & src_obj_patch)
+        if src_area / (h * w) <= cfg.min_object or overlap / src_area <= cfg.min_overlap:
+            return None
+    return box
