@@ -120,7 +120,8 @@ def blend_patch(
         src = np.ascontiguousarray(patch[margin - top : patch.shape[0] - margin + bottom, margin - left : patch.shape[1] - margin + right])
         mask = np.zeros(src.shape[:2], dtype=bool)
         mask[top : top + (y1 - y0), left : left + (x1 - x0)] = True
-        blend_inplace(image, src, mask, (y0 - top, x0 - left), gradients, factor)
+        # Synthesised images stay in the input's range: 0..255 for uint8 (always), [0, 1] for float32.
+        blend_inplace(image, src, mask, (y0 - top, x0 - left), gradients, factor, clip=True)
         return
     region = image[y0:y1, x0:x1]
     pm = np.ones((y1 - y0, x1 - x0), bool) if paste_mask is None else paste_mask

@@ -146,7 +146,7 @@ def synthesize(
     for _ in range(info.num_attempted):
         half = (sample_half_width(rng, Hs, cfg.width_bounds[0], cfg.gamma), sample_half_width(rng, Ws, cfg.width_bounds[1], cfg.gamma))
         if min(half) < 1:
-            info.skipped.append(f"patch half-width {half} px rounds to zero")
+            info.skipped.append(f"source {Hs}x{Ws} too small for this patch: its half-width {half} px rounds to zero")
             continue
         src_box, attempts = sample_source_box(rng, (Hs, Ws), half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
         if src_box is None:
