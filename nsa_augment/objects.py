@@ -11,22 +11,24 @@ from .validation import as_hwc
 
 @nb.njit(cache=True, nogil=True)
 def _threshold_channel_mean(image, levels, thresholds, scale):
-    """1 where ``|mean over channels * scale - level| > threshold`` for every pair, else 0."""
+    """1 where ``|mean over channels * scale - level| > threshold`` for every pair, else 0.
+
+    The mean is ``sum / C`` in float64, exactly as ``numpy.mean`` computes it.
+    """
     H, W, C = image.shape
-    out = np.empty((H, W), dtype=np.uint8)
-    inv = scale / C
-    for y in range(H):
-        for x in range(W):
-            acc = 0.0
-            for c in range(C):
-                acc += np.float64(image[y, x, c])
-            m = acc * inv
-            ok = 1
-            for p in range(levels.shape[0]):
-                if not abs(m - levels[p]) > thresholds[p]:
-                    ok = 0
-            out[y, x] = ok
-    return out
+    flat = image.reshape(H * W, C)
+    mean = np.empty(H * W)
+    for i in range(H * W):
+        acc = 0.0
+        for c in range(C):
+            acc += flat[i, c]
+        mean[i] = acc / C * scale
+    out = np.ones(H * W, dtype=np.uint8)
+    for p in range(levels.shape[0]):  # pairs outermost keeps the pixel loop vectorisable
+        level, threshold = levels[p], thresholds[p]
+        for i in range(H * W):
+            out[i] &= abs(mean[i] - level) > threshold
+    return out.reshape(H, W)
 
 
 def binary_median(mask: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,122 @@
+"""Synthetic-anomaly throughput: examples per second per core, side by side in one run.
+
+Run:  python benchmarks/bench_synthesis.py [--json results.json] [--quick] [--data DIR]
+
+Real images (../shared/data/magnetic_tile/train/good by default, converted to
+RGB and resized to 256 and 512 px; scikit-image photographs when the folder is
+absent), single thread, after warm-up.  Every method synthesises from the same
+(destination, source) pairs, and the methods take turns example by example, so
+that machine noise hits them alike.  Methods:
+
+* ``nsa:<preset>`` — ours, with the paper's class presets: carpet (mixed
+  gradients, up to 4 patches, logistic labels), hazelnut (object masks,
+  logistic labels) and cable (binary labels, no object masks);
+* ``reference:<preset>`` — a transcription of the reference generator's work
+  (``reference_nsa.py``: full-image seamlessClone per patch, whole-image medians).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_nsa import reference_nsa  # noqa: E402
+
+from nsa_augment import presets, synthesize  # noqa: E402
+
+cv2.setNumThreads(1)
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
+
+
+def load_images(folder: Path, size: int, count: int) -> list[np.ndarray]:
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:count] if folder.is_dir() else []
+    images = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)  # grayscale files come back as 3-channel
+        images.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
+    if not images:
+        from skimage import data
+
+        for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
+            images.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+    return images
+
+
+def configs() -> dict[str, object]:
+    return {
+        "carpet": presets.get("mvtec/carpet"),
+        "hazelnut": presets.get("mvtec/hazelnut"),
+        "cable": presets.get("mvtec/cable").replace(label="binary"),
+    }
+
+
+def methods(cfgs) -> dict[str, callable]:
+    """name -> fn(destination, source, rng) returning (image, label)."""
+    out = {}
+    for key, cfg in cfgs.items():
+        out[f"nsa:{key}"] = lambda d, s, rng, cfg=cfg: synthesize(d, s, cfg, rng)[:2]
+        out[f"reference:{key}"] = lambda d, s, rng, cfg=cfg: reference_nsa(d, s, cfg, rng)
+    return out
+
+
+def run(images, fns, examples: int, seed: int = 0) -> dict[str, dict]:
+    n = len(images)
+    pairs = [(images[i % n], images[(i + 1 + i // n) % n]) for i in range(examples)]
+    rngs = {name: np.random.default_rng(seed) for name in fns}
+    for name, fn in fns.items():  # warm-up (JIT, caches)
+        for d, s in pairs[:3]:
+            fn(d, s, rngs[name])
+    times = {name: [] for name in fns}
+    for d, s in pairs:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(d, s, rngs[name])
+            times[name].append(time.perf_counter() - t0)
+    return {
+        name: {"ms_mean": 1e3 * float(np.mean(t)), "ms_median": 1e3 * float(np.median(t)), "examples_per_s": 1.0 / float(np.mean(t))}
+        for name, t in times.items()
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--quick", action="store_true", help="128 px, few examples (smoke test)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of normal images")
+    ap.add_argument("--examples", type=int, default=300, help="examples per method and size")
+    args = ap.parse_args(argv)
+    sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
+
+    cfgs = configs()
+    fns = methods(cfgs)
+    print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, 1 thread, images from {args.data if args.data.is_dir() else 'scikit-image'}")
+    print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12}")
+    rows = []
+    for size in sizes:
+        images = load_images(args.data, size, 16)
+        res = run(images, fns, examples)
+        for name, r in res.items():
+            family, key = name.split(":")
+            speedup = res[f"reference:{key}"]["ms_mean"] / r["ms_mean"]
+            rows.append({"size": size, "method": name, **r, "speedup_vs_reference": speedup})
+            print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {speedup:11.1f}x", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": 1, "examples": examples, "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Picture grids of synthetic anomalies: source, destination, result, label heat map."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any (H, W) / (H, W, C) uint8 or float32 [0, 1] image as RGB uint8 for display."""
+    img = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8) if image.dtype != np.uint8 else image
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def heatmap(label: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """A label map as an RGB uint8 heat map (inferno), 0 black; ``vmax`` defaults to max(1, label.max())."""
+    vmax = max(1.0, float(label.max())) if vmax is None else vmax
+    scaled = np.clip(label / vmax * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def outline(image: np.ndarray, label: np.ndarray, color=(0, 255, 0)) -> np.ndarray:
+    """``image`` (RGB uint8) with the label's outline drawn on it."""
+    out = image.copy()
+    contours, _ = cv2.findContours((label > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, color, 1)
+    return out
+
+
+def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, cell: int = 192, pad: int = 4) -> np.ndarray:
+    """Tile RGB uint8 images into a grid (each resized to fit a ``cell`` square), with column titles."""
+    ncols = max(len(r) for r in rows)
+    head = 22 if titles else 0
+    H = head + len(rows) * (cell + pad) + pad
+    W = ncols * (cell + pad) + pad
+    canvas = np.full((H, W, 3), 255, np.uint8)
+    for c, t in enumerate(titles or []):
+        cv2.putText(canvas, t, (pad + c * (cell + pad) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            h, w = img.shape[:2]
+            s = cell / max(h, w)
+            small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST)
+            y = head + pad + r * (cell + pad)
+            x = pad + c * (cell + pad)
+            canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return canvas
+
+
+def example_row(source, destination, image, label) -> list[np.ndarray]:
+    """One gallery row: source, destination, result, result with label outline, label heat map."""
+    result = to_rgb8(image)
+    return [to_rgb8(source), to_rgb8(destination), result, outline(result, label), heatmap(label)]
+
+
+ROW_TITLES = ["source", "destination", "result", "label outline", "label"]
