@@ -10,7 +10,7 @@ from .labels import image_label, make_label
 from .objects import object_mask
 from .poisson import poisson_blend, poisson_blend_reference
 from .sampling import PatchGeometry
-from .synthesis import SynthesisInfo, synthesize
+from .synthesis import SynthesisInfo, plan_anomaly, render_anomaly, synthesize
 
 __version__ = "0.1.0"
 
@@ -22,7 +22,9 @@ __all__ = [
     "make_label",
     "object_mask",
     "poisson_blend",
+    "plan_anomaly",
     "poisson_blend_reference",
+    "render_anomaly",
     "presets",
     "synthesize",
     "__version__",

@@ -8,7 +8,7 @@ implementation (``docs/algorithm.md`` lists where and why we differ).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -32,12 +32,17 @@ class PatchGeometry:
         Rescale factor drawn (1.0 without rescaling).
     attempts : int
         Position draws used (source and destination together).
+    region : ndarray of bool, (h, w), or None
+        Where in ``dst_box`` the patch may be labelled (and pasted, for the
+        paste/alpha modes): ``source object | destination object`` with object
+        masks; None means the whole box.
     """
 
     src_box: Box
     dst_box: Box
     scale: float
     attempts: int
+    region: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def dst_size(self) -> tuple[int, int]:

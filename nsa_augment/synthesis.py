@@ -60,7 +60,7 @@ def synthesize(
     config: NSAConfig | str,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, SynthesisInfo]:
-    """Make one NSA training example.
+    """Make one NSA training example: :func:`plan_anomaly` then :func:`render_anomaly`.
 
     Cuts up to ``config.num_patches`` patches from ``source``, rescales them and
     blends them one after another into ``destination`` (the source stays the
@@ -85,6 +85,7 @@ def synthesize(
     label : ndarray, float32, (H, W)
         See :func:`nsa_augment.labels.make_label`.
     info : SynthesisInfo
+        The plan that was rendered: patches placed, reasons for skipped ones.
 
     Examples
     --------
@@ -97,10 +98,40 @@ def synthesize(
     >>> image.shape, label.dtype, info.is_anomalous
     ((64, 64, 3), dtype('float32'), True)
     """
+    cfg, dst3, src3 = _check_inputs(destination, source, config)
+    info = _plan(dst3, src3, cfg, check_generator(rng))
+    image, label = _render(dst3, src3, cfg, info)
+    return image.reshape(destination.shape), label, info
+
+
+def plan_anomaly(destination, source, config, rng) -> SynthesisInfo:
+    """Sample everything random about one example, touching no pixels of the result.
+
+    Same arguments as :func:`synthesize`.  The plan depends on the images only
+    through their sizes and object masks, so it can be drawn first and
+    rendered later (:func:`render_anomaly`), e.g. in an Albumentations
+    transform's parameter sampling.
+    """
+    cfg, dst3, src3 = _check_inputs(destination, source, config)
+    return _plan(dst3, src3, cfg, check_generator(rng))
+
+
+def render_anomaly(destination, source, config, plan: SynthesisInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a plan from :func:`plan_anomaly`: deterministic, no randomness.
+
+    Returns ``(image, label)`` as :func:`synthesize` does.
+    """
+    cfg, dst3, src3 = _check_inputs(destination, source, config)
+    if not isinstance(plan, SynthesisInfo):
+        raise TypeError(f"plan must be a SynthesisInfo from plan_anomaly, got {type(plan).__name__}")
+    image, label = _render(dst3, src3, cfg, plan)
+    return image.reshape(destination.shape), label
+
+
+def _check_inputs(destination, source, config):
     cfg = presets.get(config) if isinstance(config, str) else config
     if not isinstance(cfg, NSAConfig):
         raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
-    rng = check_generator(rng)
     destination = check_image(destination, "destination", unit_range=True, min_size=2)
     if source is None or cfg.same_source:
         source = destination
@@ -112,10 +143,11 @@ def synthesize(
             raise ValueError(
                 f"source has {as_hwc(source).shape[2]} channels but destination has {as_hwc(destination).shape[2]}"
             )
-    dst3 = as_hwc(destination)
-    src3 = np.ascontiguousarray(as_hwc(source))
-    H, W = dst3.shape[:2]
+    return cfg, as_hwc(destination), np.ascontiguousarray(as_hwc(source))
 
+
+def _plan(dst3, src3, cfg: NSAConfig, rng) -> SynthesisInfo:
+    H, W = dst3.shape[:2]
     info = SynthesisInfo()
     # Fixed draw order: factor, gradient coin, patch count, then per patch.
     info.factor = float(rng.uniform(*cfg.factor_range))
@@ -125,20 +157,19 @@ def synthesize(
     info.gradients = gradients if cfg.blend == "poisson" else None
     info.num_attempted = sample_num_patches(rng, cfg.num_patches)
 
-    image = np.array(dst3, order="C", copy=True)
-    region = np.zeros((H, W), dtype=bool)
     too_small = [
         axis for axis, dim, b in (("rows", H, cfg.width_bounds[0]), ("cols", W, cfg.width_bounds[1]))
         if pixel_bounds(dim, b)[1] < 1
     ]
     if too_small:
-        info.skipped = [f"image {H}x{W} too small: maximum patch half-width is 0 px along {' and '.join(too_small)}"] * info.num_attempted
-        return destination.copy(), np.zeros((H, W), np.float32), info
+        reason = f"image {H}x{W} too small: maximum patch half-width is 0 px along {' and '.join(too_small)}"
+        info.skipped = [reason] * info.num_attempted
+        return info
 
     dst_object = src_object = src_table = None
     if cfg.object_masks is not None:
         dst_object = object_mask(dst3, cfg.object_masks)
-        src_object = dst_object if source is destination else object_mask(src3, cfg.object_masks)
+        src_object = dst_object if src3 is dst3 or np.shares_memory(src3, dst3) else object_mask(src3, cfg.object_masks)
         src_table = integral(src_object)
 
     Hs, Ws = src3.shape[:2]
@@ -173,18 +204,31 @@ def synthesize(
                 f"no destination position with object overlap above {cfg.min_overlap:.0%} in {more} draws"
             )
             continue
-        dy0, dy1, dx0, dx1 = dst_box
+        region = None
         if dst_object is not None:
-            patch_region = src_obj_patch | dst_object[dy0:dy1, dx0:dx1]
-        else:
-            patch_region = np.ones(size, dtype=bool)
-        patch = extract_patch(src3, src_box, size, margin=1)
-        blend_patch(image, patch, dst_box, blend=cfg.blend, gradients=gradients, factor=info.factor, paste_mask=patch_region)
-        region[dy0:dy1, dx0:dx1] |= patch_region
-        info.patches.append(PatchGeometry(src_box=src_box, dst_box=dst_box, scale=scale, attempts=attempts + more))
+            dy0, dy1, dx0, dx1 = dst_box
+            region = src_obj_patch | dst_object[dy0:dy1, dx0:dx1]
+        info.patches.append(PatchGeometry(src_box=src_box, dst_box=dst_box, scale=scale, attempts=attempts + more, region=region))
+    return info
 
+
+def _render(dst3, src3, cfg: NSAConfig, info: SynthesisInfo) -> tuple[np.ndarray, np.ndarray]:
+    H, W = dst3.shape[:2]
+    image = np.array(dst3, order="C", copy=True)
+    region = np.zeros((H, W), dtype=bool)
+    for p in info.patches:
+        dy0, dy1, dx0, dx1 = p.dst_box
+        patch = extract_patch(src3, p.src_box, p.dst_size, margin=1)
+        blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=info.gradients or "normal",
+                    factor=info.factor, paste_mask=p.region)
+        if p.region is None:
+            region[dy0:dy1, dx0:dx1] = True
+        else:
+            region[dy0:dy1, dx0:dx1] |= p.region
+    if not info.patches:
+        return image, np.zeros((H, W), np.float32)
     label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic)
-    return image.reshape(destination.shape), label, info
+    return image, label
 
 
 def _unshifted_box(src_box, size, dst_shape, dst_object, src_obj_patch, cfg):

@@ -386,3 +386,16 @@ def test_bad_rng_and_config():
 def test_inconsistent_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NSAConfig(**kwargs)
+
+
+def test_plan_then_render_equals_synthesize(tiles128, object_scene):
+    from nsa_augment import plan_anomaly, render_anomaly
+
+    for (dst, src), name in (((tiles128[0], tiles128[1]), "mvtec/carpet"), (tuple(object_scene), "mvtec/bottle")):
+        image, label, info = synthesize(dst, src, name, np.random.default_rng(8))
+        plan = plan_anomaly(dst, src, name, np.random.default_rng(8))
+        assert plan.patches == info.patches and plan.skipped == info.skipped
+        image2, label2 = render_anomaly(dst, src, name, plan)
+        assert np.array_equal(image, image2) and np.array_equal(label, label2)
+    with pytest.raises(TypeError, match="plan must be"):
+        render_anomaly(dst, src, name, {"patches": []})
