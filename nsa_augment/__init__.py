@@ -15,6 +15,7 @@ from .synthesis import SynthesisInfo, plan_anomaly, render_anomaly, synthesize
 __version__ = "0.1.0"
 
 __all__ = [
+    "NaturalSyntheticAnomaly",
     "NSAConfig",
     "PatchGeometry",
     "SynthesisInfo",
@@ -29,3 +30,13 @@ __all__ = [
     "synthesize",
     "__version__",
 ]
+
+_LAZY = {"NaturalSyntheticAnomaly": ".transforms"}  # needs albumentations, an optional extra
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,252 @@
+"""NaturalSyntheticAnomaly as an Albumentations transform: upstream's generic invariants, and ours.
+
+Runs on albumentations 2.0.8 (the main CI job) and on AlbumentationsX (the second CI job).
+"""
+
+import multiprocessing as mp
+import pickle
+
+import albumentations as A
+import numpy as np
+import pytest
+
+from nsa_augment import NaturalSyntheticAnomaly, image_label, presets, synthesize
+from nsa_augment.transforms import IS_ALBUMENTATIONS_X, SERIALIZATION_NAME
+
+
+def _images(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(40, 220, shape).astype(np.uint8)
+    b = rng.integers(40, 220, shape).astype(np.uint8)
+    if dtype == np.float32:
+        return a.astype(np.float32) / 255, b.astype(np.float32) / 255
+    return a, b
+
+
+def _call(pipeline, image, source, **extra):
+    return pipeline(image=image, mask=np.zeros(image.shape[:2], np.float32), nsa_source=source, **extra)
+
+
+@pytest.mark.parametrize("shape", [(48, 56), (48, 56, 1), (48, 56, 3), (48, 56, 5)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_dtype_and_shape_preserved_and_inputs_untouched(shape, dtype):
+    image, source = _images(shape, dtype)
+    before, src_before = image.copy(), source.copy()
+    mask = np.zeros(shape[:2], np.float32)
+    t = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)], seed=1)
+    out = t(image=image, mask=mask, nsa_source=source)
+    assert out["image"].shape == shape and out["image"].dtype == dtype
+    assert out["mask"].shape == shape[:2] and out["mask"].dtype == np.float32
+    assert not np.array_equal(out["image"], image) and out["mask"].max() > 0  # p=1: the image changes
+    assert np.array_equal(image, before) and np.array_equal(source, src_before) and not mask.any()
+
+
+def test_uint8_and_float32_agree_for_same_seed():
+    image, source = _images((64, 64, 3), np.uint8)
+    t = NaturalSyntheticAnomaly.from_preset("mvtec/cable", p=1.0)  # normal gradients: no discontinuous choices
+    a = _call(A.Compose([t], seed=3), image, source)
+    b = _call(A.Compose([t], seed=3), image.astype(np.float32) / 255, source.astype(np.float32) / 255)
+    assert np.abs(a["image"].astype(np.float32) - b["image"] * 255).max() <= 2.0
+    assert np.abs(a["mask"] - b["mask"]).mean() < 0.02
+
+
+def test_contiguous_output_for_non_contiguous_input():
+    image, source = _images((64, 128, 3), np.uint8)
+    view = image[:, ::2]  # non-contiguous
+    out = _call(A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)], seed=0), view, source)
+    assert out["image"].flags.c_contiguous and out["mask"].flags.c_contiguous
+
+
+def test_mask_untouched_when_not_applied_and_max_combined_when_applied():
+    image, source = _images((64, 64, 3), np.uint8)
+    prior = np.zeros((64, 64), np.float32)
+    prior[:4, :4] = 1.0
+    out = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=0.0)])(image=image, mask=prior, nsa_source=source)
+    assert out["mask"] is prior or np.array_equal(out["mask"], prior)
+    assert np.array_equal(out["image"], image)
+    out = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)], seed=0)(image=image, mask=prior, nsa_source=source)
+    assert (out["mask"][:4, :4] == 1.0).all() and out["mask"].max() >= 1.0
+
+
+def test_label_follows_later_geometric_transforms():
+    image, source = _images((64, 64, 3), np.uint8)
+    nsa = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    plain = _call(A.Compose([nsa], seed=5), image, source)
+    flipped = _call(A.Compose([nsa, A.HorizontalFlip(p=1.0)], seed=5), image, source)
+    assert np.array_equal(flipped["image"], plain["image"][:, ::-1])
+    assert np.array_equal(flipped["mask"], plain["mask"][:, ::-1])
+
+
+def test_bboxes_and_keypoints_pass_through():
+    image, source = _images((64, 64, 3), np.uint8)
+    pipeline = A.Compose(
+        [NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]),
+        keypoint_params=A.KeypointParams(format="xy"),
+        seed=0,
+    )
+    out = _call(pipeline, image, source, bboxes=[(5, 6, 30, 40)], labels=[1], keypoints=[(10, 12), (50, 3)])
+    assert np.allclose(np.asarray(out["bboxes"]), [(5, 6, 30, 40)])
+    assert np.allclose(np.asarray(out["keypoints"]), [(10, 12), (50, 3)])
+
+
+def test_images_batch_gets_independent_anomalies():
+    image, source = _images((64, 64, 3), np.uint8)
+    images = np.stack([image] * 4)
+    pipeline = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)], seed=0)
+    out = pipeline(images=images, masks=np.zeros((4, 64, 64), np.float32), nsa_source=source)
+    assert out["images"].shape == images.shape and out["masks"].shape == (4, 64, 64)
+    labels = out["masks"]
+    assert all(lab.max() > 0 for lab in labels)
+    assert not any(np.array_equal(labels[0], labels[i]) for i in range(1, 4))  # per-item, not images[0]'s blend
+    assert not any(np.array_equal(out["images"][0], out["images"][i]) for i in range(1, 4))
+
+
+def test_volume_rejected_clearly():
+    image, source = _images((64, 64, 3), np.uint8)
+    pipeline = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)])
+    with pytest.raises(ValueError, match="does not support volumes"):
+        pipeline(volume=np.stack([image] * 3), mask3d=np.zeros((3, 64, 64), np.float32), nsa_source=source)
+
+
+def test_missing_mask_and_source_errors():
+    image, source = _images((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="writes its label into the 'mask' target"):
+        A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)])(image=image, nsa_source=source)
+    strict = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0, missing_source="error")
+    with pytest.raises(ValueError, match="needs a patch source"):
+        A.Compose([strict])(image=image, mask=np.zeros((64, 64), np.float32))
+    with pytest.raises(ValueError, match="empty sequence"):
+        A.Compose([strict])(image=image, mask=np.zeros((64, 64), np.float32), nsa_source=[])
+    with pytest.raises(TypeError, match="must match"):
+        _call(A.Compose([strict]), image, source.astype(np.float32) / 255)
+
+
+def test_source_from_self_and_from_a_list():
+    image, source = _images((64, 64, 3), np.uint8)
+    t = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    out = A.Compose([t], seed=0)(image=image, mask=np.zeros((64, 64), np.float32))  # cut from itself
+    assert out["mask"].max() > 0
+    others = [_images((64, 64, 3), np.uint8, seed=s)[1] for s in range(5)]
+    seen = set()
+    for seed in range(12):
+        out = _call(A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/transistor", p=1.0)], seed=seed), image, others)
+        seen.add(out["image"].tobytes())
+    assert len(seen) > 1
+
+
+def test_seeded_compose_reproduces_and_seeds_differ():
+    image, source = _images((64, 64, 3), np.uint8)
+    make = lambda seed: A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=0.7)], seed=seed)  # noqa: E731
+    a, b, c = make(11), make(11), make(12)
+    runs = [[_call(p, image, source) for _ in range(4)] for p in (a, b, c)]
+    for x, y in zip(runs[0], runs[1]):
+        assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["mask"], y["mask"])
+    assert any(not np.array_equal(x["mask"], z["mask"]) for x, z in zip(runs[0], runs[2]))
+
+
+def test_independent_of_neighbouring_transforms():
+    """Albumentations 2.0.8 seeds every transform of a Compose identically; our decisions must not mirror theirs."""
+    image, source = _images((64, 64, 3), np.uint8)
+    agree = 0
+    n = 120
+    for seed in range(n):
+        pipeline = A.Compose(
+            [NaturalSyntheticAnomaly.from_preset("mvtec/cable", p=0.5), A.HorizontalFlip(p=0.5)],
+            keypoint_params=A.KeypointParams(format="xy"),
+            seed=seed,
+        )
+        out = _call(pipeline, image, source, keypoints=[(10.0, 10.0)])
+        fired = bool(out["mask"].max() > 0)
+        flipped = np.asarray(out["keypoints"])[0, 0] > 32
+        agree += fired == flipped
+    # perfectly correlated streams would agree n times out of n; independent ones about n/2
+    assert 0.3 * n < agree < 0.7 * n
+
+
+def test_serialisation_round_trips(tmp_path):
+    image, source = _images((64, 64, 3), np.uint8)
+    pipeline = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/bottle", p=1.0, label="binary"), A.VerticalFlip(p=0.5)])
+    d = A.to_dict(pipeline)
+    entry = d["transform"]["transforms"][0]
+    assert entry["__class_fullname__"] == SERIALIZATION_NAME
+    cfg = presets.get("mvtec/bottle")
+    assert entry["object_masks"] == cfg.object_masks and entry["label"] == "binary" and entry["gamma"] == cfg.gamma
+    restored = [A.from_dict(d)]
+    for fmt in ("json", "yaml"):
+        path = tmp_path / f"pipeline.{fmt}"
+        A.save(pipeline, str(path), data_format=fmt)
+        restored.append(A.load(str(path), data_format=fmt))
+    for p in [pipeline, *restored]:
+        p.set_random_seed(21)
+    expected = _call(pipeline, image, source)
+    for p in restored:
+        assert p.transforms[0].config == pipeline.transforms[0].config
+        got = _call(p, image, source)
+        assert np.array_equal(got["image"], expected["image"]) and np.array_equal(got["mask"], expected["mask"])
+
+
+def _apply_in_worker(args):
+    transform, image, source, seed = args
+    pipeline = A.Compose([transform], seed=seed)
+    return _call(pipeline, image, source)["mask"].sum()
+
+
+def test_picklable_and_usable_in_a_process_pool():
+    image, source = _images((48, 48, 3), np.uint8)
+    t = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    t2 = pickle.loads(pickle.dumps(t))
+    assert t2.config == t.config
+    with mp.get_context("spawn").Pool(2) as pool:
+        sums = pool.map(_apply_in_worker, [(t, image, source, s) for s in range(4)])
+    local = [_apply_in_worker((t, image, source, s)) for s in range(4)]
+    assert np.allclose(sums, local) and max(sums) > 0
+
+
+def test_replay_compose_replays():
+    image, source = _images((64, 64, 3), np.uint8)
+    pipeline = A.ReplayCompose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0), A.HorizontalFlip(p=0.5)])
+    pipeline.set_random_seed(2)
+    first = _call(pipeline, image, source)
+    again = A.ReplayCompose.replay(first["replay"], image=image, mask=np.zeros((64, 64), np.float32), nsa_source=source)
+    assert np.array_equal(first["image"], again["image"]) and np.array_equal(first["mask"], again["mask"])
+
+
+def test_transform_matches_functional_core():
+    """The transform samples with its own generator and renders with synthesize's code path."""
+    image, source = _images((64, 64, 3), np.uint8)
+    t = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    t.set_random_seed(4)
+    rng = np.random.default_rng(t.seed) if not IS_ALBUMENTATIONS_X else None
+    out = t(image=image, mask=np.zeros((64, 64), np.float32), nsa_source=source)
+    if rng is not None:
+        ref_image, ref_label, _ = synthesize(image, source, t.config, rng)
+        assert np.array_equal(out["image"], ref_image) and np.array_equal(out["mask"], ref_label)
+
+
+def test_image_label_helper():
+    assert image_label(np.zeros((4, 4), np.float32)) == 0
+    m = np.zeros((4, 4), np.float32)
+    m[1, 1] = 0.2
+    assert image_label(m) == 1 and image_label(m, threshold=0.5) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"width_bounds": ((0.3, 0.1), (0.1, 0.2))}, "0 < min <= max <= 0.5"),
+        ({"label": "soft"}, "label"),
+        ({"num_patches": "many"}, "num_patches"),
+        ({"p": 1.5}, "p"),
+        ({"missing_source": "random"}, "missing_source"),
+        ({"logistic": (0.0, 1.0)}, "logistic k"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NaturalSyntheticAnomaly(**kwargs)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown preset"):
+        NaturalSyntheticAnomaly.from_preset("mvtec/carpets")
