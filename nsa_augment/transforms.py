@@ -16,6 +16,7 @@ from typing import Any, Literal
 import albumentations as A
 import numpy as np
 from albumentations.core.transforms_interface import BaseTransformInitSchema, DualTransform
+from albumentations.core.type_definitions import Targets
 from pydantic import model_validator
 
 from . import presets
@@ -41,6 +42,14 @@ _CONFIG_FIELDS = tuple(f for f in NSAConfig.__dataclass_fields__ if f != "name")
 def decorrelated_seed(seed: int) -> int:
     """A 32-bit seed derived from ``seed`` for this transform's own stream."""
     return int(np.random.SeedSequence([int(seed) % 2**64, _STREAM_TAG]).generate_state(1)[0])
+
+
+# Declared explicitly: AlbumentationsX dispatches only the targets a transform declares.
+_TARGETS = tuple(
+    getattr(Targets, t)
+    for t in ("IMAGE", "IMAGES", "MASK", "MASKS", "BBOXES", "KEYPOINTS", "VOLUME", "VOLUMES", "MASK3D", "MASKS3D")
+    if hasattr(Targets, t)
+)
 
 
 class NaturalSyntheticAnomaly(DualTransform):
@@ -72,6 +81,8 @@ class NaturalSyntheticAnomaly(DualTransform):
     >>> out["image"].shape, out["mask"].dtype
     ((64, 64, 3), dtype('float32'))
     """
+
+    _targets = _TARGETS
 
     class InitSchema(BaseTransformInitSchema):
         num_patches: int
