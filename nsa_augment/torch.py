@@ -1,0 +1,169 @@
+"""PyTorch integration: a dataset of synthetic anomalies with correct per-worker seeding.
+
+Albumentations 2.0.8 transforms carry their random state inside the object.  A
+DataLoader copies that object into every worker, so on its own every worker
+replays the *same* augmentations, and (without persistent workers) every epoch
+replays the previous one.  :class:`SyntheticAnomalyDataset` reseeds itself and
+its pipeline from PyTorch's per-worker seed (``get_worker_info().seed``), which
+differs per worker and per epoch and is reproducible under
+``torch.manual_seed`` or a DataLoader ``generator``.  :func:`worker_init_fn`
+does the same for datasets of your own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from .labels import image_label
+
+__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB (or 2-D grayscale) uint8; 16-bit files are scaled to 8 bits.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or cannot be decoded (the message names the path).
+    """
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if img is None:
+        raise ValueError(f"cannot read image {path}: missing, empty or not a PNG/JPEG/... file OpenCV can decode")
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {img.dtype} in {path}: expected 8- or 16-bit")
+    if img.ndim == 3:
+        if img.shape[2] == 1:
+            img = img[:, :, 0]
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
+
+
+def seed_everything_in(obj: Any, seed: int) -> None:
+    """Reseed an Albumentations pipeline (or anything with ``set_random_seed``) from ``seed``."""
+    if hasattr(obj, "set_random_seed"):
+        obj.set_random_seed(int(seed) % 2**32)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: reseed the worker's copy of the dataset from PyTorch's worker seed.
+
+    Calls ``dataset.reseed(seed)`` if the dataset has it (our dataset does), else
+    reseeds ``dataset.transform`` if that has ``set_random_seed`` (an
+    Albumentations pipeline).  The seed is ``get_worker_info().seed``: different
+    for every worker and every epoch, reproducible under ``torch.manual_seed``.
+    """
+    info = get_worker_info()
+    if info is None:
+        return
+    dataset = info.dataset
+    if hasattr(dataset, "reseed"):
+        dataset.reseed(info.seed)
+    elif hasattr(dataset, "transform"):
+        seed_everything_in(dataset.transform, info.seed)
+
+
+class SyntheticAnomalyDataset(Dataset):
+    """Normal images in, synthetic anomaly training examples out.
+
+    Item ``i`` is image ``i`` passed through ``transform`` with a *different*
+    image of the pool as the patch source (``nsa_source``) and a zero ``mask``
+    for the transform to write the anomaly label into.
+
+    Parameters
+    ----------
+    images : sequence of ndarray or path
+        Normal images (uint8 or float32 in [0, 1]) or image files (read with
+        :func:`load_image` when used).
+    transform : callable
+        An Albumentations pipeline containing a
+        :class:`~nsa_augment.NaturalSyntheticAnomaly` (and whatever else:
+        flips, crops, ``Normalize``, ``ToTensorV2``), called as
+        ``transform(image=..., mask=..., nsa_source=...)``.
+    seed : int
+        Seeds the dataset's source choice and the pipeline in the main process
+        (``num_workers=0``); workers reseed from PyTorch's worker seed.
+    source_key : str
+        The transform's ``source_key``.
+
+    Items are ``(image, mask, label)``: the pipeline's image and mask (tensors
+    if it ends with ``ToTensorV2``; the mask as float32) and ``label`` = 1 if the
+    final mask has any positive pixel (an anomaly survived later crops).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray | str | Path],
+        transform: Callable[..., dict],
+        *,
+        seed: int = 0,
+        source_key: str = "nsa_source",
+    ):
+        if len(images) < 1:
+            raise ValueError("images is empty: give at least one normal image")
+        if not callable(transform):
+            raise TypeError(f"transform must be callable (an Albumentations pipeline), got {type(transform).__name__}")
+        self.images = list(images)
+        self.transform = transform
+        self.source_key = source_key
+        self._worker_seed = None
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the dataset's and the pipeline's random streams from ``seed``."""
+        self.rng = np.random.default_rng(int(seed))
+        seed_everything_in(self.transform, int(seed))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _image(self, index: int) -> np.ndarray:
+        item = self.images[index]
+        return item if isinstance(item, np.ndarray) else load_image(item)
+
+    def __getitem__(self, index: int):
+        info = get_worker_info()
+        if info is not None and self._worker_seed != info.seed:
+            # First item in this worker (this epoch): reseed, even without worker_init_fn.
+            self._worker_seed = info.seed
+            self.reseed(info.seed)
+        image = self._image(index)
+        n = len(self.images)
+        other = (index + 1 + int(self.rng.integers(n - 1))) % n if n > 1 else index
+        source = _match_channels(self._image(other), image)
+        out = self.transform(image=image, mask=np.zeros(image.shape[:2], np.float32), **{self.source_key: source})
+        mask = out["mask"]
+        mask = mask.float() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
+        label = torch.tensor(float(image_label(mask.numpy())), dtype=torch.float32)
+        return out["image"], mask, label
+
+
+def _match_channels(source: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The source with the image's channel layout and dtype (folders may mix grayscale and colour files)."""
+    c_img = 1 if image.ndim == 2 else image.shape[2]
+    c_src = 1 if source.ndim == 2 else source.shape[2]
+    if c_src != c_img:
+        if c_img == 1 and c_src == 3:
+            source = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
+        elif c_src == 1:
+            source = np.repeat(source.reshape(source.shape[0], source.shape[1], 1), c_img, axis=2)
+        else:
+            raise ValueError(f"cannot use a {c_src}-channel source for a {c_img}-channel image")
+        if image.ndim == 3 and source.ndim == 2:
+            source = source[:, :, None]
+    if source.dtype != image.dtype:
+        source = source.astype(np.float32) / 255 if image.dtype == np.float32 else np.clip(np.rint(source * 255), 0, 255).astype(np.uint8)
+    return source
