@@ -26,13 +26,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from first_call import BLEND, first_call_latency  # noqa: E402
 
 from nsa_augment import poisson_blend, poisson_blend_reference  # noqa: E402
 
@@ -148,32 +151,6 @@ def print_row(r):
     print(f"{r['image']:>5} {r['patch']:>5} {r['mask']:<10} {r['gradients']:<6} {r['ours_ms']:8.3f} {cv} {sp} {r['err']:8.4f} {r['err8']:6.3f}", flush=True)
 
 
-_FIRST_CALL = """
-import time
-t0 = time.perf_counter()
-import numpy as np
-from nsa_augment import poisson_blend
-t1 = time.perf_counter()
-d = np.zeros((32, 32, 3), np.uint8); m = np.zeros((32, 32), bool); m[4:20, 6:30] = True
-poisson_blend(d, d, m); poisson_blend(d, d, m, gradients="mixed")
-t2 = time.perf_counter()
-print(t1 - t0, t2 - t1)
-"""
-
-
-def first_call_latency() -> dict:
-    """Import and first-blend time in fresh processes, cold then warm Numba cache."""
-    out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        for label in ("cold_cache", "warm_cache"):
-            res = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True, check=True)
-            imp, first = map(float, res.stdout.split())
-            out[label] = {"import_s": imp, "first_blend_s": first}
-            print(f"first call, {label.replace('_', ' ')}: import {imp:.2f} s, first blend (JIT or cache load) {first:.2f} s")
-    return out
-
-
 def thread_settings() -> dict:
     info = {"cv2_threads": cv2.getNumThreads(), **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
     try:
@@ -199,7 +176,7 @@ def main(argv=None):
     threads = thread_settings()
     print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
     print(f"threads: {threads}")
-    latency = first_call_latency()
+    latency = first_call_latency(BLEND, "blend")
     print_header()
     rows = bench_rectangles(image_sizes, patch_sizes, reps, secs)
     rows += bench_shapes(max(image_sizes), shapes, reps, secs)

@@ -30,3 +30,4 @@ def test_bench_synthesis_quick(tmp_path):
     methods = {r["method"] for r in result["rows"]}
     assert {"nsa:carpet", "nsa:hazelnut", "nsa:cable", "reference:carpet"} <= methods
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
+    assert {"cold_cache", "warm_cache"} <= set(result["first_call"])

@@ -1,0 +1,45 @@
+"""First-call latency of nsa_augment in fresh processes, with a cold and then a warm Numba cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+_TEMPLATE = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import nsa_augment
+t1 = time.perf_counter()
+{body}
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+BLEND = """
+d = np.zeros((32, 32, 3), np.uint8); m = np.zeros((32, 32), bool); m[4:20, 6:30] = True
+nsa_augment.poisson_blend(d, d, m); nsa_augment.poisson_blend(d, d, m, gradients="mixed")
+"""
+
+SYNTHESIS = """
+rng = np.random.default_rng(0)
+d = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+for name in ("mvtec/hazelnut", "mvtec/carpet"):   # object masks, mixed + normal gradients, logistic labels
+    nsa_augment.synthesize(d, d[::-1].copy(), name, rng)
+"""
+
+
+def first_call_latency(body: str, label: str) -> dict:
+    """Run ``body`` after ``import nsa_augment`` in two fresh processes sharing a new cache directory."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for key in ("cold_cache", "warm_cache"):
+            res = subprocess.run([sys.executable, "-c", _TEMPLATE.format(body=body)], env=env,
+                                 capture_output=True, text=True, check=True)
+            imp, first = map(float, res.stdout.split())
+            out[key] = {"import_s": imp, "first_call_s": first}
+            print(f"first {label}, {key.replace('_', ' ')}: import {imp:.2f} s, first call (JIT or cache load) {first:.2f} s")
+    return out
