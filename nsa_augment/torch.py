@@ -16,40 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from .image_files import load_image, match_channels
 from .labels import image_label
 
-__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB (or 2-D grayscale) uint8; 16-bit files are scaled to 8 bits.
-
-    Raises
-    ------
-    ValueError
-        If the file is missing or cannot be decoded (the message names the path).
-    """
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
-    if img is None:
-        raise ValueError(f"cannot read image {path}: missing, empty or not a PNG/JPEG/... file OpenCV can decode")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ValueError(f"unsupported pixel type {img.dtype} in {path}: expected 8- or 16-bit")
-    if img.ndim == 3:
-        if img.shape[2] == 1:
-            img = img[:, :, 0]
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-        else:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(img)
+__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]  # load_image re-exported from .image_files
 
 
 def seed_everything_in(obj: Any, seed: int) -> None:
@@ -143,27 +117,9 @@ class SyntheticAnomalyDataset(Dataset):
         image = self._image(index)
         n = len(self.images)
         other = (index + 1 + int(self.rng.integers(n - 1))) % n if n > 1 else index
-        source = _match_channels(self._image(other), image)
+        source = match_channels(self._image(other), image)
         out = self.transform(image=image, mask=np.zeros(image.shape[:2], np.float32), **{self.source_key: source})
         mask = out["mask"]
         mask = mask.float() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
         label = torch.tensor(float(image_label(mask.numpy())), dtype=torch.float32)
         return out["image"], mask, label
-
-
-def _match_channels(source: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The source with the image's channel layout and dtype (folders may mix grayscale and colour files)."""
-    c_img = 1 if image.ndim == 2 else image.shape[2]
-    c_src = 1 if source.ndim == 2 else source.shape[2]
-    if c_src != c_img:
-        if c_img == 1 and c_src == 3:
-            source = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
-        elif c_src == 1:
-            source = np.repeat(source.reshape(source.shape[0], source.shape[1], 1), c_img, axis=2)
-        else:
-            raise ValueError(f"cannot use a {c_src}-channel source for a {c_img}-channel image")
-        if image.ndim == 3 and source.ndim == 2:
-            source = source[:, :, None]
-    if source.dtype != image.dtype:
-        source = source.astype(np.float32) / 255 if image.dtype == np.float32 else np.clip(np.rint(source * 255), 0, 255).astype(np.uint8)
-    return source
