@@ -41,6 +41,8 @@ class SynthesisInfo:
         Guidance actually used ("mix" resolved), None unless blending with Poisson.
     factor : float
         The interpolation factor ``f`` drawn for this example.
+    details : dict
+        Method-specific numbers (e.g. CutPaste's jitter factors, DRAEM's opacity).
     """
 
     patches: list[PatchGeometry] = field(default_factory=list)
@@ -48,10 +50,12 @@ class SynthesisInfo:
     num_attempted: int = 0
     gradients: str | None = None
     factor: float = 1.0
+    details: dict = field(default_factory=dict)
 
     @property
     def is_anomalous(self) -> bool:
-        return bool(self.patches)
+        """True if anything was blended in (a patch placed, or a non-empty DRAEM-style region)."""
+        return bool(self.patches) or self.details.get("anomalous_fraction", 0.0) > 0
 
 
 def synthesize(
