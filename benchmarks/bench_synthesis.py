@@ -12,7 +12,10 @@ that machine noise hits them alike.  Methods:
   gradients, up to 4 patches, logistic labels), hazelnut (object masks,
   logistic labels) and cable (binary labels, no object masks);
 * ``reference:<preset>`` — a transcription of the reference generator's work
-  (``reference_nsa.py``: full-image seamlessClone per patch, whole-image medians).
+  (``reference_nsa.py``: full-image seamlessClone per patch, whole-image medians);
+* the peer methods of ``nsa_augment.methods`` (CutPaste, CutPaste-Scar, the NSA
+  paper's CutPaste variant, FPI, PII, DRAEM-style), with the carpet preset's
+  patch geometry where they use NSA's sampler.  ``--no-peers`` skips them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from first_call import SYNTHESIS, first_call_latency  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
+from nsa_augment import methods as nsa_methods  # noqa: E402
 from nsa_augment import presets, synthesize  # noqa: E402
 
 cv2.setNumThreads(1)
@@ -64,12 +68,19 @@ def configs() -> dict[str, object]:
     }
 
 
-def methods(cfgs) -> dict[str, callable]:
+PEERS = ("cutpaste", "cutpaste-scar", "cutpaste-nsa", "fpi", "pii", "draem")
+
+
+def methods(cfgs, peers: bool = True) -> dict[str, callable]:
     """name -> fn(destination, source, rng) returning (image, label)."""
     out = {}
     for key, cfg in cfgs.items():
         out[f"nsa:{key}"] = lambda d, s, rng, cfg=cfg: synthesize(d, s, cfg, rng)[:2]
         out[f"reference:{key}"] = lambda d, s, rng, cfg=cfg: reference_nsa(d, s, cfg, rng)
+    if peers:
+        for name in PEERS:
+            gen = nsa_methods.generator(name, "mvtec/carpet")
+            out[f"peer:{name}"] = lambda d, s, rng, gen=gen: gen(d, s, rng)[:2]
     return out
 
 
@@ -98,23 +109,28 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="128 px, few examples (smoke test)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of normal images")
     ap.add_argument("--examples", type=int, default=300, help="examples per method and size")
+    ap.add_argument("--no-peers", action="store_true", help="only NSA and the reference transcription")
     args = ap.parse_args(argv)
     sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
 
     cfgs = configs()
-    fns = methods(cfgs)
+    fns = methods(cfgs, peers=not args.no_peers)
     print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, 1 thread, images from {args.data if args.data.is_dir() else 'scikit-image'}")
     latency = first_call_latency(SYNTHESIS, "synthesis")
-    print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12}")
+    print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13}")
     rows = []
     for size in sizes:
         images = load_images(args.data, size, 16)
         res = run(images, fns, examples)
+        nsa_ms = res["nsa:carpet"]["ms_mean"]
         for name, r in res.items():
             family, key = name.split(":")
-            speedup = res[f"reference:{key}"]["ms_mean"] / r["ms_mean"]
-            rows.append({"size": size, "method": name, **r, "speedup_vs_reference": speedup})
-            print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {speedup:11.1f}x", flush=True)
+            ref = res.get(f"reference:{key}")
+            speedup = ref["ms_mean"] / r["ms_mean"] if ref is not None else None
+            relative = nsa_ms / r["ms_mean"]  # > 1: faster than NSA (carpet)
+            rows.append({"size": size, "method": name, **r, "speedup_vs_reference": speedup, "speed_vs_nsa_carpet": relative})
+            ref_col = f"{speedup:11.1f}x" if speedup is not None else f"{'-':>12}"
+            print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {ref_col} {relative:12.2f}x", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": 1, "examples": examples, "first_call": latency, "rows": rows}, indent=2))
     return rows

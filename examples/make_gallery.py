@@ -4,7 +4,8 @@ Run:  python examples/make_gallery.py [--out docs/images] [--data ../shared/data
 
 Texture presets blend magnetic-tile images (real industrial data, if the folder
 exists); the object-style presets without object masks blend scikit-image's
-photographs.  Seeds are fixed, so the pictures are reproducible.
+photographs; methods.png shows every method of nsa_augment.methods on one pair
+of photographs.  Seeds are fixed, so the pictures are reproducible.
 """
 
 import argparse
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nsa_augment import presets, synthesize
+from nsa_augment import methods, synthesize
 from nsa_augment.gallery import ROW_TITLES, example_row, grid
 
 HERE = Path(__file__).resolve().parent
@@ -29,7 +30,8 @@ def tiles(folder: Path, size=256, count=8):
 def photos(size=256):
     from skimage import data
 
-    return [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket())]
+    return [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry())]
 
 
 def main(argv=None):
@@ -51,9 +53,21 @@ def main(argv=None):
             dst, src = images[i % len(images)], images[(i + 1) % len(images)]
             image, label, info = synthesize(dst, src, name, rng)
             rows.append(example_row(src, dst, image, label))
-        path = args.out / f"gallery_{name.replace('/', '_')}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(grid(rows, ROW_TITLES, cell=160), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        print("wrote", path)
+        _save(args.out / f"gallery_{name.replace('/', '_')}.png", rows)
+    # Every method on the same pair of images: one row each.
+    dst, src = photos()[4], photos()[1]
+    rows = []
+    for name in methods.METHODS:
+        image, label, _ = methods.generator(name, "mvtec/cable")(dst, src, np.random.default_rng(7))
+        rows.append(example_row(src, dst, image, label))
+    _save(args.out / "methods.png", rows, row_titles=list(methods.METHODS))
+    print("rows of methods.png:", ", ".join(methods.METHODS))
+
+
+def _save(path, rows, row_titles=None):
+    image = grid(rows, ROW_TITLES, cell=160, row_titles=row_titles)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print("wrote", path)
 
 
 if __name__ == "__main__":

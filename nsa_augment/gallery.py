@@ -31,22 +31,27 @@ def outline(image: np.ndarray, label: np.ndarray, color=(0, 255, 0)) -> np.ndarr
     return out
 
 
-def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, cell: int = 192, pad: int = 4) -> np.ndarray:
-    """Tile RGB uint8 images into a grid (each resized to fit a ``cell`` square), with column titles."""
+def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, cell: int = 192, pad: int = 4,
+         row_titles: list[str] | None = None) -> np.ndarray:
+    """Tile RGB uint8 images into a grid (each resized to fit a ``cell`` square), with column and row titles."""
     ncols = max(len(r) for r in rows)
     head = 22 if titles else 0
+    left = 110 if row_titles else 0
     H = head + len(rows) * (cell + pad) + pad
-    W = ncols * (cell + pad) + pad
+    W = left + ncols * (cell + pad) + pad
     canvas = np.full((H, W, 3), 255, np.uint8)
     for c, t in enumerate(titles or []):
-        cv2.putText(canvas, t, (pad + c * (cell + pad) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(canvas, t, (left + pad + c * (cell + pad) + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for r, t in enumerate(row_titles or []):
+        y = head + pad + r * (cell + pad) + cell // 2
+        cv2.putText(canvas, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             h, w = img.shape[:2]
             s = cell / max(h, w)
             small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST)
             y = head + pad + r * (cell + pad)
-            x = pad + c * (cell + pad)
+            x = left + pad + c * (cell + pad)
             canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
     return canvas
 

@@ -28,6 +28,6 @@ def test_bench_poisson_quick(tmp_path):
 def test_bench_synthesis_quick(tmp_path):
     result, stdout = _run("bench_synthesis.py", tmp_path)
     methods = {r["method"] for r in result["rows"]}
-    assert {"nsa:carpet", "nsa:hazelnut", "nsa:cable", "reference:carpet"} <= methods
+    assert {"nsa:carpet", "nsa:hazelnut", "nsa:cable", "reference:carpet", "peer:cutpaste", "peer:pii", "peer:draem"} <= methods
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
     assert {"cold_cache", "warm_cache"} <= set(result["first_call"])

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import cv2
+import numba as nb
 import numpy as np
 
 from ..image_files import match_channels
 from ..synthesis import SynthesisInfo
 from ..validation import as_hwc, check_generator, check_image
-from .cutpaste import _from_unit, _to_unit
+from .cutpaste import _to_unit
 from .perlin import perlin_noise
 from .photometric import draem_augment
+
+
+@nb.njit(cache=True, nogil=True)
+def _blend(image, texture, mask, beta, is_uint8):
+    """``image (1 - m) + (1 - beta) texture m + beta image m``; texture in [0, 1], image uint8 or [0, 1]."""
+    H, W, C = image.shape
+    out = image.copy()  # exactly unchanged where m = 0
+    scale = 255.0 if is_uint8 else 1.0
+    for y in range(H):
+        for x in range(W):
+            if mask[y, x] == 0:
+                continue
+            for c in range(C):
+                v = (1.0 - beta) * texture[y, x, c] * scale + beta * image[y, x, c]
+                if is_uint8:
+                    out[y, x, c] = min(max(np.floor(v + 0.5), 0.0), 255.0)
+                else:
+                    out[y, x, c] = v
+    return out
 
 
 def draem_anomaly(
@@ -63,12 +83,7 @@ def draem_anomaly(
     texture = cv2.resize(_to_unit(src3), (W, H), interpolation=cv2.INTER_LINEAR).reshape(H, W, C)
     texture, applied = draem_augment(texture, rng, augmenters)
     beta = float(rng.uniform(*beta_range))
-    unit = _to_unit(img3)
-    m = mask[:, :, None]
-    out = unit * (1 - m) + (1 - beta) * texture * m + beta * unit * m
-    result = _from_unit(out, image.dtype)
-    if image.dtype == np.uint8:
-        result[mask == 0] = img3[mask == 0]  # exactly unchanged outside the mask
+    result = _blend(np.ascontiguousarray(img3), np.ascontiguousarray(texture), mask, beta, image.dtype == np.uint8)
     info = SynthesisInfo(num_attempted=1, factor=beta, details={
         "method": "draem", "cells": cells, "angle": angle, "beta": beta, "augmenters": applied,
         "anomalous_fraction": float(mask.mean()),
