@@ -1,0 +1,150 @@
+"""Anomaly-detection metrics: image AUROC, pixel AUROC and AU-PRO, vectorised.
+
+Plain NumPy/SciPy/OpenCV; correct on images whose ground-truth mask is empty
+(they contribute normal pixels only) and on ties.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.stats import rankdata
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
+
+    Parameters
+    ----------
+    labels : array_like of bool/{0, 1}
+    scores : array_like of float, same size
+
+    Returns
+    -------
+    float in [0, 1]; NaN when only one class is present.
+
+    Examples
+    --------
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    labels = np.asarray(labels).ravel().astype(bool)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels and scores differ in size: {labels.size} vs {scores.size}")
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct threshold (for plots)."""
+    labels = np.asarray(labels).ravel().astype(bool)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    distinct = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
+    tps = np.cumsum(y)[distinct]
+    fps = (distinct + 1) - tps
+    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
+    fpr = np.r_[0.0, fps / max((~y).sum(), 1)]
+    return fpr, tpr
+
+
+def au_pro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3, num_thresholds: int = 2000) -> float:
+    """Area under the per-region-overlap curve up to ``fpr_limit``, normalised by ``fpr_limit``.
+
+    Following Bergmann et al. (MVTec AD, IJCV 2021): every connected component
+    of the ground truth is a region; at a threshold, PRO is the mean over
+    regions of the fraction of the region's pixels scored above it, and FPR the
+    fraction of normal pixels (all images) above it.  Thresholds are quantiles
+    of the normal pixels' scores covering FPR 0..``fpr_limit``; the curve is
+    integrated with the trapezoid rule and linear interpolation at the limit.
+
+    Parameters
+    ----------
+    masks : ndarray (N, H, W), bool or {0, 1}
+    maps : ndarray (N, H, W), float anomaly scores
+    fpr_limit : float in (0, 1]
+
+    Returns
+    -------
+    float in [0, 1]; NaN when there is no anomalous region or no normal pixel.
+    """
+    masks = np.asarray(masks).astype(bool)
+    maps = np.asarray(maps, dtype=np.float64)
+    if masks.shape != maps.shape or masks.ndim != 3:
+        raise ValueError(f"masks and maps must both have shape (N, H, W), got {masks.shape} and {maps.shape}")
+    region_ids = np.zeros(masks.shape, dtype=np.int64)  # 0 = normal pixel, k > 0 = region k
+    next_id = 1
+    for i, m in enumerate(masks):
+        if m.any():
+            n, lab = cv2.connectedComponents(m.view(np.uint8), connectivity=8)
+            region_ids[i][m] = lab[m] + next_id - 1
+            next_id += n - 1
+    n_regions = next_id - 1
+    normal_scores = maps[~masks]
+    if n_regions == 0 or normal_scores.size == 0:
+        return float("nan")
+    # Thresholds: quantiles of the normal scores covering FPR 0..fpr_limit (and a step past it).
+    q = np.linspace(max(0.0, 1.0 - fpr_limit * 1.05), 1.0, num_thresholds)
+    normal_q = np.quantile(normal_scores, q)
+    # plus anomalous-score quantiles, so that scores above every normal one (FPR 0) are resolved too
+    anomalous_q = np.quantile(maps[masks], np.linspace(0.0, 1.0, max(2, num_thresholds // 4)))
+    thresholds = np.unique(np.r_[normal_q, anomalous_q[anomalous_q >= normal_q[0]]])  # ascending
+    nt = thresholds.size
+
+    # level = number of thresholds <= score, so "score >= thresholds[j]" <=> level >= j + 1
+    normal_level = np.searchsorted(thresholds, normal_scores, side="right")
+    fp_hist = np.bincount(normal_level, minlength=nt + 1)
+    fpr = np.cumsum(fp_hist[::-1])[::-1][1:] / normal_scores.size  # fpr[j] = P(normal >= thresholds[j])
+    anomalous = region_ids > 0
+    rid = region_ids[anomalous] - 1
+    level = np.searchsorted(thresholds, maps[anomalous], side="right")
+    hist = np.bincount(rid * (nt + 1) + level, minlength=n_regions * (nt + 1)).reshape(n_regions, nt + 1)
+    covered = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # covered[r, m] = pixels of r with level >= m
+    pro = (covered[:, 1:] / covered[:, :1]).mean(axis=0)  # pro[j] at thresholds[j]
+    # from the highest threshold down: FPR rises from (near) 0
+    fpr, pro = fpr[::-1], pro[::-1]
+    fpr = np.r_[0.0, fpr]
+    pro = np.r_[0.0, pro]
+    keep = fpr <= fpr_limit
+    x, y = fpr[keep], pro[keep]
+    if keep.sum() < fpr.size:  # interpolate at the limit
+        j = int(np.argmax(~keep))
+        x0, x1, y0, y1 = fpr[j - 1], fpr[j], pro[j - 1], pro[j]
+        y_lim = y0 + (y1 - y0) * (fpr_limit - x0) / max(x1 - x0, 1e-12)
+        x, y = np.r_[x, fpr_limit], np.r_[y, y_lim]
+    return float(np.trapezoid(y, x) / fpr_limit)
+
+
+def image_scores(maps: np.ndarray, pooling: str = "mean") -> np.ndarray:
+    """Image-level anomaly scores from score maps (N, H, W): ``mean`` (the paper's), ``max`` or ``top1``
+    (mean of the top 1% pixels)."""
+    maps = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    if pooling == "mean":
+        return maps.mean(axis=1)
+    if pooling == "max":
+        return maps.max(axis=1)
+    if pooling == "top1":
+        k = max(1, maps.shape[1] // 100)
+        return np.sort(maps, axis=1)[:, -k:].mean(axis=1)
+    raise ValueError(f"pooling must be 'mean', 'max' or 'top1', got {pooling!r}")
+
+
+def evaluate(labels: np.ndarray, masks: np.ndarray | None, maps: np.ndarray, pooling: str = "mean",
+             mask_valid: np.ndarray | None = None) -> dict[str, float]:
+    """Image AUROC, pixel AUROC and AU-PRO@0.3 in one call.
+
+    ``mask_valid[i]`` False excludes image ``i`` from the pixel metrics (a
+    defect image without a ground-truth mask); it still counts for image AUROC.
+    """
+    out = {"image_auroc": roc_auc(labels, image_scores(maps, pooling))}
+    if masks is not None:
+        sel = np.ones(len(maps), bool) if mask_valid is None else np.asarray(mask_valid, bool)
+        out["pixel_auroc"] = roc_auc(masks[sel], maps[sel])
+        out["au_pro"] = au_pro(masks[sel], maps[sel])
+    return out
