@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nsa_augment import methods, presets
 from nsa_augment.gallery import grid, heatmap, outline
-from nsa_augment.metrics import evaluate, roc_curve
+from nsa_augment.metrics import evaluate, image_scores, roc_auc, roc_curve
 from nsa_augment.mvtec import load_category, find_categories, read_mask, read_rgb
 from nsa_augment.network import NSANet, count_parameters
 from nsa_augment.torch import SyntheticAnomalyDataset
@@ -188,16 +188,25 @@ def evaluate_model(model, test, kind, size, device, pooling):
     samples, images, masks, labels, has_mask = test
     maps = predict(model, images, kind, size, device)
     metrics = evaluate(labels, masks, maps, pooling=pooling, mask_valid=has_mask)
+    for other in ("mean", "max", "top1"):  # the other poolings, for reference
+        if other != pooling:
+            metrics[f"image_auroc_{other}"] = roc_auc(labels, image_scores(maps, other))
     return metrics, maps
 
 
 def prediction_grid(path: Path, test, maps: np.ndarray, rows: int = 12):
     samples, images, masks, labels, _ = test
-    defect = [i for i in range(len(samples)) if labels[i]][: rows * 2 // 3]
+    by_type: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if labels[i]:
+            by_type.setdefault(s.defect, []).append(i)
+    per_type = max(1, (rows * 2 // 3) // max(1, len(by_type)))
+    defect = [i for idx in by_type.values() for i in idx[:per_type]][: rows * 2 // 3]  # every defect type shown
     good = [i for i in range(len(samples)) if not labels[i]][: rows - len(defect)]
     cells = [[images[i], heatmap(maps[i], vmax=1.0), outline(images[i], masks[i].astype(np.float32))] for i in defect + good]
     titles = ["test image", "predicted map", "ground truth"]
-    cv2.imwrite(str(path), cv2.cvtColor(grid(cells, titles, cell=160, row_titles=[samples[i].defect[:12] for i in defect + good]), cv2.COLOR_RGB2BGR))
+    picture = grid(cells, titles, cell=160, row_titles=[samples[i].defect[:12] for i in defect + good])
+    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -332,8 +341,8 @@ def run_category(args, category: str, ddp: Distributed) -> dict:
             "roc": {"fpr": fpr[:: max(1, len(fpr) // 200)].tolist(), "tpr": tpr[:: max(1, len(tpr) // 200)].tolist()},
         }
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
-        print(f"[{category}] image AUROC {metrics['image_auroc']:.4f}, pixel AUROC {metrics['pixel_auroc']:.4f}, "
-              f"AU-PRO {metrics['au_pro']:.4f} -> {out / 'metrics.json'}")
+        print(f"[{category}] image AUROC {metrics['image_auroc']:.4f} ({args.pooling} of the map), pixel AUROC "
+              f"{metrics['pixel_auroc']:.4f}, AU-PRO {metrics['au_pro']:.4f} -> {out / 'metrics.json'}")
         if pipeline_rate:
             bound = "the data pipeline (CPU)" if pipeline_rate * max(args.workers, 1) < train_samples_per_s else "the training step"
             print(f"[{category}] data pipeline {pipeline_rate:.0f} samples/s per worker x {max(args.workers, 1)} vs "
