@@ -209,12 +209,12 @@ def make_label(
     Examples
     --------
     >>> import numpy as np
-    >>> before = np.zeros((16, 16), np.uint8)
-    >>> after = before.copy(); after[4:10, 4:10] = 90
-    >>> region = np.zeros((16, 16), bool); region[4:10, 4:10] = True
+    >>> before = np.zeros((32, 32), np.uint8)
+    >>> after = before.copy(); after[8:24, 8:24] = 90          # a 16x16 patch, 90 levels brighter
+    >>> region = np.zeros((32, 32), bool); region[8:24, 8:24] = True
     >>> label = make_label(before, after, region, "logistic", logistic=(1 / 12, 24))
-    >>> round(float(label[6, 6]), 3), float(label[0, 0])
-    (0.995, 0.0)
+    >>> round(float(label[16, 16]), 3), float(label[0, 0])   # 1 / (1 + exp(-(90 - 24) / 12))
+    (0.996, 0.0)
     """
     H, W = region.shape
     label = np.zeros((H, W), dtype=np.float32)
