@@ -145,6 +145,18 @@ def sample_source_box(
     return None, max_attempts
 
 
+def _mostly_object_area(src_object_patch: np.ndarray, min_object: float) -> int | None:
+    """Object pixels of the (rescaled) source patch, or None when it is not more than ``min_object`` object."""
+    area = int(src_object_patch.sum())
+    return area if area / src_object_patch.size > min_object else None
+
+
+def _overlap_accepted(dst_object: np.ndarray, box: Box, src_object_patch: np.ndarray, src_area: int, min_overlap: float) -> bool:
+    """Destination and source object overlap by more than ``min_overlap`` of the source object."""
+    y0, y1, x0, x1 = box
+    return np.count_nonzero(dst_object[y0:y1, x0:x1] & src_object_patch) / src_area > min_overlap
+
+
 def sample_destination_box(
     rng: np.random.Generator,
     size: tuple[int, int],
@@ -164,15 +176,34 @@ def sample_destination_box(
     """
     (h, w), (H, W) = size, dst_shape
     if src_object_patch is not None:
-        src_area = int(src_object_patch.sum())
-        if src_area / (h * w) <= min_object:
+        src_area = _mostly_object_area(src_object_patch, min_object)
+        if src_area is None:
             return None, 1  # independent of the position: no draw can succeed
     for attempt in range(1, max_attempts + 1):
         y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
         box = (y0, y0 + h, x0, x0 + w)
-        if dst_object is None:
-            return box, attempt
-        overlap = np.count_nonzero(dst_object[y0 : y0 + h, x0 : x0 + w] & src_object_patch)
-        if overlap / src_area > min_overlap:
+        if dst_object is None or _overlap_accepted(dst_object, box, src_object_patch, src_area, min_overlap):
             return box, attempt
     return None, max_attempts
+
+
+def unshifted_destination_box(
+    src_box: Box,
+    size: tuple[int, int],
+    dst_shape: tuple[int, int],
+    dst_object: np.ndarray | None,
+    src_object_patch: np.ndarray | None,
+    min_object: float,
+    min_overlap: float,
+) -> tuple[Box | None, int]:
+    """``shift=False``: the patch keeps its centre (clamped so it fits); the same acceptance rules, no draw."""
+    (h, w), (H, W) = size, dst_shape
+    cy, cx = (src_box[0] + src_box[1]) // 2, (src_box[2] + src_box[3]) // 2
+    y0 = min(max(cy - h // 2, 0), H - h)
+    x0 = min(max(cx - w // 2, 0), W - w)
+    box = (y0, y0 + h, x0, x0 + w)
+    if dst_object is not None:
+        src_area = _mostly_object_area(src_object_patch, min_object)
+        if src_area is None or not _overlap_accepted(dst_object, box, src_object_patch, src_area, min_overlap):
+            return None, 1
+    return box, 1

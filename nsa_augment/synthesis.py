@@ -21,6 +21,7 @@ from .sampling import (
     sample_num_patches,
     sample_rescale,
     sample_source_box,
+    unshifted_destination_box,
 )
 from .validation import as_hwc, check_generator, check_image
 
@@ -202,7 +203,9 @@ def _plan(dst3, src3, cfg: NSAConfig, rng) -> SynthesisInfo:
                 rng, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap, cfg.max_attempts
             )
         else:
-            dst_box, more = _unshifted_box(src_box, size, (H, W), dst_object, src_obj_patch, cfg), 1
+            dst_box, more = unshifted_destination_box(
+                src_box, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap
+            )
         if dst_box is None:
             info.skipped.append(
                 f"no destination position with object overlap above {cfg.min_overlap:.0%} in {more} draws"
@@ -233,18 +236,3 @@ def _render(dst3, src3, cfg: NSAConfig, info: SynthesisInfo) -> tuple[np.ndarray
         return image, np.zeros((H, W), np.float32)
     label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic)
     return image, label
-
-
-def _unshifted_box(src_box, size, dst_shape, dst_object, src_obj_patch, cfg):
-    """``shift=False``: the patch keeps its centre (clamped so it fits); same acceptance rules."""
-    (h, w), (H, W) = size, dst_shape
-    cy, cx = (src_box[0] + src_box[1]) // 2, (src_box[2] + src_box[3]) // 2
-    y0 = int(np.clip(cy - h // 2, 0, H - h))
-    x0 = int(np.clip(cx - w // 2, 0, W - w))
-    box = (y0, y0 + h, x0, x0 + w)
-    if dst_object is not None:
-        src_area = int(src_obj_patch.sum())
-        overlap = np.count_nonzero(dst_object[y0 : y0 + h, x0 : x0 + w] & src_obj_patch)
-        if src_area / (h * w) <= cfg.min_object or overlap / src_area <= cfg.min_overlap:
-            return None
-    return box
