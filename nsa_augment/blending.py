@@ -45,8 +45,7 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, int], margi
     y0, y1, x0, x1 = src_box
     if (y1 - y0, x1 - x0) == (h, w):
         # No rescale: an exact crop (bilinear at integer positions is exact anyway).
-        padded = _crop_replicate(source, (y0 - margin, y1 + margin, x0 - margin, x1 + margin))
-        return padded
+        return _crop_replicate(source, (y0 - margin, y1 + margin, x0 - margin, x1 + margin))
     out = cv2.warpAffine(
         source, _affine(src_box, size, margin), (w + 2 * margin, h + 2 * margin),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
@@ -71,10 +70,10 @@ def _crop_replicate(image: np.ndarray, box: Box) -> np.ndarray:
     """``image[y0:y1, x0:x1]`` where the box may extend past the image (edges replicated)."""
     H, W = image.shape[:2]
     y0, y1, x0, x1 = box
-    ys = np.clip(np.arange(y0, y1), 0, H - 1)
-    xs = np.clip(np.arange(x0, x1), 0, W - 1)
     if y0 >= 0 and y1 <= H and x0 >= 0 and x1 <= W:
         return np.ascontiguousarray(image[y0:y1, x0:x1])
+    ys = np.clip(np.arange(y0, y1), 0, H - 1)
+    xs = np.clip(np.arange(x0, x1), 0, W - 1)
     return np.ascontiguousarray(image[ys[:, None], xs[None, :]])
 
 

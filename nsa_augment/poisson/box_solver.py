@@ -46,49 +46,48 @@ def _is_smooth(n: int) -> bool:
     return n == 1
 
 
-@lru_cache(maxsize=256)
-def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues and orthonormal eigenvectors (columns, float32) of the 1-D operator.
+def _frequencies(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
+    """Angles ``theta_k`` of the 1-D operator's eigenmodes; eigenvalues are ``2 - 2 cos(theta_k)``.
 
-    Closed forms (second difference with Dirichlet ends, or half-sample Neumann
-    ends where the pixel lies on the image border):
-
-    * D-D: ``sin(pi (k+1)(j+1) / (n+1))``;
-    * N-N: ``cos(pi k (j + 1/2) / n)`` (DCT-II);
-    * D-N: ``sin(theta (j+1))`` and N-D: ``sin(theta (n-j))`` with
-      ``theta = pi (2k+1) / (2n+1)``;
-
-    all with eigenvalue ``2 - 2 cos(theta)``.
+    D-D: ``pi (k+1) / (n+1)`` (DST-I order); N-N: ``pi k / n`` (DCT-II order);
+    one Neumann end: ``pi (2k+1) / (2n+1)``.
     """
-    j = np.arange(n)[:, None] + 0.0
-    k = np.arange(n)[None, :] + 0.0
+    k = np.arange(n, dtype=np.float64)
     if not left_neumann and not right_neumann:
-        theta = np.pi * (k + 1) / (n + 1)
-        q = np.sin(theta * (j + 1))
-    elif left_neumann and right_neumann:
-        theta = np.pi * k / n
-        q = np.cos(theta * (j + 0.5))
-    else:
-        theta = np.pi * (2 * k + 1) / (2 * n + 1)
-        q = np.sin(theta * (j + 1)) if right_neumann else np.sin(theta * (n - j))
-    q /= np.linalg.norm(q, axis=0, keepdims=True)
-    lam = 2.0 - 2.0 * np.cos(theta[0])
-    lam.setflags(write=False)
-    q = q.astype(np.float32)
-    q.setflags(write=False)
-    return lam, q
+        return np.pi * (k + 1) / (n + 1)
+    if left_neumann and right_neumann:
+        return np.pi * k / n
+    return np.pi * (2 * k + 1) / (2 * n + 1)
 
 
 @lru_cache(maxsize=256)
-def _fft_eigenvalues(n: int, kind: str) -> np.ndarray:
-    if kind == "dd":
-        k = np.arange(1, n + 1)
-        lam = 2.0 - 2.0 * np.cos(np.pi * k / (n + 1))
-    else:  # "nn"
-        k = np.arange(n)
-        lam = 2.0 - 2.0 * np.cos(np.pi * k / n)
+def _eigenvalues(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
+    lam = 2.0 - 2.0 * np.cos(_frequencies(n, left_neumann, right_neumann))
     lam.setflags(write=False)
     return lam
+
+
+@lru_cache(maxsize=256)
+def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
+    """Orthonormal eigenvectors (columns, float32) of the 1-D operator, in :func:`_frequencies` order.
+
+    Closed forms (second difference with Dirichlet ends, or half-sample Neumann
+    ends where the pixel lies on the image border): D-D ``sin(theta (j+1))``,
+    N-N ``cos(theta (j + 1/2))`` (DCT-II), D-N ``sin(theta (j+1))`` and N-D
+    ``sin(theta (n-j))``.
+    """
+    j = np.arange(n)[:, None] + 0.0
+    theta = _frequencies(n, left_neumann, right_neumann)[None, :]
+    if left_neumann and right_neumann:
+        q = np.cos(theta * (j + 0.5))
+    elif left_neumann:
+        q = np.sin(theta * (n - j))
+    else:
+        q = np.sin(theta * (j + 1))
+    q /= np.linalg.norm(q, axis=0, keepdims=True)
+    q = q.astype(np.float32)
+    q.setflags(write=False)
+    return q
 
 
 def _forward(rhs: np.ndarray, left: bool, right: bool):
@@ -104,17 +103,17 @@ def _forward(rhs: np.ndarray, left: bool, right: bool):
     if w > _MAX_DENSE or _is_smooth(fft_len):
         if left and right:
             spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho")
-            return spec, _fft_eigenvalues(w, "nn"), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho")
+            return spec, _eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho")
         if left or right:
             # Mirror about the Neumann side: the half-sample symmetric extension
             # is a Dirichlet-Dirichlet problem of width 2w.
             ext = np.concatenate((rhs[..., ::-1], rhs), axis=-1) if left else np.concatenate((rhs, rhs[..., ::-1]), axis=-1)
             spec = scipy.fft.dst(ext, type=1, axis=-1, norm="ortho")
             keep = slice(w, None) if left else slice(None, w)
-            return spec, _fft_eigenvalues(2 * w, "dd"), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")[..., keep]
+            return spec, _eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")[..., keep]
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho")
-        return spec, _fft_eigenvalues(w, "dd"), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")
-    lam, q = _eigenbasis(w, left, right)
+        return spec, _eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")
+    lam, q = _eigenvalues(w, left, right), _eigenbasis(w, left, right)
     spec = (rhs.reshape(C * h, w) @ q).reshape(C, h, w)
     return spec, lam, lambda s: (s.reshape(C * h, w) @ q.T).reshape(C, h, w)
 
