@@ -13,6 +13,10 @@ that machine noise hits them alike.  Methods:
   logistic labels) and cable (binary labels, no object masks);
 * ``reference:<preset>`` — a transcription of the reference generator's work
   (``reference_nsa.py``: full-image seamlessClone per patch, whole-image medians);
+* ``transform:<preset>`` — the same presets through the Albumentations transform
+  (``A.Compose([NaturalSyntheticAnomaly.from_preset(...)])``, source under
+  ``nsa_source``): plan sampled in the parameter hook, rendered in ``apply``; its
+  ratio to ``nsa:<preset>`` is the transform's overhead;
 * the peer methods of ``nsa_augment.methods`` (CutPaste, CutPaste-Scar, the NSA
   paper's CutPaste variant, FPI, PII, DRAEM-style), with the carpet preset's
   patch geometry where they use NSA's sampler.  ``--no-peers`` skips them.
@@ -71,12 +75,40 @@ def configs() -> dict[str, object]:
 PEERS = ("cutpaste", "cutpaste-scar", "cutpaste-nsa", "fpi", "pii", "draem")
 
 
+def _transform(cfg):
+    """fn(destination, source, rng) through an Albumentations pipeline.
+
+    The transform draws from ``rng`` (handed over with albumentations 2.0.8's
+    ``set_random_state``), so that it renders exactly the plans ``nsa:<preset>``
+    renders and the ratio of the two is the transform's own overhead.
+    """
+    import random
+
+    import albumentations as A
+
+    from nsa_augment import NaturalSyntheticAnomaly
+
+    transform = NaturalSyntheticAnomaly(cfg, p=1.0)
+    pipeline = A.Compose([transform], seed=0)
+    handed = []
+
+    def run(d, s, rng):
+        if not handed and hasattr(transform, "set_random_state"):
+            transform.set_random_state(rng, random.Random(0))
+            handed.append(True)
+        out = pipeline(image=d, mask=np.zeros(d.shape[:2], np.float32), nsa_source=s)
+        return out["image"], out["mask"]
+
+    return run
+
+
 def methods(cfgs, peers: bool = True) -> dict[str, callable]:
     """name -> fn(destination, source, rng) returning (image, label)."""
     out = {}
     for key, cfg in cfgs.items():
         out[f"nsa:{key}"] = lambda d, s, rng, cfg=cfg: synthesize(d, s, cfg, rng)[:2]
         out[f"reference:{key}"] = lambda d, s, rng, cfg=cfg: reference_nsa(d, s, cfg, rng)
+        out[f"transform:{key}"] = _transform(cfg)
     if peers:
         for name in PEERS:
             gen = nsa_methods.generator(name, "mvtec/carpet")
@@ -117,7 +149,7 @@ def main(argv=None):
     fns = methods(cfgs, peers=not args.no_peers)
     print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, 1 thread, images from {args.data if args.data.is_dir() else 'scikit-image'}")
     latency = first_call_latency(SYNTHESIS, "synthesis")
-    print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13}")
+    print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13} {'vs nsa:same':>11}")
     rows = []
     for size in sizes:
         images = load_images(args.data, size, 16)
@@ -128,9 +160,13 @@ def main(argv=None):
             ref = res.get(f"reference:{key}")
             speedup = ref["ms_mean"] / r["ms_mean"] if ref is not None else None
             relative = nsa_ms / r["ms_mean"]  # > 1: faster than NSA (carpet)
-            rows.append({"size": size, "method": name, **r, "speedup_vs_reference": speedup, "speed_vs_nsa_carpet": relative})
+            same = res.get(f"nsa:{key}")
+            vs_same = same["ms_mean"] / r["ms_mean"] if same is not None and family == "transform" else None
+            rows.append({"size": size, "method": name, **r, "speedup_vs_reference": speedup, "speed_vs_nsa_carpet": relative,
+                         "speed_vs_functional": vs_same})
             ref_col = f"{speedup:11.1f}x" if speedup is not None else f"{'-':>12}"
-            print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {ref_col} {relative:12.2f}x", flush=True)
+            same_col = f"{vs_same:10.2f}x" if vs_same is not None else f"{'-':>11}"
+            print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {ref_col} {relative:12.2f}x {same_col}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": 1, "examples": examples, "first_call": latency, "rows": rows}, indent=2))
     return rows

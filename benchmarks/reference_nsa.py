@@ -18,7 +18,7 @@ import numpy as np
 from skimage.filters import median as sk_median
 from skimage.morphology import disk
 
-from nsa_augment.sampling import pixel_bounds, sample_half_width
+from nsa_augment.methods.nsa.sampling import pixel_bounds, sample_half_width
 
 _DISK5 = disk(5)
 

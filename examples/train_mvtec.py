@@ -37,10 +37,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from nsa_augment import methods, presets
 from nsa_augment.gallery import grid, heatmap, outline
-from nsa_augment.metrics import evaluate, image_scores, roc_auc, roc_curve
-from nsa_augment.mvtec import load_category, find_categories, read_mask, read_rgb
-from nsa_augment.network import NSANet, count_parameters
+from nsa_augment.detection.metrics import evaluate, image_scores, roc_auc, roc_curve
+from nsa_augment.detection.datasets import load_category, find_categories, read_mask, read_rgb
+from nsa_augment.detection.network import NSANet, count_parameters
 from nsa_augment.torch import SyntheticAnomalyDataset
+from nsa_augment.transforms import transform_for
 
 # The paper's Table (mean of 5 seeds), image / pixel AUROC in %, NSA (logistic).
 PAPER = {
@@ -128,7 +129,7 @@ def settings_for(args, category: str):
 
 def train_pipeline(method: str, preset: str, kind: str, size: int, rotate: bool) -> A.Compose:
     """The paper's augmentation, then the synthetic anomaly, then ImageNet normalisation."""
-    anomaly = methods.transform(method, preset, p=0.5)
+    anomaly = transform_for(method, preset, p=0.5)
     if kind == "object":
         geometry = ([A.Rotate(limit=5, p=0.5)] if rotate else []) + [
             A.CenterCrop(round(size * 230 / 256), round(size * 230 / 256)),
@@ -239,7 +240,7 @@ def run_category(args, category: str, ddp: Distributed) -> dict:
     net = nn.parallel.DistributedDataParallel(model, device_ids=[ddp.device] if ddp.device.type == "cuda" else None) if ddp.world > 1 else model
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=1e-6)
-    loss_name = methods.label_loss(args.method, preset)
+    loss_name = "mse" if getattr(methods.config(args.method, preset), "label", None) == "intensity" else "bce"
     criterion = nn.BCEWithLogitsLoss() if loss_name == "bce" else None
 
     ckpt_path = out / "checkpoint.pt"

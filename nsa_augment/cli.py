@@ -9,11 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import presets
-from .config import BLEND_MODES, GRADIENTS, LABEL_MODES
 from .gallery import ROW_TITLES, example_row, grid
-from .image_files import find_images, load_image, match_channels, resize_longer_side
-from .synthesis import synthesize
+from .io import find_images, load_image, match_channels, resize_longer_side
+from .methods.nsa import presets, synthesize
+from .methods.nsa.config import BLEND_MODES, GRADIENTS, LABEL_MODES
 
 PREVIEW_HELP = """\
 Synthesise natural anomalies into normal images and write what came out:

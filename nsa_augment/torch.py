@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .image_files import load_image, match_channels
-from .labels import image_label
+from .io import load_image, match_channels
+from .methods.nsa.labels import image_label
 
-__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]  # load_image re-exported from .image_files
+__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]  # load_image re-exported from .io
 
 
 def seed_everything_in(obj: Any, seed: int) -> None:

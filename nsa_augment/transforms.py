@@ -1,34 +1,42 @@
 """Synthetic anomalies as Albumentations transforms: NSA and its peers under one interface.
 
-``NaturalSyntheticAnomaly`` (NSA, and through its options FPI, PII and the NSA
-paper's CutPaste variant), ``CutPaste``, ``CutPasteScar`` and ``DraemAnomaly``
-share one base: the anomaly goes into ``image``, its label into ``mask``; a
-patch source comes at call time under a metadata key; ``images`` batches get one
-anomaly per item; volumes are rejected; the transform's random stream is its
-own.  Works with albumentations 2.0.8 (MIT) and AlbumentationsX >= 2.4.3, which
-share the import name ``albumentations`` but differ in how a transform samples
-its parameters (``get_params_dependent_on_data`` vs ``sample_parameters``); the
-base defines whichever hook the installed package calls.  The classes only
-validate arguments and sample; the pixel work is the functional core.
+``NaturalSyntheticAnomaly`` (NSA, and through its config FPI, PII and the NSA paper's CutPaste
+variant), ``CutPaste``, ``CutPasteScar`` and ``DraemAnomaly`` share one design, Albumentations'
+own: the parameter hook draws the method's frozen *plan* (no pixels) and ``apply`` renders it on
+whatever image it is handed.  So every image target gets the anomaly rendered on itself
+(``image2``, replays, ``images`` batches), replay records hold plans, and the label goes to
+``mask`` alone (other mask targets are left as they are).
+
+A patch source comes at call time under ``source_key`` (default ``nsa_source``), like
+Albumentations' metadata; the plan records which source was used (the array, or an index into a
+list), so a replay needs the same ``nsa_source``.  A transform's arguments are its config's fields
+(:class:`~nsa_augment.NSAConfig`, :class:`~nsa_augment.methods.CutPasteConfig`, ...), declared once
+there and validated there; a misspelled one is a ``TypeError`` naming the closest valid one.
+
+Works with albumentations 2.0.8 (MIT) and AlbumentationsX >= 2.4.3, which share the import name
+``albumentations`` but differ in their parameter hook (``get_params_dependent_on_data`` vs
+``sample_parameters``) and in how parameters reach ``apply``; the base class adapts to both.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import zlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import albumentations as A
-import zlib
-
 import numpy as np
-from albumentations.core.transforms_interface import BaseTransformInitSchema, DualTransform
+from albumentations.core.transforms_interface import DualTransform
 from albumentations.core.type_definitions import Targets
-from pydantic import model_validator
 
-from . import presets
-from .baselines import cutpaste, cutpaste_scar, draem_anomaly
-from .config import NSAConfig
-from .synthesis import _check_inputs, _plan, _render
+from .methods import registry
+from .methods.cutpaste import CutPasteConfig, ScarConfig
+from .methods.draem import DraemConfig
+from .methods.nsa import NSAConfig, presets
+from .methods.plan import check_field_names, resolve_config
+from .validation import is_finite
 
 #: AlbumentationsX replaced the sampling hooks with ``sample_parameters``.
 IS_ALBUMENTATIONS_X = hasattr(A.core.transforms_interface.BasicTransform, "sample_parameters")
@@ -42,8 +50,7 @@ SERIALIZATION_NAME = "nsa_augment.NaturalSyntheticAnomaly"
 # transforms sampling alike would make perfectly correlated decisions.  We derive our
 # stream from (seed, this constant) instead.
 _STREAM_TAG = 0x4E5341  # "NSA"
-
-_CONFIG_FIELDS = tuple(f for f in NSAConfig.__dataclass_fields__ if f != "name")
+MISSING_SOURCE = ("self", "error")
 
 
 def decorrelated_seed(seed: int, tag: int = _STREAM_TAG) -> int:
@@ -59,25 +66,92 @@ _TARGETS = tuple(
 )
 
 
-class _SyntheticAnomalyTransform(DualTransform):
-    """Shared machinery: targets, sources, batches, seeding, the sampling hook of either Albumentations.
+def _config_defaults(config_type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(config_type)}
 
-    Subclasses define ``InitSchema``, ``__init__`` and ``_generate(image, source, rng) -> (image, label)``.
+
+class _AnomalyTransform(DualTransform):
+    """Shared machinery: arguments from the config, plan sampling, rendering per target, both Albumentations.
+
+    Subclasses set ``method`` (a :mod:`~nsa_augment.methods.registry` name), ``config_type`` and ``uses_source``.
     """
 
     _targets = _TARGETS
-    #: Whether the method takes its patches from a source image (else from the image itself).
-    uses_source = True
-    source_key = "nsa_source"
-    missing_source = "self"
+    method: ClassVar[str] = ""
+    config_type: ClassVar[type] = type(None)
+    #: Whether the method may take its patches from a second image (else from the image itself).
+    uses_source: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.method:
+            return
+
+        # One __init__ per class whose signature lists the config's fields, so that introspection
+        # (IDEs, inspect.signature, AlbumentationsX's applied-config keys) sees every argument.
+        def __init__(self, config=None, **kwargs):
+            _AnomalyTransform._setup(self, config, kwargs)
+
+        P = inspect.Parameter
+        params = [P("self", P.POSITIONAL_OR_KEYWORD), P("config", P.POSITIONAL_OR_KEYWORD, default=None),
+                  P("p", P.KEYWORD_ONLY, default=0.5)]
+        params += [P(name, P.KEYWORD_ONLY, default=d) for name, d in cls._extra_args().items()]
+        params += [P(name, P.KEYWORD_ONLY, default=d) for name, d in _config_defaults(cls.config_type).items()]
+        __init__.__signature__ = inspect.Signature(params)
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        __init__.__doc__ = (f"``config`` (a {cls.config_type.__name__}) and/or its fields as keywords; ``p`` is the "
+                            "probability of applying.")
+        cls.__init__ = __init__
+
+    @classmethod
+    def _extra_args(cls) -> dict[str, Any]:
+        return {"source_key": "nsa_source", "missing_source": "self"} if cls.uses_source else {}
+
+    def _setup(self, config, kwargs: dict[str, Any]) -> None:
+        owner = f"{type(self).__name__}()"
+        p = kwargs.pop("p", 0.5)
+        extra = {name: kwargs.pop(name, default) for name, default in self._extra_args().items()}
+        kwargs.pop("strict", None)  # Albumentations' flag; unknown arguments are always an error here
+        check_field_names(kwargs, [*_config_defaults(self.config_type), "p", *self._extra_args()], owner)
+        self._config = resolve_config(config, self.config_type, kwargs, owner)
+        if not (is_finite(p) and 0.0 <= p <= 1.0):
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        super().__init__(p=float(p))
+        if self.uses_source:
+            if not isinstance(extra["source_key"], str) or not extra["source_key"]:
+                raise ValueError(f"source_key must be a non-empty string, got {extra['source_key']!r}")
+            if extra["missing_source"] not in MISSING_SOURCE:
+                raise ValueError(f"missing_source must be one of {MISSING_SOURCE}, got {extra['missing_source']!r}")
+            self.source_key = extra["source_key"]
+            self.missing_source = extra["missing_source"]
+            # The source is call data, not a target: declared so that Compose(strict=True) accepts it.
+            self._available_keys.add(self.source_key)
+
+    @property
+    def config(self):
+        """The method's settings (a frozen, validated config)."""
+        return self._config
+
+    def _method(self) -> registry.Method:
+        return registry.get(self.method)
+
+    def _takes_source(self) -> bool:
+        return self.uses_source and not getattr(self._config, "same_source", False)
+
+    # --- serialisation ------------------------------------------------------------------------------
 
     @classmethod
     def get_class_fullname(cls) -> str:
         return f"nsa_augment.{cls.__name__}"
 
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return (*_config_defaults(self.config_type), *self._extra_args())
+
     def get_transform_init_args(self) -> dict[str, Any]:
-        # Every argument under its own name, None included (the base class drops empty values).
-        return {name: getattr(self, name) for name in self.get_transform_init_args_names()}
+        # Every field under its own name (the base class would drop empty values such as None).
+        args = self._config.to_dict()
+        args.update({name: getattr(self, name) for name in self._extra_args()})
+        return args
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(None if seed is None else decorrelated_seed(seed, self._stream_tag()))
@@ -86,53 +160,65 @@ class _SyntheticAnomalyTransform(DualTransform):
     def _stream_tag(cls) -> int:
         return zlib.crc32(cls.__name__.encode())
 
-    def _generate(self, image: np.ndarray, source: np.ndarray | None, rng: np.random.Generator):
-        raise NotImplementedError
+    def add_targets(self, additional_targets: dict[str, str]) -> None:
+        super().add_targets(additional_targets)
+        # Extra image targets get the anomaly rendered on themselves; extra *mask* targets are the
+        # caller's (a segmentation, say): the label goes to ``mask`` alone.
+        for key, kind in additional_targets.items():
+            if kind in ("mask", "masks") and key in self._key2func:
+                self._key2func[key] = self._unchanged
 
-    # --- sampling (random) ------------------------------------------------------------------------
+    @staticmethod
+    def _unchanged(value, *args: Any, **params: Any):
+        return value
+
+    # --- sampling (all randomness) -------------------------------------------------------------------
 
     def _sample(self, data: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        if "volume" in data or "volumes" in data:
+        if any(key in data for key in ("volume", "volumes", "mask3d", "masks3d")):
             raise ValueError(
-                f"{type(self).__name__} does not support volumes: NSA blends 2-D patches; apply it per slice "
-                "with 'images' (independent anomalies) or use a 2-D pipeline"
+                f"{type(self).__name__} does not support volumes: it blends 2-D patches; pass slices as 'images' "
+                "(independent anomalies) or use a 2-D pipeline"
             )
         if "image" not in data and "images" not in data:
             raise ValueError(f"{type(self).__name__} needs an 'image' (or 'images') target")
-        source = data.get(self.source_key) if self.uses_source else None
+        method = self._method()
+        source = data.get(self.source_key) if self._takes_source() else None
         if "images" in data and "image" not in data:
             if "masks" not in data:
                 raise ValueError(self._needs_mask("masks"))
-            images, labels = [], []
+            plans, indices = [], []
             for item in data["images"]:
-                out_img, out_label = self._generate(item, self._pick_source(source, rng), rng)
-                images.append(out_img)
-                labels.append(out_label)
-            return {"nsa_images": images, "nsa_labels": labels}
+                src, index = self._pick_source(source, rng)
+                plans.append(method.plan(item, src, self._config, rng))
+                indices.append(index)
+            return {"nsa_plans": plans, "nsa_source_indices": indices}
         if "mask" not in data:
             raise ValueError(self._needs_mask("mask"))
-        out_img, out_label = self._generate(data["image"], self._pick_source(source, rng), rng)
-        return {"nsa_image": out_img, "nsa_label": out_label}
+        src, index = self._pick_source(source, rng)
+        return {"nsa_plan": method.plan(data["image"], src, self._config, rng), "nsa_source_index": index}
 
-    def _pick_source(self, source, rng):
-        if not self.uses_source:
-            return None
+    def _pick_source(self, source, rng) -> tuple[np.ndarray | None, int | None]:
+        """The source to cut from and how to find it again: None (the image itself), -1 (the array), or a list index."""
+        if not self._takes_source():
+            return None, None
         if source is None:
             if self.missing_source == "error":
                 raise ValueError(
                     f"{type(self).__name__} needs a patch source: pass {self.source_key}=<array or list of arrays> "
                     "in the call, or use missing_source='self' to cut from the image itself"
                 )
-            return None
+            return None, None
         if isinstance(source, np.ndarray):
-            return source
+            return source, -1
         if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
             if len(source) == 0:
                 raise ValueError(f"{self.source_key} is an empty sequence: give at least one source image")
-            return source[int(rng.integers(len(source)))]
+            index = int(rng.integers(len(source)))
+            return source[index], index
         raise TypeError(f"{self.source_key} must be an array or a sequence of arrays, got {type(source).__name__}")
 
-    def _needs_mask(self, key):
+    def _needs_mask(self, key: str) -> str:
         shape = "image.shape[:2]" if key == "mask" else "(len(images),) + images[0].shape[:2]"
         return (
             f"{type(self).__name__} writes its label into the '{key}' target, which was not passed: "
@@ -144,34 +230,87 @@ class _SyntheticAnomalyTransform(DualTransform):
         def sample_parameters(self, params, data, targets, sampling):
             return SampledParams(params=self._sample(data, sampling.random_generator))
 
+        def apply_with_params(self, sampled_params, *args: Any, **kwargs: Any):
+            extra = self._prepare(sampled_params.params, kwargs)
+            if extra:
+                sampled_params = dataclasses.replace(sampled_params, params={**sampled_params.params, **extra})
+            return super().apply_with_params(sampled_params, *args, **kwargs)
+
     else:
 
         def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
             return self._sample(data, self.random_generator)
 
-    # --- applying (pure: the result was rendered from the sampled plan) ------------------------
+        def apply_with_params(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+            extra = self._prepare(params, kwargs)
+            return super().apply_with_params({**params, **extra} if extra else params, *args, **kwargs)
 
-    def apply(self, img: np.ndarray, nsa_image: np.ndarray | None = None, **params: Any) -> np.ndarray:
-        if nsa_image is None:
+    # --- rendering (pure: a function of the plan and the images of this call) -------------------------
+
+    def _prepare(self, params, data: dict[str, Any]) -> dict[str, Any]:
+        """Call-time values for ``apply*`` (never part of a replay record): the sources, and the primary renders.
+
+        ``image`` (or ``images``) is rendered here once, so that its label is at hand for ``mask``
+        whatever order the targets come in; ``apply`` reuses the render for that very array.
+        """
+        if params.get("nsa_plan") is not None:
+            source = self._resolve_source(data, params["nsa_source_index"])
+            image = data.get("image")
+            rendered = None if image is None else (image, *self._render(image, source, params["nsa_plan"]))
+            return {"nsa_source": source, "nsa_rendered": rendered}
+        if params.get("nsa_plans") is not None:
+            sources = [self._resolve_source(data, i) for i in params["nsa_source_indices"]]
+            images = data.get("images")
+            if images is None or len(images) != len(params["nsa_plans"]):
+                raise ValueError(f"{type(self).__name__}: the plans were drawn for {len(params['nsa_plans'])} images, "
+                                 f"got {0 if images is None else len(images)}")
+            outs = [self._render(img, src, plan) for img, src, plan in zip(images, sources, params["nsa_plans"])]
+            return {"nsa_sources": sources, "nsa_rendered_batch": (images, [o[0] for o in outs], [o[1] for o in outs])}
+        return {}
+
+    def _resolve_source(self, data: dict[str, Any], index: int | None) -> np.ndarray | None:
+        if index is None:
+            return None
+        source = data.get(self.source_key)
+        if source is None:
+            raise ValueError(
+                f"{type(self).__name__}'s plan was drawn with a patch source from '{self.source_key}': pass the "
+                f"same {self.source_key}=... again (e.g. to ReplayCompose.replay) to render it"
+            )
+        if index == -1:
+            if not isinstance(source, np.ndarray):
+                raise TypeError(f"{self.source_key}: the plan was drawn from one array, got {type(source).__name__}")
+            return source
+        if isinstance(source, np.ndarray) or not 0 <= index < len(source):
+            raise ValueError(f"{self.source_key}: the plan was drawn from item {index} of a list of sources; pass that list")
+        return source[index]
+
+    def _render(self, image: np.ndarray, source: np.ndarray | None, plan) -> tuple[np.ndarray, np.ndarray]:
+        return self._method().render(image, source, self._config, plan)
+
+    def apply(self, img: np.ndarray, nsa_plan=None, nsa_source=None, nsa_rendered=None, **params: Any) -> np.ndarray:
+        if nsa_plan is None:
             return img
-        if nsa_image.shape != img.shape:
-            raise ValueError(f"image shape {img.shape} differs from the shape {nsa_image.shape} the anomaly was made for")
-        return nsa_image
+        if nsa_rendered is not None and img is nsa_rendered[0]:
+            return nsa_rendered[1]
+        return self._render(img, nsa_source, nsa_plan)[0]
 
-    def apply_to_mask(self, mask: np.ndarray, nsa_label: np.ndarray | None = None, **params: Any) -> np.ndarray:
-        if nsa_label is None:
+    def apply_to_mask(self, mask: np.ndarray, nsa_rendered=None, **params: Any) -> np.ndarray:
+        if nsa_rendered is None:
             return mask
-        return _combine(mask, nsa_label)
+        return _combine(mask, nsa_rendered[2])
 
-    def apply_to_images(self, images, nsa_images=None, **params: Any):
-        if nsa_images is None:
+    def apply_to_images(self, images, nsa_plans=None, nsa_sources=None, nsa_rendered_batch=None, **params: Any):
+        if nsa_plans is None:
             return images
-        return np.stack(nsa_images)
+        if nsa_rendered_batch is not None and images is nsa_rendered_batch[0]:
+            return np.stack(nsa_rendered_batch[1])
+        return np.stack([self._render(img, src, plan)[0] for img, src, plan in zip(images, nsa_sources, nsa_plans)])
 
-    def apply_to_masks(self, masks, nsa_labels=None, **params: Any):
-        if nsa_labels is None:  # a single image: other masks are not ours to change
+    def apply_to_masks(self, masks, nsa_rendered_batch=None, **params: Any):
+        if nsa_rendered_batch is None:  # a single image: other masks are not ours to change
             return masks
-        return np.stack([_combine(m, lab) for m, lab in zip(masks, nsa_labels)])
+        return np.stack([_combine(m, lab) for m, lab in zip(masks, nsa_rendered_batch[2])])
 
     def apply_to_bboxes(self, bboxes, *args: Any, **params: Any):
         return bboxes
@@ -180,23 +319,23 @@ class _SyntheticAnomalyTransform(DualTransform):
         return keypoints
 
 
-
-class NaturalSyntheticAnomaly(_SyntheticAnomalyTransform):
+class NaturalSyntheticAnomaly(_AnomalyTransform):
     """Blend natural synthetic anomalies (NSA) into the image and write their label into ``mask``.
 
-    Every :class:`~nsa_augment.NSAConfig` field is a keyword argument (defaults
-    as there); :meth:`from_preset` fills them from the paper's per-class table.
+    Arguments: an :class:`~nsa_augment.NSAConfig` and/or its fields as keywords
+    (defaults as there); :meth:`from_preset` starts from the paper's per-class
+    table.  ``p``, ``source_key`` and ``missing_source`` as for every anomaly transform.
 
     The patch source comes at call time under ``source_key`` (like
     Albumentations' FDA/HistogramMatching metadata): one array, or a sequence
     to pick from with the transform's own RNG.  Without it the patch is cut
-    from the image itself (``missing_source="self"``) or an error is raised
-    (``missing_source="error"``).
+    from the image itself (``missing_source="self"``: each image target from
+    itself) or an error is raised (``missing_source="error"``).
 
-    Targets: image, mask (the label map, float32, max-combined with the
-    incoming mask), images + masks (one independent anomaly per item),
-    bboxes and keypoints (unchanged).  Volumes are rejected: NSA is 2-D, and a
-    slice-consistent 3-D anomaly would need a 3-D Poisson solve.
+    Targets: image and extra image targets (the plan rendered on each), mask
+    (the label map, float32, max-combined with the incoming mask; other mask
+    targets are left unchanged), images + masks (one independent anomaly per
+    item), bboxes and keypoints (unchanged).  Volumes are rejected.
 
     Examples
     --------
@@ -211,247 +350,75 @@ class NaturalSyntheticAnomaly(_SyntheticAnomalyTransform):
     ((64, 64, 3), dtype('float32'))
     """
 
-    class InitSchema(BaseTransformInitSchema):
-        num_patches: int
-        width_bounds: tuple[tuple[float, float], tuple[float, float]]
-        gamma: tuple[float, float, float] | None
-        rescale: bool
-        rescale_bounds: tuple[float, float]
-        rescale_clip: Literal["full", "reference"]
-        shift: bool
-        blend: Literal["poisson", "paste", "alpha"]
-        gradients: Literal["normal", "mixed", "mix", "interpolated"]
-        object_masks: tuple[tuple[float, float], ...] | None
-        min_object: float
-        min_overlap: float
-        label: Literal["binary", "continuous", "intensity", "logistic"]
-        logistic: tuple[float, float]
-        tol: float
-        factor_range: tuple[float, float]
-        same_source: bool
-        max_attempts: int
-        source_key: str
-        missing_source: Literal["self", "error"]
-
-        @model_validator(mode="after")
-        def _consistent(self):
-            # NSAConfig owns the cross-field rules (bounds order, ranges, ...).
-            NSAConfig(**{f: getattr(self, f) for f in _CONFIG_FIELDS})
-            return self
-
-    def __init__(
-        self,
-        num_patches: int = 1,
-        width_bounds: tuple[tuple[float, float], tuple[float, float]] = ((0.05, 0.2), (0.05, 0.2)),
-        gamma: tuple[float, float, float] | None = None,
-        rescale: bool = True,
-        rescale_bounds: tuple[float, float] = (0.7, 1.3),
-        rescale_clip: Literal["full", "reference"] = "full",
-        shift: bool = True,
-        blend: Literal["poisson", "paste", "alpha"] = "poisson",
-        gradients: Literal["normal", "mixed", "mix", "interpolated"] = "normal",
-        object_masks: tuple[tuple[float, float], ...] | None = None,
-        min_object: float = 0.25,
-        min_overlap: float = 0.25,
-        label: Literal["binary", "continuous", "intensity", "logistic"] = "binary",
-        logistic: tuple[float, float] = (1 / 6, 20.0),
-        tol: float = 1.0,
-        factor_range: tuple[float, float] = (0.05, 0.95),
-        same_source: bool = False,
-        max_attempts: int = 200,
-        source_key: str = "nsa_source",
-        missing_source: Literal["self", "error"] = "self",
-        p: float = 0.5,
-    ):
-        super().__init__(p=p)
-        self.num_patches = num_patches
-        self.width_bounds = width_bounds
-        self.gamma = gamma
-        self.rescale = rescale
-        self.rescale_bounds = rescale_bounds
-        self.rescale_clip = rescale_clip
-        self.shift = shift
-        self.blend = blend
-        self.gradients = gradients
-        self.object_masks = object_masks
-        self.min_object = min_object
-        self.min_overlap = min_overlap
-        self.label = label
-        self.logistic = logistic
-        self.tol = tol
-        self.factor_range = factor_range
-        self.same_source = same_source
-        self.max_attempts = max_attempts
-        self.source_key = source_key
-        self.missing_source = missing_source
-
-    # --- construction and serialisation ---------------------------------------------------------
+    method = "nsa"
+    config_type = NSAConfig
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> NaturalSyntheticAnomaly:
-        """The transform for a preset (``"mvtec/bottle"``, ``"chestxray"``, ...), with optional overrides."""
-        cfg = presets.get(name)
-        kwargs = {f: getattr(cfg, f) for f in _CONFIG_FIELDS}
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        """The transform for a preset (``"mvtec/bottle"``, ``"chestxray"``, ...), with field overrides and ``p`` etc."""
+        return cls(presets.get(name), **overrides)
 
     @classmethod
     def from_config(cls, config: NSAConfig, **kwargs: Any) -> NaturalSyntheticAnomaly:
-        """The transform for an :class:`NSAConfig` (plus ``p``, ``source_key``, ...)."""
-        return cls(**{f: getattr(config, f) for f in _CONFIG_FIELDS}, **kwargs)
-
-    @property
-    def config(self) -> NSAConfig:
-        """The generator settings as an :class:`NSAConfig`."""
-        return NSAConfig(**{f: getattr(self, f) for f in _CONFIG_FIELDS})
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return (*_CONFIG_FIELDS, "source_key", "missing_source")
+        """The transform for an :class:`NSAConfig` (plus ``p``, ``source_key``, field overrides)."""
+        return cls(config, **kwargs)
 
     @classmethod
     def _stream_tag(cls) -> int:
         return _STREAM_TAG
 
-    def _generate(self, image, source, rng):
-        cfg, dst3, src3 = _check_inputs(image, source, self.config)
-        out, label = _render(dst3, src3, cfg, _plan(dst3, src3, cfg, rng))
-        return out.reshape(image.shape), label
 
-
-
-class CutPaste(_SyntheticAnomalyTransform):
+class CutPaste(_AnomalyTransform):
     """CutPaste (Li et al., CVPR 2021) as a transform: label 1 on the pasted rectangle.
 
-    See :func:`nsa_augment.baselines.cutpaste`.  The patch comes from the image itself.
+    Arguments: a :class:`~nsa_augment.methods.CutPasteConfig` and/or its fields.
+    The patch comes from the image itself.
     """
 
+    method = "cutpaste"
+    config_type = CutPasteConfig
     uses_source = False
 
-    class InitSchema(BaseTransformInitSchema):
-        area_ratio: tuple[float, float]
-        aspect_ratio: tuple[tuple[float, float], tuple[float, float]]
-        jitter: float
 
-        @model_validator(mode="after")
-        def _ranges(self):
-            lo, hi = self.area_ratio
-            if not 0 < lo <= hi <= 1:
-                raise ValueError(f"area_ratio must satisfy 0 < lo <= hi <= 1, got {self.area_ratio}")
-            for a, b in self.aspect_ratio:
-                if not 0 < a <= b:
-                    raise ValueError(f"aspect_ratio ranges must satisfy 0 < lo <= hi, got {self.aspect_ratio}")
-            if not 0 <= self.jitter <= 1:
-                raise ValueError(f"jitter must lie in [0, 1], got {self.jitter}")
-            return self
-
-    def __init__(self, area_ratio: tuple[float, float] = (0.02, 0.15),
-                 aspect_ratio: tuple[tuple[float, float], tuple[float, float]] = ((0.3, 1.0), (1.0, 3.3)),
-                 jitter: float = 0.1, p: float = 0.5):
-        super().__init__(p=p)
-        self.area_ratio = area_ratio
-        self.aspect_ratio = aspect_ratio
-        self.jitter = jitter
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("area_ratio", "aspect_ratio", "jitter")
-
-    def _generate(self, image, source, rng):
-        out, label, _ = cutpaste(image, rng, area_ratio=self.area_ratio, aspect_ratio=self.aspect_ratio, jitter=self.jitter)
-        return out, label
-
-
-class CutPasteScar(_SyntheticAnomalyTransform):
+class CutPasteScar(_AnomalyTransform):
     """CutPaste-Scar as a transform: a thin, rotated, jittered rectangle; label on its footprint.
 
-    See :func:`nsa_augment.baselines.cutpaste_scar`.
+    Arguments: a :class:`~nsa_augment.methods.ScarConfig` and/or its fields.
     """
 
+    method = "cutpaste-scar"
+    config_type = ScarConfig
     uses_source = False
 
-    class InitSchema(BaseTransformInitSchema):
-        width: tuple[int, int]
-        height: tuple[int, int]
-        rotation: tuple[float, float]
-        jitter: float
 
-        @model_validator(mode="after")
-        def _ranges(self):
-            for name in ("width", "height"):
-                lo, hi = getattr(self, name)
-                if not 1 <= lo <= hi:
-                    raise ValueError(f"{name} must satisfy 1 <= lo <= hi, got {(lo, hi)}")
-            if self.rotation[0] > self.rotation[1]:
-                raise ValueError(f"rotation must satisfy lo <= hi, got {self.rotation}")
-            if not 0 <= self.jitter <= 1:
-                raise ValueError(f"jitter must lie in [0, 1], got {self.jitter}")
-            return self
-
-    def __init__(self, width: tuple[int, int] = (2, 16), height: tuple[int, int] = (10, 25),
-                 rotation: tuple[float, float] = (-45.0, 45.0), jitter: float = 0.1, p: float = 0.5):
-        super().__init__(p=p)
-        self.width = width
-        self.height = height
-        self.rotation = rotation
-        self.jitter = jitter
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("width", "height", "rotation", "jitter")
-
-    def _generate(self, image, source, rng):
-        out, label, _ = cutpaste_scar(image, rng, width=self.width, height=self.height, rotation=self.rotation,
-                                      jitter=self.jitter)
-        return out, label
-
-
-class DraemAnomaly(_SyntheticAnomalyTransform):
+class DraemAnomaly(_AnomalyTransform):
     """DRAEM-style anomalies (Zavrtanik et al., ICCV 2021) as a transform: binary label on the Perlin region.
 
-    The anomaly source (a texture, e.g. from a folder of DTD-like images, or
-    another normal image) comes under ``source_key`` like NSA's; without one
-    the image's own content is used.  See :func:`nsa_augment.baselines.draem_anomaly`.
+    Arguments: a :class:`~nsa_augment.methods.DraemConfig` and/or its fields.  The
+    anomaly texture (e.g. from a folder of DTD-like images, or another normal
+    image) comes under ``source_key`` like NSA's; without one the image's own
+    content is used.
     """
 
-    class InitSchema(BaseTransformInitSchema):
-        scale_exponents: tuple[int, int]
-        threshold: float
-        rotation: tuple[float, float]
-        beta_range: tuple[float, float]
-        augmenters: int
-        source_key: str
-        missing_source: Literal["self", "error"]
+    method = "draem"
+    config_type = DraemConfig
 
-        @model_validator(mode="after")
-        def _ranges(self):
-            lo, hi = self.scale_exponents
-            if not 0 <= lo < hi <= 10:
-                raise ValueError(f"scale_exponents must satisfy 0 <= lo < hi <= 10, got {self.scale_exponents}")
-            b0, b1 = self.beta_range
-            if not 0 <= b0 <= b1 <= 1:
-                raise ValueError(f"beta_range must satisfy 0 <= lo <= hi <= 1, got {self.beta_range}")
-            if not 0 <= self.augmenters <= 10:
-                raise ValueError(f"augmenters must lie in 0..10, got {self.augmenters}")
-            return self
 
-    def __init__(self, scale_exponents: tuple[int, int] = (0, 6), threshold: float = 0.5,
-                 rotation: tuple[float, float] = (-90.0, 90.0), beta_range: tuple[float, float] = (0.0, 0.8),
-                 augmenters: int = 3, source_key: str = "nsa_source",
-                 missing_source: Literal["self", "error"] = "self", p: float = 0.5):
-        super().__init__(p=p)
-        self.scale_exponents = scale_exponents
-        self.threshold = threshold
-        self.rotation = rotation
-        self.beta_range = beta_range
-        self.augmenters = augmenters
-        self.source_key = source_key
-        self.missing_source = missing_source
+_TRANSFORMS = {NSAConfig: NaturalSyntheticAnomaly, CutPasteConfig: CutPaste, ScarConfig: CutPasteScar,
+               DraemConfig: DraemAnomaly}
 
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("scale_exponents", "threshold", "rotation", "beta_range", "augmenters", "source_key", "missing_source")
 
-    def _generate(self, image, source, rng):
-        out, label, _ = draem_anomaly(image, source, rng, scale_exponents=self.scale_exponents, threshold=self.threshold,
-                                      rotation=self.rotation, beta_range=self.beta_range, augmenters=self.augmenters)
-        return out, label
+def transform_for(method: str, preset: str | NSAConfig = "mvtec/carpet", **kwargs: Any) -> _AnomalyTransform:
+    """The Albumentations transform of a :mod:`~nsa_augment.methods` method (``p``, ``source_key``, fields in ``kwargs``).
+
+    Examples
+    --------
+    >>> t = transform_for("pii", "mvtec/tile", p=1.0)
+    >>> type(t).__name__, t.config.gradients, t.config.label
+    ('NaturalSyntheticAnomaly', 'interpolated', 'continuous')
+    """
+    config = registry.config(method, preset)
+    return _TRANSFORMS[type(config)](config, **kwargs)
 
 
 def _combine(mask: np.ndarray, label: np.ndarray) -> np.ndarray:

@@ -7,6 +7,9 @@ argument and what was expected, instead of a crash or a silently wrong result.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 #: Image dtypes accepted everywhere: uint8 in 0..255 or float32 in [0, 1].
@@ -95,3 +98,37 @@ def check_generator(rng) -> np.random.Generator:
             f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), got {type(rng).__name__}"
         )
     return rng
+
+
+# --- checks for the fields of frozen configs (every method's config validates with these) -----------
+
+
+def is_integer(v) -> bool:
+    """An integer that is not a bool (``True`` is an ``int`` in Python, never a count here)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_finite(v) -> bool:
+    """A finite real number that is not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_pair(value, name: str) -> tuple[float, float]:
+    """``(a, b)`` of finite numbers, as floats; ``ValueError`` naming ``name`` otherwise."""
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
+    if not (is_finite(a) and is_finite(b)):
+        raise ValueError(f"{name} must be a pair of finite numbers, got {value!r}")
+    return float(a), float(b)
+
+
+def check_choice(value, options, name: str) -> None:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+
+
+def freeze(value):
+    """Lists (e.g. from JSON/YAML) as nested tuples, so that frozen configs hold hashable values."""
+    return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,13 +1,15 @@
 """The peer methods under the same interface: labels consistent with the change, seeds, shapes, bad input."""
 
+import copy
+
 import albumentations as A
 import numpy as np
 import pytest
 from scipy import stats
 
 from nsa_augment import methods
-from nsa_augment.baselines import cutpaste, cutpaste_scar, draem_anomaly, perlin_noise
-from nsa_augment.transforms import CutPaste, CutPasteScar, DraemAnomaly
+from nsa_augment.methods import cutpaste, cutpaste_scar, draem_anomaly, perlin_noise
+from nsa_augment.transforms import CutPaste, CutPasteScar, DraemAnomaly, transform_for
 
 ALL = methods.METHODS
 
@@ -28,7 +30,7 @@ def test_label_consistent_with_change(method, tiles128):
         assert image.shape == dst.shape and image.dtype == dst.dtype
         assert label.shape == dst.shape[:2] and label.dtype == np.float32 and label.min() >= 0
         changed = _changed(dst, image)
-        if method in ("nsa", "nsa-binary", "cutpaste-nsa", "fpi", "pii"):
+        if method in methods.NSA_FAMILY:
             # NSA-family labels follow the 5x5-median change rule; nothing changes outside the patch boxes
             boxes = np.zeros(dst.shape[:2], bool)
             for p in info.patches:
@@ -92,12 +94,16 @@ def test_cutpaste_geometry_distribution():
     rng = np.random.default_rng(0)
     img = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
     areas, aspects = [], []
+    ranges = methods.CutPasteConfig().aspect_ratio
     for _ in range(1500):
-        _, label, info = cutpaste(img, rng, jitter=0.0)
-        y0, y1, x0, x1 = info.patches[0].dst_box
+        replay = copy.deepcopy(rng)  # the plan's first draws: area, coin, aspect
+        replay.uniform()
+        aspects.append(replay.uniform(*ranges[int(replay.integers(2))]))
+        _, label, plan = cutpaste(img, rng, jitter=0.0)
+        y0, y1, x0, x1 = plan.dst_box
         areas.append((y1 - y0) * (x1 - x0) / 200**2)
-        aspects.append(info.details["aspect"])
         assert label.sum() == (y1 - y0) * (x1 - x0)
+        assert plan.src_box[1] - plan.src_box[0] == y1 - y0 and plan.src_box[3] - plan.src_box[2] == x1 - x0
     areas = np.array(areas)
     assert areas.min() > 0.015 and areas.max() < 0.16
     # coin flip between U(0.3, 1) and U(1, 3.3)
@@ -108,22 +114,23 @@ def test_cutpaste_geometry_distribution():
 
 def test_cutpaste_jitter_changes_the_patch():
     img = np.random.default_rng(1).integers(40, 200, (100, 100, 3), dtype=np.uint8)
-    out, label, info = cutpaste(img, np.random.default_rng(3), jitter=0.1)
-    (sy0, sy1, sx0, sx1), (dy0, dy1, dx0, dx1) = info.patches[0].src_box, info.patches[0].dst_box
+    out, label, plan = cutpaste(img, np.random.default_rng(3), jitter=0.1)
+    (sy0, sy1, sx0, sx1), (dy0, dy1, dx0, dx1) = plan.src_box, plan.dst_box
     pasted = out[dy0:dy1, dx0:dx1].astype(float)
     assert not np.array_equal(pasted, img[sy0:sy1, sx0:sx1])
     assert np.abs(pasted - img[sy0:sy1, sx0:sx1]).mean() < 40  # jitter is mild
-    assert set(info.details["jitter"]) == {"brightness", "contrast", "saturation", "hue"}
+    assert set(plan.jitter.order) == {"brightness", "contrast", "saturation", "hue"}
+    assert all(abs(f - (0.0 if name == "hue" else 1.0)) <= 0.1 for name, f in zip(plan.jitter.order, plan.jitter.factors))
 
 
 def test_scar_geometry():
     img = np.random.default_rng(1).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     rng = np.random.default_rng(0)
     for _ in range(200):
-        _, label, info = cutpaste_scar(img, rng)
-        y0, y1, x0, x1 = info.patches[0].src_box
+        _, label, plan = cutpaste_scar(img, rng)
+        y0, y1, x0, x1 = plan.src_box
         assert 2 <= x1 - x0 <= 16 and 10 <= y1 - y0 <= 25
-        assert -45 <= info.details["angle"] <= 45
+        assert -45 <= plan.angle <= 45
         # the footprint of a w x h rectangle, rotated: area about w * h
         assert abs(label.sum() - (x1 - x0) * (y1 - y0)) <= 0.35 * (x1 - x0) * (y1 - y0) + 6
 
@@ -184,12 +191,12 @@ def test_draem_mask_and_opacity(tiles128):
     texture = np.random.default_rng(9).integers(0, 256, (300, 200, 3), dtype=np.uint8)  # any size
     fractions, betas = [], []
     for _ in range(40):
-        image, label, info = draem_anomaly(tiles128[0], texture, rng)
+        image, label, plan = draem_anomaly(tiles128[0], texture, rng)
         assert set(np.unique(label)) <= {0.0, 1.0}
         assert np.array_equal(image[label == 0], tiles128[0][label == 0])
-        betas.append(info.details["beta"])
+        betas.append(plan.beta)
         fractions.append(label.mean())
-        assert 1 <= info.details["cells"][0] <= 32 and len(info.details["augmenters"]) == 3
+        assert 1 <= plan.cells[0] <= 32 and len(plan.augment) == 3
     assert 0 <= min(betas) and max(betas) <= 0.8
     assert np.mean(np.array(fractions) > 0) > 0.5  # most examples carry an anomaly, as in DRAEM
 
@@ -214,7 +221,7 @@ def test_baseline_transforms(cls, tiles128, tmp_path):
 
 @pytest.mark.parametrize("method", ALL)
 def test_method_transform_factory(method, tiles128):
-    t = methods.transform(method, "mvtec/carpet", p=1.0)
+    t = transform_for(method, "mvtec/carpet", p=1.0)
     out = A.Compose([t], seed=1)(image=tiles128[0], mask=np.zeros((128, 128), np.float32), nsa_source=tiles128[1])
     assert out["mask"].shape == (128, 128)
 
@@ -227,3 +234,69 @@ def test_method_transform_factory(method, tiles128):
 def test_baseline_transform_validation(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+# --- the plan protocol (issue: plan + render) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_plan_is_plain_data_and_render_is_pure(method, tiles128):
+    import json
+
+    m = methods.get(method)
+    cfg = m.config("mvtec/carpet")
+    dst, src = tiles128[0], tiles128[1]
+    plan = m.plan(dst, src, cfg, np.random.default_rng(3))
+    restored = methods.plan_from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert restored == plan and plan.shape == (128, 128)
+    first = m.render(dst, src, cfg, plan)
+    again = m.render(dst, src, cfg, restored)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    # the generator is plan + render with the same draws
+    image, label, same_plan = m.generator("mvtec/carpet")(dst, src, np.random.default_rng(3))
+    assert same_plan == plan and np.array_equal(image, first[0]) and np.array_equal(label, first[1])
+    # the same plan on another image of the same size renders that image
+    other = m.render(tiles128[2], src, cfg, plan)[0]
+    assert other.shape == dst.shape and not np.array_equal(other, first[0])
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_rendering_a_plan_on_another_size_is_a_value_error(method, tiles128):
+    m = methods.get(method)
+    cfg = m.config("mvtec/carpet")
+    plan = m.plan(tiles128[0], tiles128[1], cfg, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="drawn for a 128x128"):
+        m.render(tiles128[0][:100, :90], tiles128[1], cfg, plan)
+
+
+def test_nsa_plan_for_another_source_size_is_a_value_error(tiles128):
+    from nsa_augment import plan_anomaly, render_anomaly
+
+    big, small = tiles128[0], tiles128[1][:64, :64].copy()
+    plan = plan_anomaly(small, big, "mvtec/carpet", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="drawn for a 128x128 source, got 64x64"):
+        render_anomaly(small, small, "mvtec/carpet", plan)
+    plan = plan_anomaly(big, big[::-1].copy(), "mvtec/carpet", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="drawn for a 128x128 destination, got 64x64"):
+        render_anomaly(small, small, "mvtec/carpet", plan)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda img, rng: cutpaste(img, rng, area_ratio=(0.5, 3.0)), "area_ratio must satisfy 0 < lo <= hi <= 1"),
+    (lambda img, rng: cutpaste(img, rng, aspect_ratio=((0.3, 1.0),)), "aspect_ratio"),
+    (lambda img, rng: cutpaste(img, rng, jitter=2), "jitter"),
+    (lambda img, rng: cutpaste_scar(img, rng, width=(5, 2)), "width"),
+    (lambda img, rng: cutpaste_scar(img, rng, height=(1.5, 3)), "height"),
+    (lambda img, rng: draem_anomaly(img, None, rng, scale_exponents=(3, 3)), "scale_exponents"),
+    (lambda img, rng: draem_anomaly(img, None, rng, threshold=5), "noise range"),
+    (lambda img, rng: draem_anomaly(img, None, rng, augmenters=11), "augmenters"),
+])
+def test_direct_calls_are_validated_like_transforms(call, match):
+    img = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match=match):
+        call(img, np.random.default_rng(0))
+
+
+def test_direct_call_with_a_misspelled_field():
+    with pytest.raises(TypeError, match="did you mean 'area_ratio'"):
+        cutpaste(np.zeros((32, 32), np.uint8), np.random.default_rng(0), area_ration=(0.1, 0.2))

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nsa_augment.metrics import au_pro, evaluate, image_scores, roc_auc, roc_curve
+from nsa_augment.detection.metrics import au_pro, evaluate, image_scores, roc_auc, roc_curve
 
 
 def _auc_pairs(labels, scores):

@@ -14,7 +14,7 @@ from scipy import stats
 from skimage.morphology import disk
 
 from nsa_augment import NSAConfig, object_mask, presets, synthesize
-from nsa_augment.sampling import (
+from nsa_augment.methods.nsa.sampling import (
     pixel_bounds,
     rescaled_size,
     sample_half_width,
@@ -96,7 +96,7 @@ def test_rescaled_size_clipping_modes():
 
 
 def test_object_rules_are_honoured(object_scene):
-    from nsa_augment.blending import extract_mask
+    from nsa_augment.methods.nsa.blending import extract_mask
 
     dst, src = object_scene
     cfg = presets.get("mvtec/bottle")  # (200, 60) background, min_object 0.7, min_overlap 0.25
@@ -163,7 +163,7 @@ def _reference_label(before, after, region, mode, tol, factor, k, x0):
 
 @pytest.mark.parametrize("mode", ["binary", "continuous", "intensity", "logistic"])
 def test_label_equals_whole_image_definition(tiles128, mode):
-    from nsa_augment.labels import make_label
+    from nsa_augment.methods.nsa.labels import make_label
 
     cfg = presets.get("mvtec/wood").replace(label=mode)
     rng = np.random.default_rng(5)
@@ -399,3 +399,28 @@ def test_plan_then_render_equals_synthesize(tiles128, object_scene):
         assert np.array_equal(image, image2) and np.array_equal(label, label2)
     with pytest.raises(TypeError, match="plan must be"):
         render_anomaly(dst, src, name, {"patches": []})
+
+
+def test_a_view_of_the_destination_is_another_image(object_scene):
+    """Only the very same array may share the destination's object mask; a view of part of it is another image."""
+    dst = np.ascontiguousarray(np.concatenate([object_scene[0], np.full((64, 96, 3), 235, np.uint8)]))
+    view, copy = dst[96:], dst[96:].copy()  # plain background: no object to cut from
+    for source in (view, copy):
+        _, label, plan = synthesize(dst, source, "mvtec/bottle", np.random.default_rng(0))
+        assert not plan.patches and label.max() == 0, plan.skipped
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("num_patches", 10**9, r"num_patches must be an integer in 1\.\.100"),
+    ("max_attempts", True, "max_attempts must be an integer"),
+    ("max_attempts", 10**9, "max_attempts must be an integer"),
+    ("rescale", "yes", "rescale must be True or False"),
+    ("gamma", 5, "gamma must be"),
+    ("object_masks", 7, "object_masks must be"),
+    ("poisson", "opencv2", "poisson must be one of"),
+])
+def test_config_values_are_bounded_and_typed(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        NSAConfig(**{field: value})
+    with pytest.raises(ValueError, match="applies to blend='poisson' only"):
+        NSAConfig(poisson="opencv", blend="paste")

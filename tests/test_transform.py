@@ -10,8 +10,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from nsa_augment import NaturalSyntheticAnomaly, image_label, presets, synthesize
-from nsa_augment.transforms import IS_ALBUMENTATIONS_X, SERIALIZATION_NAME
+from nsa_augment import NaturalSyntheticAnomaly, NSAConfig, image_label, presets, synthesize
+from nsa_augment.transforms import IS_ALBUMENTATIONS_X, SERIALIZATION_NAME, CutPaste, DraemAnomaly
 
 
 def _images(shape, dtype, seed=0):
@@ -252,3 +252,146 @@ def test_invalid_arguments(kwargs, match):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         NaturalSyntheticAnomaly.from_preset("mvtec/carpets")
+
+
+# --- plan + render: every target rendered from the plan, replays hold plans (issue: plan + render) ------
+
+
+def _pipeline(cls_or_t=None, **compose):
+    t = cls_or_t if cls_or_t is not None else NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    return A.Compose([t], **compose)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0),
+    lambda: NaturalSyntheticAnomaly.from_preset("mvtec/hazelnut", p=1.0),
+    lambda: CutPaste(p=1.0),
+    lambda: DraemAnomaly(p=1.0),
+], ids=["nsa", "nsa-objects", "cutpaste", "draem"])
+def test_replay_renders_the_recorded_plan_on_the_new_image(make):
+    a, source = _images((64, 64, 3), np.uint8)
+    b, _ = _images((64, 64, 3), np.uint8, seed=9)
+    t = make()
+    pipeline = A.ReplayCompose([t, A.HorizontalFlip(p=0.5)])
+    pipeline.set_random_seed(2)
+    first = _call(pipeline, a, source)
+    record = first["replay"]
+    again = A.ReplayCompose.replay(record, image=b, mask=np.zeros((64, 64), np.float32), nsa_source=source)
+    assert not np.array_equal(again["image"], first["image"])
+    # what the replay gives is the recorded plan rendered on b (then the recorded flip)
+    entry = record["transforms"][0]
+    params = entry["params"] if "params" in entry else entry.get("replay_params", {})
+    plan = (params.get("params", params))["nsa_plan"]
+    image_b, label_b = t._render(b, source if t._takes_source() else None, plan)
+    flipped = record["transforms"][1].get("applied")
+    if flipped:
+        image_b, label_b = image_b[:, ::-1], label_b[:, ::-1]
+    assert np.array_equal(again["image"], image_b) and np.array_equal(again["mask"], label_b)
+    assert len(pickle.dumps(record)) < 2048  # a plan, not pixels
+
+
+def test_replay_without_the_source_is_an_error():
+    a, source = _images((64, 64, 3), np.uint8)
+    pipeline = A.ReplayCompose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)])
+    first = _call(pipeline, a, source)
+    with pytest.raises(ValueError, match="pass the same nsa_source"):
+        A.ReplayCompose.replay(first["replay"], image=a, mask=np.zeros((64, 64), np.float32))
+
+
+def test_additional_image_target_gets_its_own_render_and_other_masks_are_kept():
+    a, source = _images((64, 64, 3), np.uint8)
+    b, _ = _images((64, 64, 3), np.uint8, seed=4)
+    segmentation = np.zeros((64, 64), np.uint8)
+    segmentation[10:20, 10:20] = 3
+    pipeline = A.ReplayCompose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)],
+                               additional_targets={"image2": "image", "segmentation": "mask"})
+    pipeline.set_random_seed(5)
+    out = pipeline(image=a, image2=b, mask=np.zeros((64, 64), np.float32), segmentation=segmentation,
+                   nsa_source=source)
+    assert not np.array_equal(out["image2"], out["image"])
+    assert np.array_equal(out["segmentation"], segmentation)  # not the anomaly label
+    assert out["mask"].max() > 0
+    entry = out["replay"]["transforms"][0]
+    params = entry["params"] if "params" in entry else entry.get("replay_params", {})
+    plan = (params.get("params", params))["nsa_plan"]
+    t = pipeline.transforms[0]
+    assert np.array_equal(out["image"], t._render(a, source, plan)[0])
+    assert np.array_equal(out["image2"], t._render(b, source, plan)[0])
+
+
+def test_strict_compose_accepts_the_source_key():
+    a, source = _images((48, 48, 3), np.uint8)
+    out = _call(_pipeline(strict=True, seed=0), a, source)
+    assert out["mask"].max() > 0
+    custom = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0, source_key="patches")
+    out = A.Compose([custom], strict=True, seed=0)(image=a, mask=np.zeros((48, 48), np.float32), patches=[source])
+    assert out["mask"].max() > 0
+    with pytest.raises(ValueError, match="not in available keys"):
+        _call(_pipeline(strict=True), a, source, typo=1)
+
+
+_FRESH = """
+import json, sys
+{imports}
+import albumentations as A, numpy as np
+pipeline = A.from_dict(json.loads(sys.argv[1]))
+pipeline.set_random_seed(3)
+rng = np.random.default_rng(0)
+img = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+out = pipeline(image=img, mask=np.zeros((48, 48), np.float32), nsa_source=img[::-1].copy())
+print(type(pipeline.transforms[0]).__name__, float(out["mask"].max()) > 0)
+"""
+
+
+@pytest.mark.parametrize("imports", ["import nsa_augment", "import albumentations\nimport nsa_augment"],
+                         ids=["nsa-first", "albumentations-first"])
+def test_load_in_a_fresh_process_after_only_importing_nsa_augment(imports, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    pipeline = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/bottle", p=1.0), CutPaste(p=0.5)])
+    code = _FRESH.format(imports=imports)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(A.to_dict(pipeline))], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["NaturalSyntheticAnomaly", "True"]
+
+
+def test_misspelled_argument_is_a_type_error_naming_the_closest():
+    with pytest.raises(TypeError, match="unexpected argument 'num_patchs'; did you mean 'num_patches'"):
+        NaturalSyntheticAnomaly(num_patchs=3)
+    with pytest.raises(TypeError, match="did you mean 'source_key'"):
+        NaturalSyntheticAnomaly.from_preset("mvtec/carpet", sourc_key="x")
+    with pytest.raises(TypeError, match="did you mean 'area_ratio'"):
+        CutPaste(area_ratios=(0.1, 0.2))
+
+
+def test_draem_threshold_outside_the_noise_range_is_refused():
+    with pytest.raises(ValueError, match="threshold must lie strictly inside the noise range"):
+        DraemAnomaly(threshold=5)
+
+
+def test_defaults_agree_between_config_and_transform():
+    import dataclasses
+    import inspect
+
+    from nsa_augment.methods import CutPasteConfig, DraemConfig, ScarConfig
+    from nsa_augment.transforms import CutPasteScar
+
+    for cls, config_type in ((NaturalSyntheticAnomaly, NSAConfig), (CutPaste, CutPasteConfig),
+                             (CutPasteScar, ScarConfig), (DraemAnomaly, DraemConfig)):
+        params = inspect.signature(cls).parameters
+        for f in dataclasses.fields(config_type):
+            assert params[f.name].default == f.default, (cls.__name__, f.name)
+        assert cls().config == config_type()
+        args = cls().get_transform_init_args()
+        assert cls(**args).config == config_type()
+
+
+def test_config_plus_overrides():
+    cfg = presets.get("mvtec/carpet")
+    t = NaturalSyntheticAnomaly(cfg, label="binary", p=0.3)
+    assert t.config == cfg.replace(label="binary") and t.p == 0.3
+    with pytest.raises(TypeError, match="must be a NSAConfig"):
+        NaturalSyntheticAnomaly("mvtec/carpet")

@@ -1,6 +1,7 @@
-"""Poisson image editing: a Numba/FFT solver and its sparse-direct reference."""
+"""Poisson image editing: a Numba/FFT solver, OpenCV's formulation, and a sparse-direct reference."""
 
-from .blend import GRADIENT_MODES, poisson_blend
+from .blend import FORMULATIONS, GRADIENT_MODES, poisson_blend
+from .opencv import seamless_clone
 from .reference import poisson_blend_reference
 
-__all__ = ["GRADIENT_MODES", "poisson_blend", "poisson_blend_reference"]
+__all__ = ["FORMULATIONS", "GRADIENT_MODES", "poisson_blend", "poisson_blend_reference", "seamless_clone"]

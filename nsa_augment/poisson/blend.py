@@ -9,8 +9,10 @@ import numpy as np
 from ..validation import as_hwc, check_image, check_mask
 from . import kernels
 from .masked_solver import solve_masked
+from .opencv import blend_opencv_inplace, opencv_weights
 
 GRADIENT_MODES = {"normal": kernels.NORMAL, "mixed": kernels.MIXED, "interpolated": kernels.INTERPOLATED}
+FORMULATIONS = ("exact", "opencv")
 
 
 def poisson_blend(
@@ -22,12 +24,15 @@ def poisson_blend(
     gradients: str = "normal",
     factor: float = 1.0,
     clip: bool = False,
+    formulation: str = "exact",
 ) -> np.ndarray:
     """Seamlessly blend ``source`` into ``destination`` where ``mask`` is set.
 
     Solves the discrete Poisson equation (5-point Laplacian) ``Δf = div v`` on
     the masked pixels, with the destination as Dirichlet boundary, per channel
     (Pérez, Gangnet & Blake, 2003).  Only the mask's bounding box is touched.
+    ``formulation="opencv"`` solves the system ``cv2.seamlessClone`` solves
+    instead (:mod:`nsa_augment.poisson.opencv`).
 
     Parameters
     ----------
@@ -53,6 +58,14 @@ def poisson_blend(
     clip : bool
         Clip float32 results to [0, 1].  uint8 results are always rounded to the
         nearest integer and clipped to 0..255.
+    formulation : {"exact", "opencv"}
+        "exact": the masked system above.  "opencv": OpenCV's — the mask
+        array's outer ring is dropped, the whole bounding rectangle of the rest
+        is solved with its border fixed, source gradients count only where a
+        7x7 erosion of the mask survives (destination gradients elsewhere), mixed
+        gradients are chosen per pixel by ``|gx - gy|``, and uint8 results are
+        truncated, not rounded.  One sine-transform solve for any mask shape.
+        ``gradients="interpolated"`` weights the source by ``factor`` there.
 
     Returns
     -------
@@ -97,17 +110,38 @@ def poisson_blend(
     oy, ox = _check_offset(offset, source.shape[:2], destination.shape[:2])
     if gradients not in GRADIENT_MODES:
         raise ValueError(f"gradients must be one of {sorted(GRADIENT_MODES)}, got {gradients!r}")
-    if not isinstance(factor, numbers.Real) or not 0.0 <= float(factor) <= 1.0:
+    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
         raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
 
     if not mask.any():
         raise ValueError("mask is empty: nothing to blend")
     H, W = destination.shape[:2]
-    if mask.shape == (H, W) and mask.all():
-        raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
     out = np.array(destination, order="C", copy=True)
-    blend_inplace(as_hwc(out), np.ascontiguousarray(src3), np.ascontiguousarray(mask), (oy, ox), gradients, float(factor), bool(clip))
+    if formulation == "opencv":
+        weights, rect = opencv_weights(mask, factor if gradients == "interpolated" else 1.0)
+        if rect is None or rect[1] - rect[0] < 3 or rect[3] - rect[2] < 3:
+            raise ValueError("mask has no pixel to solve once its outer one-pixel ring is removed (formulation="
+                             "'opencv' drops it, as OpenCV does): use a mask at least 3 pixels thick inside the array")
+        lo, hi, rounding = kernels.output_range(out.dtype, truncate=True, clip=clip)
+        rect = (oy + rect[0], oy + rect[1], ox + rect[2], ox + rect[3])
+        blend_opencv_inplace(as_hwc(out), np.ascontiguousarray(src3), weights, (oy, ox), rect, gradients == "mixed",
+                             lo, hi, rounding)
+    else:
+        if mask.shape == (H, W) and mask.all():
+            raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
+        blend_inplace(as_hwc(out), np.ascontiguousarray(src3), np.ascontiguousarray(mask), (oy, ox), gradients,
+                      float(factor), bool(clip))
+    _check_finite(out)
     return out
+
+
+def _check_finite(out: np.ndarray) -> None:
+    """Float results that overflowed are an error, never NaNs handed back."""
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        raise ValueError("the blend overflowed (non-finite result): the image values are too large for a float32 "
+                         "solve; rescale the images (e.g. to [0, 1]) first")
 
 
 def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
@@ -127,8 +161,8 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
     rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor)
     solution, _ = solve_masked(rhs, inside, sides)
-    is_uint8 = image.dtype == np.uint8
-    kernels.write_solution(image, solution, inside, y0, x0, is_uint8, clip and not is_uint8)
+    lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
+    kernels.write_solution(image, solution, inside, y0, x0, lo, hi, rounding)
 
 
 def _check_offset(offset, src_shape, dst_shape) -> tuple[int, int]:

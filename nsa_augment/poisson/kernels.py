@@ -208,12 +208,31 @@ def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann):
     return rhs
 
 
+#: Rounding modes of :func:`write_solution`.
+NO_ROUNDING, ROUND_HALF_UP, TRUNCATE = 0, 1, 2
+
+
+def output_range(dtype, *, truncate: bool = False, clip: bool = False) -> tuple[float, float, int]:
+    """``(lo, hi, rounding)`` for :func:`write_solution` and an output dtype.
+
+    Integer dtypes are clipped to their range and rounded (or truncated, as
+    OpenCV does); floats are clipped to [0, 1] only when ``clip``.
+    """
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max), TRUNCATE if truncate else ROUND_HALF_UP
+    if clip:
+        return 0.0, 1.0, NO_ROUNDING
+    return -np.inf, np.inf, NO_ROUNDING
+
+
 @nb.njit(cache=True, nogil=True)
-def write_solution(out, solution, inside, y0, x0, round_clip, clip_unit):
+def write_solution(out, solution, inside, y0, x0, lo, hi, rounding):
     """Write the box solution into ``out`` (H, W, C) where ``inside`` is set.
 
-    ``round_clip``: round half away from zero and clip to 0..255 (uint8 output).
-    ``clip_unit``: clip to [0, 1] (float output, on request).
+    Values are clipped to ``[lo, hi]``; ``rounding`` is :data:`ROUND_HALF_UP`
+    (integer outputs: ``floor(v + 0.5)``), :data:`TRUNCATE` (towards zero, as
+    ``cv2.seamlessClone``) or :data:`NO_ROUNDING` (float outputs).
     """
     C, bh, bw = solution.shape
     for i in range(bh):
@@ -222,10 +241,69 @@ def write_solution(out, solution, inside, y0, x0, round_clip, clip_unit):
                 continue
             for c in range(C):
                 v = solution[c, i, j]
-                if round_clip:
+                if rounding == 1:
                     v = np.floor(v + 0.5)
-                    v = min(max(v, 0.0), 255.0)
-                elif clip_unit:
-                    v = min(max(v, 0.0), 1.0)
+                v = min(max(v, lo), hi)
+                if rounding == 2:
+                    v = np.trunc(v)
                 out[y0 + i, x0 + j, c] = v
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
+    """Right-hand side of ``cv2.seamlessClone``'s system on the rectangle ``[y0, y1) x [x0, x1)``.
+
+    The rectangle's outer ring keeps the destination's values (Dirichlet); the
+    unknowns are its interior.  Every pixel ``q`` of the rectangle carries one
+    guidance vector ``(vx, vy)`` for its forward edges ``q -> q + x`` and
+    ``q -> q + y``: with ``m = weights`` at ``q`` (0 outside the source array),
+    ``v = m * grad(src) + (1 - m) * grad(dst)``; with ``mixed``, per channel the
+    source's pair is used only where ``|gx - gy|`` of the source exceeds the
+    destination's, else ``v = grad(dst)`` (OpenCV's MIXED_CLONE rule).  Then for
+    an interior pixel ``p``::
+
+        rhs[p] = -(vx[p] - vx[p - x]) - (vy[p] - vy[p - y]) + sum of ring neighbours of p
+
+    Returns float64 (C, y1 - y0 - 2, x1 - x0 - 2).  ``weights`` is positive only
+    where ``src`` has the forward neighbours (OpenCV erodes the mask first).
+    """
+    H, W, C = dst.shape
+    h, w = weights.shape
+    bh, bw = y1 - y0, x1 - x0
+    rhs = np.empty((C, bh - 2, bw - 2))
+    vx = np.zeros((bh, bw))
+    vy = np.zeros((bh, bw))
+    for c in range(C):
+        for i in range(bh - 1):
+            y = y0 + i
+            sy = y - oy
+            for j in range(bw - 1):
+                x = x0 + j
+                d = np.float64(dst[y, x, c])
+                dx = np.float64(dst[y, x + 1, c]) - d
+                dy = np.float64(dst[y + 1, x, c]) - d
+                sx = x - ox
+                m = weights[sy, sx] if 0 <= sy < h and 0 <= sx < w else 0.0
+                if m > 0.0:
+                    s = np.float64(src[sy, sx, c])
+                    gx = np.float64(src[sy, sx + 1, c]) - s
+                    gy = np.float64(src[sy + 1, sx, c]) - s
+                    if not mixed or abs(gx - gy) > abs(dx - dy):
+                        dx = m * gx + (1.0 - m) * dx
+                        dy = m * gy + (1.0 - m) * dy
+                vx[i, j] = dx
+                vy[i, j] = dy
+        for i in range(1, bh - 1):
+            for j in range(1, bw - 1):
+                acc = vx[i, j - 1] - vx[i, j] + vy[i - 1, j] - vy[i, j]
+                if i == 1:
+                    acc += dst[y0, x0 + j, c]
+                if i == bh - 2:
+                    acc += dst[y1 - 1, x0 + j, c]
+                if j == 1:
+                    acc += dst[y0 + i, x0, c]
+                if j == bw - 2:
+                    acc += dst[y0 + i, x1 - 1, c]
+                rhs[c, i - 1, j - 1] = acc
+    return rhs

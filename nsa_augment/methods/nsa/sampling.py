@@ -8,7 +8,7 @@ implementation (``docs/algorithm.md`` lists where and why we differ).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open
 
 @dataclass(frozen=True)
 class PatchGeometry:
-    """One placed patch.
+    """One placed patch: plain numbers, no pixels.
 
     Attributes
     ----------
@@ -32,17 +32,16 @@ class PatchGeometry:
         Rescale factor drawn (1.0 without rescaling).
     attempts : int
         Position draws used (source and destination together).
-    region : ndarray of bool, (h, w), or None
-        Where in ``dst_box`` the patch may be labelled (and pasted, for the
-        paste/alpha modes): ``source object | destination object`` with object
-        masks; None means the whole box.
+
+    With object masks, where in ``dst_box`` the patch may be labelled (and
+    pasted, for the paste/alpha modes) is ``source object | destination object``;
+    rendering recomputes it from the images, so the plan holds no masks.
     """
 
     src_box: Box
     dst_box: Box
     scale: float
     attempts: int
-    region: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def dst_size(self) -> tuple[int, int]:

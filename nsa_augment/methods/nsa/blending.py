@@ -5,8 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .poisson.blend import blend_inplace
+from ...poisson import kernels
+from ...poisson.blend import blend_inplace
+from ...poisson.opencv import blend_opencv_inplace, opencv_weights
 from .sampling import Box
+
+#: OpenCV's blend leaves nothing to solve in a patch thinner than this (its 1-px mask ring
+#: and the 1-px border of the solved rectangle both stay the destination's).
+OPENCV_MIN_SIDE = 5
+#: The reference skips patches whose OpenCV mask has fewer pixels (seamlessClone fails on them).
+OPENCV_MIN_PIXELS = 50
 
 
 def _affine(src_box: Box, size: tuple[int, int], margin: int) -> np.ndarray:
@@ -54,16 +62,19 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, int], margi
 
 
 def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, int]) -> np.ndarray:
-    """Cut ``src_box`` from a boolean mask and resize it to ``size`` (nearest neighbour)."""
+    """Cut ``src_box`` from a boolean mask and resize it to ``size`` (nearest neighbour).
+
+    Output pixel ``i`` takes the box pixel whose extent holds its centre,
+    ``floor((i + 1/2) * box / size)``, in exact integer arithmetic; samples never
+    leave the box, so the mask of the box alone gives the same result.
+    """
     y0, y1, x0, x1 = src_box
-    if (y1 - y0, x1 - x0) == tuple(size):
-        return mask[y0:y1, x0:x1]
     h, w = size
-    out = cv2.warpAffine(
-        mask.view(np.uint8), _affine(src_box, size, 0), (w, h),
-        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.astype(bool)
+    if (y1 - y0, x1 - x0) == (h, w):
+        return mask[y0:y1, x0:x1]
+    ys = y0 + (2 * np.arange(h) + 1) * (y1 - y0) // (2 * h)
+    xs = x0 + (2 * np.arange(w) + 1) * (x1 - x0) // (2 * w)
+    return mask[ys[:, None], xs[None, :]]
 
 
 def _crop_replicate(image: np.ndarray, box: Box) -> np.ndarray:
@@ -75,6 +86,47 @@ def _crop_replicate(image: np.ndarray, box: Box) -> np.ndarray:
     ys = np.clip(np.arange(y0, y1), 0, H - 1)
     xs = np.clip(np.arange(x0, x1), 0, W - 1)
     return np.ascontiguousarray(image[ys[:, None], xs[None, :]])
+
+
+def opencv_skip_reason(size: tuple[int, int]) -> str | None:
+    """Why ``poisson="opencv"`` (the reference's seamlessClone call) cannot blend a patch of ``size``, or None."""
+    h, w = size
+    if (h - 2) * (w - 2) < OPENCV_MIN_PIXELS:
+        return f"patch {h}x{w} under the reference's {OPENCV_MIN_PIXELS}-pixel minimum for seamlessClone"
+    if min(h, w) < OPENCV_MIN_SIDE:
+        return f"patch {h}x{w} too thin for seamlessClone's system (needs {OPENCV_MIN_SIDE} px on each side)"
+    return None
+
+
+def blend_patch_opencv(image: np.ndarray, patch: np.ndarray, dst_box: Box, *, gradients: str, factor: float,
+                       truncate: bool, clip: bool) -> None:
+    """Blend ``patch`` into ``image`` at ``dst_box`` as the NSA reference's ``cv2.seamlessClone`` call does, in place.
+
+    The reference passes the whole box as mask with its outer ring zeroed, so
+    OpenCV solves the box shrunk by 2 px with source gradients only where a 7x7
+    erosion of that mask survives (4 px inside the box) and destination
+    gradients elsewhere; ``"interpolated"`` weights the source by ``ceil(255 f) /
+    255`` as the reference's scaled mask does.  Unlike the reference, the content
+    lands exactly on ``dst_box`` (OpenCV centres odd widths 1 px off).
+
+    Parameters
+    ----------
+    image : ndarray (H, W, C), C-contiguous; modified inside ``dst_box``
+    patch : ndarray (h, w, C), the resized source patch (no margin)
+    dst_box : (y0, y1, x0, x1), size h x w, at least 5 px each side
+    gradients : {"normal", "mixed", "interpolated"}
+    factor : float
+    truncate : bool
+        Truncate integer results (OpenCV's uint8 conversion) instead of rounding.
+    clip : bool
+        Clip float results to [0, 1].
+    """
+    y0, y1, x0, x1 = dst_box
+    weight = np.ceil(factor * 255.0) / 255.0 if gradients == "interpolated" else 1.0
+    weights, rect = opencv_weights(np.ones((y1 - y0, x1 - x0), bool), weight)
+    lo, hi, rounding = kernels.output_range(image.dtype, truncate=truncate, clip=clip)
+    blend_opencv_inplace(image, np.ascontiguousarray(patch), weights, (y0, x0),
+                         (y0 + rect[0], y0 + rect[1], x0 + rect[2], x0 + rect[3]), gradients == "mixed", lo, hi, rounding)
 
 
 def blend_patch(

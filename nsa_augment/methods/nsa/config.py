@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
+
+from ...validation import check_choice, check_pair, freeze, is_finite, is_integer
+from ..plan import Config
 
 BLEND_MODES = ("poisson", "paste", "alpha")
 GRADIENTS = ("normal", "mixed", "mix", "interpolated")
+POISSON_FORMULATIONS = ("exact", "opencv")
 LABEL_MODES = ("binary", "continuous", "intensity", "logistic")
 RESCALE_CLIPS = ("full", "reference")
 
+#: Upper bounds that keep a typo (``num_patches=10**9``) from turning into a multi-GB allocation
+#: or an endless loop; far above anything the method uses (the paper: 3-4 patches, 200 attempts).
+MAX_PATCHES = 100
+MAX_ATTEMPTS = 100_000
+
 
 @dataclass(frozen=True)
-class NSAConfig:
+class NSAConfig(Config):
     """Everything that defines a synthetic-anomaly generator (see ``docs/algorithm.md``).
 
     Sizes are *half-widths* as fractions of the destination's axis length, per
@@ -49,6 +55,14 @@ class NSAConfig:
         Guidance for ``blend="poisson"``: source gradients (objects), mixed
         gradients (textures), a coin flip between the two per example, or
         ``f * source + (1-f) * destination`` gradients (PII).
+    poisson : {"exact", "opencv"}
+        How ``blend="poisson"`` solves.  "exact" (default): the 5-point system on
+        the whole patch rectangle, source gradients up to its edge, mixed
+        gradients chosen per edge by magnitude, rounded.  "opencv": what the
+        reference's ``cv2.seamlessClone`` computes (the patch's outer 2 px stay the
+        destination's, source gradients only from 4 px inside the edge, mixed
+        gradients chosen per pixel by ``|gx - gy|``, results truncated, patches
+        under 50 solved pixels skipped); see ``docs/algorithm.md``.
     object_masks : tuple of (background_level, threshold) pairs, or None
         Object (foreground) masks: a pixel is object where
         ``|mean over channels - level| > threshold`` for every pair (0..255
@@ -84,6 +98,7 @@ class NSAConfig:
     shift: bool = True
     blend: str = "poisson"
     gradients: str = "normal"
+    poisson: str = "exact"
     object_masks: tuple[tuple[float, float], ...] | None = None
     min_object: float = 0.25
     min_overlap: float = 0.25
@@ -96,77 +111,57 @@ class NSAConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
-        _freeze = lambda v: tuple(_freeze(x) for x in v) if isinstance(v, (list, tuple)) else v  # noqa: E731
         for f in ("width_bounds", "gamma", "rescale_bounds", "object_masks", "logistic", "factor_range"):
-            value = getattr(self, f)
-            if value is not None:
-                object.__setattr__(self, f, _freeze(value))
-        if not isinstance(self.num_patches, int) or isinstance(self.num_patches, bool) or self.num_patches < 1:
-            raise ValueError(f"num_patches must be an integer >= 1, got {self.num_patches!r}")
+            object.__setattr__(self, f, freeze(getattr(self, f)))
+        if not is_integer(self.num_patches) or not 1 <= self.num_patches <= MAX_PATCHES:
+            raise ValueError(f"num_patches must be an integer in 1..{MAX_PATCHES}, got {self.num_patches!r}")
+        for f in ("rescale", "shift", "same_source"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
         try:
             (r0, r1), (c0, c1) = self.width_bounds
         except (TypeError, ValueError):
             raise ValueError(f"width_bounds must be ((min_rows, max_rows), (min_cols, max_cols)), got {self.width_bounds!r}") from None
         for lo, hi, axis in ((r0, r1, "rows"), (c0, c1, "cols")):
-            if not (_finite(lo) and _finite(hi) and 0.0 < lo <= hi <= 0.5):
+            if not (is_finite(lo) and is_finite(hi) and 0.0 < lo <= hi <= 0.5):
                 raise ValueError(f"width_bounds for {axis} must satisfy 0 < min <= max <= 0.5, got ({lo}, {hi})")
         if self.gamma is not None:
-            if len(self.gamma) != 3 or not all(_finite(g) for g in self.gamma) or self.gamma[0] <= 0 or self.gamma[1] <= 0 or self.gamma[2] < 0:
+            g = self.gamma
+            if not (isinstance(g, tuple) and len(g) == 3 and all(is_finite(v) for v in g) and g[0] > 0 and g[1] > 0
+                    and g[2] >= 0):
                 raise ValueError(f"gamma must be (shape > 0, scale > 0, lower_bound >= 0), got {self.gamma!r}")
-        lo, hi = _pair(self.rescale_bounds, "rescale_bounds")
+        lo, hi = check_pair(self.rescale_bounds, "rescale_bounds")
         if not 0 < lo <= hi:
             raise ValueError(f"rescale_bounds must satisfy 0 < lo <= hi, got {self.rescale_bounds!r}")
-        _choice(self.rescale_clip, RESCALE_CLIPS, "rescale_clip")
-        _choice(self.blend, BLEND_MODES, "blend")
-        _choice(self.gradients, GRADIENTS, "gradients")
-        _choice(self.label, LABEL_MODES, "label")
+        check_choice(self.rescale_clip, RESCALE_CLIPS, "rescale_clip")
+        check_choice(self.blend, BLEND_MODES, "blend")
+        check_choice(self.gradients, GRADIENTS, "gradients")
+        check_choice(self.poisson, POISSON_FORMULATIONS, "poisson")
+        if self.poisson != "exact" and self.blend != "poisson":
+            raise ValueError(f"poisson={self.poisson!r} applies to blend='poisson' only, got blend={self.blend!r}")
+        check_choice(self.label, LABEL_MODES, "label")
         if self.object_masks is not None:
-            if len(self.object_masks) == 0:
+            if not isinstance(self.object_masks, tuple) or len(self.object_masks) == 0:
                 raise ValueError("object_masks must be None or a non-empty sequence of (background_level, threshold) pairs")
             for pair in self.object_masks:
-                lvl, thr = _pair(pair, "object_masks entry")
+                lvl, thr = check_pair(pair, "object_masks entry")
                 if not (0 <= lvl <= 255 and 0 <= thr <= 255):
                     raise ValueError(f"object_masks levels and thresholds must lie in 0..255, got {pair!r}")
             if self.same_source:
                 raise ValueError("object_masks cannot be combined with same_source")
         for f in ("min_object", "min_overlap"):
             v = getattr(self, f)
-            if not (_finite(v) and 0.0 <= v < 1.0):
+            if not (is_finite(v) and 0.0 <= v < 1.0):
                 raise ValueError(f"{f} must lie in [0, 1), got {v!r}")
-        k, x0 = _pair(self.logistic, "logistic")
+        k, x0 = check_pair(self.logistic, "logistic")
         if k <= 0:
             raise ValueError(f"logistic k must be > 0, got {k}")
-        if not (_finite(self.tol) and self.tol >= 0):
+        if not (is_finite(self.tol) and self.tol >= 0):
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
-        f0, f1 = _pair(self.factor_range, "factor_range")
+        f0, f1 = check_pair(self.factor_range, "factor_range")
         if not 0.0 <= f0 <= f1 <= 1.0:
             raise ValueError(f"factor_range must satisfy 0 <= lo <= hi <= 1, got {self.factor_range!r}")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-
-    def replace(self, **changes) -> "NSAConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """Plain-data form (lists, floats, strings), e.g. for JSON/YAML."""
-        return dataclasses.asdict(self)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _pair(value, name):
-    try:
-        a, b = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
-    if not (_finite(a) and _finite(b)):
-        raise ValueError(f"{name} must be a pair of finite numbers, got {value!r}")
-    return float(a), float(b)
-
-
-def _choice(value, options, name):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+        if not is_integer(self.max_attempts) or not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be an integer in 1..{MAX_ATTEMPTS}, got {self.max_attempts!r}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"name must be a string, got {self.name!r}")

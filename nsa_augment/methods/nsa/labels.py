@@ -21,8 +21,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ...validation import as_hwc
 from .objects import binary_median
-from .validation import as_hwc
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
 #: median.  uint8 inputs are exact (their channel means are multiples of

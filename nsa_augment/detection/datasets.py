@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .image_files import IMAGE_SUFFIXES, load_image
+from ..io import IMAGE_SUFFIXES, load_image
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ import cv2
 import numba as nb
 import numpy as np
 
-from .validation import as_hwc
+from ...validation import as_hwc
+
+#: Reach of the 7x7 median that removes grain from the thresholded mask.
+_MEDIAN = 7
 
 
 @nb.njit(cache=True, nogil=True)
@@ -41,7 +44,7 @@ def binary_median(mask: np.ndarray, size: int) -> np.ndarray:
     return (counts > (size * size) // 2).view(np.uint8)
 
 
-def object_mask(image: np.ndarray, pairs) -> np.ndarray:
+def object_mask(image: np.ndarray, pairs, box=None) -> np.ndarray:
     """Where ``image`` shows the object rather than its plain background.
 
     A pixel is object where ``|mean over channels(image) - level| > threshold``
@@ -52,10 +55,14 @@ def object_mask(image: np.ndarray, pairs) -> np.ndarray:
     ----------
     image : ndarray, (H, W) or (H, W, C), uint8 or float32 in [0, 1]
     pairs : sequence of (float, float)
+    box : (y0, y1, x0, x1), optional
+        Compute only this part: the result equals ``object_mask(image,
+        pairs)[y0:y1, x0:x1]`` exactly, from the box grown by the median's reach
+        (renderers need the mask around a few patches, not over the image).
 
     Returns
     -------
-    ndarray, bool, (H, W)
+    ndarray, bool, (H, W), or the box's shape
 
     Examples
     --------
@@ -67,5 +74,15 @@ def object_mask(image: np.ndarray, pairs) -> np.ndarray:
     """
     pairs = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
     scale = 1.0 if image.dtype == np.uint8 else 255.0
-    votes = _threshold_channel_mean(np.ascontiguousarray(as_hwc(image)), pairs[:, 0].copy(), pairs[:, 1].copy(), scale)
-    return binary_median(votes, 7).view(bool)
+    image = as_hwc(image)
+    if box is not None:
+        # The median sees 3 px around each pixel; beyond the image the full-image filter
+        # replicates the border, which a crop that stops at the image border does too.
+        H, W = image.shape[:2]
+        r = _MEDIAN // 2
+        y0, y1, x0, x1 = box
+        gy0, gy1, gx0, gx1 = max(y0 - r, 0), min(y1 + r, H), max(x0 - r, 0), min(x1 + r, W)
+        grown = object_mask(image[gy0:gy1, gx0:gx1], pairs)
+        return grown[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
+    votes = _threshold_channel_mean(np.ascontiguousarray(image), pairs[:, 0].copy(), pairs[:, 1].copy(), scale)
+    return binary_median(votes, _MEDIAN).view(bool)

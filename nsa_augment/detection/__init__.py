@@ -1,0 +1,1 @@
+"""The NSA paper's detection model: network, metrics, MVTec-layout datasets and the training loop (needs torch)."""

@@ -1,0 +1,278 @@
+"""The NSA generator: :func:`plan_anomaly` draws a frozen plan, :func:`render_anomaly` renders it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ...validation import as_hwc, check_generator, check_image
+from ..plan import Plan, check_plan_shape
+from . import presets
+from .blending import blend_patch, blend_patch_opencv, extract_mask, extract_patch, opencv_skip_reason
+from .config import NSAConfig
+from .labels import make_label
+from .objects import object_mask
+from .sampling import (
+    PatchGeometry,
+    integral,
+    pixel_bounds,
+    rescaled_size,
+    sample_destination_box,
+    sample_half_width,
+    sample_num_patches,
+    sample_rescale,
+    sample_source_box,
+    unshifted_destination_box,
+)
+
+
+@dataclass(frozen=True)
+class NSAPlan(Plan):
+    """Everything random about one NSA example, and nothing else: plain numbers, no pixels.
+
+    Attributes
+    ----------
+    shape : (int, int)
+        ``(H, W)`` of the destination it was drawn for.
+    source_shape : (int, int)
+        ``(H, W)`` of the source the patches are cut from (the destination's own
+        size when cutting from the destination).
+    patches : tuple of PatchGeometry
+        Patches placed, in order.
+    skipped : tuple of str
+        One reason per attempted patch that was not placed.
+    num_attempted : int
+        Patches attempted (1 + coin flips).
+    gradients : str or None
+        Guidance actually used (``"mix"`` resolved); None unless blending with Poisson.
+    factor : float
+        The interpolation factor ``f`` drawn for this example.
+    """
+
+    source_shape: tuple[int, int]
+    patches: tuple[PatchGeometry, ...] = ()
+    skipped: tuple[str, ...] = ()
+    num_attempted: int = 0
+    gradients: str | None = None
+    factor: float = 1.0
+
+    method: ClassVar[str] = "nsa"
+    nested: ClassVar[dict] = {"patches": (PatchGeometry, True)}
+
+    @property
+    def is_anomalous(self) -> bool:
+        """True if a patch was placed."""
+        return bool(self.patches)
+
+
+#: The name this plan had before plans were frozen (``synthesize`` returned it as ``info``).
+SynthesisInfo = NSAPlan
+
+
+def synthesize(
+    destination: np.ndarray,
+    source: np.ndarray | None,
+    config: NSAConfig | str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, NSAPlan]:
+    """Make one NSA training example: :func:`plan_anomaly` then :func:`render_anomaly`.
+
+    Cuts up to ``config.num_patches`` patches from ``source``, rescales them and
+    blends them one after another into ``destination`` (the source stays the
+    original image), then computes the label map.
+
+    Parameters
+    ----------
+    destination : ndarray, (H, W) or (H, W, C), uint8 or float32 in [0, 1]
+        A normal image, at least 2x2.  Never modified.
+    source : ndarray or None
+        Another normal image with the same dtype and channel count (any size),
+        or None to cut from ``destination`` itself (also forced by
+        ``config.same_source``).
+    config : NSAConfig or str
+        Generator settings, or a preset name (``"mvtec/carpet"``).
+    rng : numpy.random.Generator
+        The only source of randomness.
+
+    Returns
+    -------
+    image : ndarray, same shape and dtype as ``destination``
+    label : ndarray, float32, (H, W)
+        See :func:`nsa_augment.labels.make_label`.
+    plan : NSAPlan
+        What was rendered: patches placed, reasons for skipped ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nsa_augment import synthesize
+    >>> rng = np.random.default_rng(0)
+    >>> dst = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> src = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> image, label, plan = synthesize(dst, src, "mvtec/carpet", rng)
+    >>> image.shape, label.dtype, plan.is_anomalous
+    ((64, 64, 3), dtype('float32'), True)
+    """
+    cfg, dst3, src3, same = _check_inputs(destination, source, config)
+    plan = _plan(dst3, src3, same, cfg, check_generator(rng))
+    image, label = _render(dst3, src3, cfg, plan)
+    return image.reshape(destination.shape), label, plan
+
+
+def plan_anomaly(destination, source, config, rng) -> NSAPlan:
+    """Sample everything random about one example, touching no pixels of the result.
+
+    Same arguments as :func:`synthesize`.  The plan depends on the images only
+    through their sizes and object masks, so it can be drawn first and
+    rendered later (:func:`render_anomaly`), on this image or another of the
+    same size (an Albumentations ``image2``, a replay, another device).
+    """
+    cfg, dst3, src3, same = _check_inputs(destination, source, config)
+    return _plan(dst3, src3, same, cfg, check_generator(rng))
+
+
+def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Render a plan from :func:`plan_anomaly`: deterministic, no randomness.
+
+    ``destination`` must have the size the plan was drawn for, and ``source``
+    the source size (a ``ValueError`` says which differs).  With object masks
+    the label region is recomputed from these images.  Returns ``(image,
+    label)`` as :func:`synthesize` does.
+    """
+    cfg, dst3, src3, _ = _check_inputs(destination, source, config)
+    if not isinstance(plan, NSAPlan):
+        raise TypeError(f"plan must be an NSAPlan from plan_anomaly, got {type(plan).__name__}")
+    plan.check_shape(dst3, "destination")
+    check_plan_shape(plan.source_shape, src3.shape[:2], "source", plan.method)
+    image, label = _render(dst3, src3, cfg, plan)
+    return image.reshape(destination.shape), label
+
+
+def _check_inputs(destination, source, config):
+    """The resolved config, (H, W, C) views of both images, and whether they are the very same image."""
+    cfg = presets.get(config) if isinstance(config, str) else config
+    if not isinstance(cfg, NSAConfig):
+        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    destination = check_image(destination, "destination", unit_range=True, min_size=2)
+    same = source is None or cfg.same_source or source is destination
+    if same:
+        source = destination
+    else:
+        source = check_image(source, "source", unit_range=True, min_size=2)
+        if source.dtype != destination.dtype:
+            raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
+        if as_hwc(source).shape[2] != as_hwc(destination).shape[2]:
+            raise ValueError(
+                f"source has {as_hwc(source).shape[2]} channels but destination has {as_hwc(destination).shape[2]}"
+            )
+    return cfg, as_hwc(destination), np.ascontiguousarray(as_hwc(source)), same
+
+
+def _plan(dst3, src3, same: bool, cfg: NSAConfig, rng) -> NSAPlan:
+    H, W = dst3.shape[:2]
+    Hs, Ws = src3.shape[:2]
+    # Fixed draw order: factor, gradient coin, patch count, then per patch.
+    factor = float(rng.uniform(*cfg.factor_range))
+    gradients = cfg.gradients
+    if gradients == "mix":
+        gradients = ("normal", "mixed")[int(rng.integers(2))]
+    gradients = gradients if cfg.blend == "poisson" else None
+    num_attempted = sample_num_patches(rng, cfg.num_patches)
+    common = dict(shape=(H, W), source_shape=(Hs, Ws), num_attempted=num_attempted, gradients=gradients, factor=factor)
+
+    too_small = [
+        axis for axis, dim, b in (("rows", H, cfg.width_bounds[0]), ("cols", W, cfg.width_bounds[1]))
+        if pixel_bounds(dim, b)[1] < 1
+    ]
+    if too_small:
+        reason = f"image {H}x{W} too small: maximum patch half-width is 0 px along {' and '.join(too_small)}"
+        return NSAPlan(skipped=(reason,) * num_attempted, **common)
+
+    dst_object = src_object = src_table = None
+    if cfg.object_masks is not None:
+        dst_object = object_mask(dst3, cfg.object_masks)
+        # Only the very same image may share its mask: a view of another part of it is another image.
+        src_object = dst_object if same else object_mask(src3, cfg.object_masks)
+        src_table = integral(src_object)
+
+    opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
+    patches, skipped = [], []
+    min_hw = (pixel_bounds(Hs, cfg.width_bounds[0])[0], pixel_bounds(Ws, cfg.width_bounds[1])[0])
+    for _ in range(num_attempted):
+        half = (sample_half_width(rng, Hs, cfg.width_bounds[0], cfg.gamma), sample_half_width(rng, Ws, cfg.width_bounds[1], cfg.gamma))
+        if min(half) < 1:
+            skipped.append(f"source {Hs}x{Ws} too small for this patch: its half-width {half} px rounds to zero")
+            continue
+        src_box, attempts = sample_source_box(rng, (Hs, Ws), half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
+        if src_box is None:
+            skipped.append(f"no source position with more than {cfg.min_object:.0%} object in {attempts} draws")
+            continue
+        box_size = (src_box[1] - src_box[0], src_box[3] - src_box[2])
+        scale = 1.0
+        if cfg.rescale:
+            scale = sample_rescale(rng, cfg.rescale_bounds)
+            size = rescaled_size(box_size, scale, (H, W), cfg)
+        else:
+            size = (min(box_size[0], H), min(box_size[1], W))
+        if cfg.blend == "poisson" and size == (H, W):
+            size = (H - 1, W)  # the solver needs at least one boundary pixel
+        src_obj_patch = extract_mask(src_object, src_box, size) if src_object is not None else None
+        if cfg.shift:
+            dst_box, more = sample_destination_box(
+                rng, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap, cfg.max_attempts
+            )
+        else:
+            dst_box, more = unshifted_destination_box(
+                src_box, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap
+            )
+        if dst_box is None:
+            skipped.append(f"no destination position with object overlap above {cfg.min_overlap:.0%} in {more} draws")
+            continue
+        reason = opencv_skip_reason(size) if opencv else None
+        if reason is not None:
+            skipped.append(reason)
+            continue
+        patches.append(PatchGeometry(src_box=src_box, dst_box=dst_box, scale=scale, attempts=attempts + more))
+    return NSAPlan(patches=tuple(patches), skipped=tuple(skipped), **common)
+
+
+def _patch_region(dst3, src3, cfg: NSAConfig, patch: PatchGeometry) -> np.ndarray | None:
+    """Where in the patch's box it may be labelled: ``source object | destination object`` (None: the whole box).
+
+    Computed from the images being rendered, on the patch's boxes only (the object
+    mask of a box equals that part of the whole-image mask, :func:`object_mask`).
+    """
+    if cfg.object_masks is None:
+        return None
+    y0, y1, x0, x1 = patch.src_box
+    src_object = object_mask(src3, cfg.object_masks, box=patch.src_box)
+    src_patch = extract_mask(src_object, (0, y1 - y0, 0, x1 - x0), patch.dst_size)
+    return src_patch | object_mask(dst3, cfg.object_masks, box=patch.dst_box)
+
+
+def _render(dst3, src3, cfg: NSAConfig, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
+    H, W = dst3.shape[:2]
+    image = np.array(dst3, order="C", copy=True)
+    if not plan.patches:
+        return image, np.zeros((H, W), np.float32)
+    region = np.zeros((H, W), dtype=bool)
+    opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
+    for p in plan.patches:
+        dy0, dy1, dx0, dx1 = p.dst_box
+        patch_region = _patch_region(dst3, src3, cfg, p)
+        if opencv:
+            patch = extract_patch(src3, p.src_box, p.dst_size, margin=0)
+            blend_patch_opencv(image, patch, p.dst_box, gradients=plan.gradients, factor=plan.factor, truncate=True,
+                               clip=True)
+        else:
+            patch = extract_patch(src3, p.src_box, p.dst_size, margin=1)
+            blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal",
+                        factor=plan.factor, paste_mask=patch_region)
+        if patch_region is None:
+            region[dy0:dy1, dx0:dx1] = True
+        else:
+            region[dy0:dy1, dx0:dx1] |= patch_region
+    label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic)
+    return image, label
