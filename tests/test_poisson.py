@@ -279,3 +279,98 @@ def test_bad_options(kwargs, exc, match):
     mask = np.ones((6, 6), bool)
     with pytest.raises(exc, match=match):
         poisson_blend(dst, src, mask, **kwargs)
+
+
+# --- the OpenCV formulation: what cv2.seamlessClone solves, on the box solver ---------------------------
+
+from nsa_augment.poisson import kernels, seamless_clone  # noqa: E402
+from nsa_augment.poisson.opencv import opencv_weights  # noqa: E402
+from nsa_augment.poisson.reference import opencv_clone_reference  # noqa: E402
+
+
+def _photos(size=384, patch=160):
+    import cv2
+    from skimage import data
+
+    dst = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    src = cv2.resize(data.coffee(), (patch + 40, patch + 40), interpolation=cv2.INTER_AREA)[20:-20, 20:-20].copy()
+    return dst, src
+
+
+def _mask_zoo(n):
+    import cv2
+    from skimage import data
+
+    yy, xx = np.mgrid[:n, :n]
+    c = (n - 1) / 2
+    ellipse = ((yy - c) / (0.45 * n)) ** 2 + ((xx - c) / (0.35 * n)) ** 2 < 1
+    disc = ((yy - c) / (0.45 * n)) ** 2 + ((xx - c) / (0.45 * n)) ** 2 < 1
+    hole = ((yy - c) / (0.2 * n)) ** 2 + ((xx - c) / (0.2 * n)) ** 2 < 1
+    gray = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2GRAY), (n, n), interpolation=cv2.INTER_AREA)
+    return {"rectangle": np.ones((n, n), bool), "ellipse": ellipse, "ring": disc & ~hole, "object": gray > 120}
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("shape", ["rectangle", "ellipse", "ring", "object"])
+def test_opencv_kernel_matches_the_numpy_transcription(shape, mixed):
+    rng = np.random.default_rng(3)
+    dst = rng.integers(0, 256, (70, 80, 3)).astype(np.uint8)
+    src = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
+    mask = _mask_zoo(48)[shape][:40]
+    factor = 0.6 if not mixed else 1.0
+    weights, rect = opencv_weights(mask, factor)
+    oy, ox = 12, 20
+    rhs = kernels.assemble_rhs_opencv(dst, src, weights, oy, ox, oy + rect[0], oy + rect[1], ox + rect[2], ox + rect[3], mixed)
+    from nsa_augment.poisson.box_solver import solve_box
+
+    ours = solve_box(rhs, False, False, False, False)
+    ref = opencv_clone_reference(dst, src, mask, offset=(oy, ox), mixed=mixed, factor=factor)
+    y0, x0 = oy + rect[0] + 1, ox + rect[2] + 1
+    inner = ref[y0 : y0 + ours.shape[1], x0 : x0 + ours.shape[2]].transpose(2, 0, 1)
+    assert np.abs(ours - inner).max() < 0.01
+
+
+@pytest.mark.parametrize("mode", ["normal", "mixed"])
+@pytest.mark.parametrize("shape", ["rectangle", "ellipse", "ring", "object"])
+def test_seamless_clone_matches_cv2_within_one_level(shape, mode):
+    import cv2
+
+    dst, src = _photos()
+    mask = _mask_zoo(src.shape[0])[shape].astype(np.uint8) * 255
+    flag = cv2.NORMAL_CLONE if mode == "normal" else cv2.MIXED_CLONE
+    for center in ((192, 192), (121, 250)):
+        before = mask.copy()
+        ours = seamless_clone(src, dst, mask, center, mode)
+        assert np.array_equal(mask, before)  # OpenCV's own seamlessClone erodes and inverts the caller's mask in place
+        ref = cv2.seamlessClone(src, dst, mask.copy(), center, flag)
+        diff = np.abs(ours.astype(int) - ref.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.02
+        assert (ours != dst).any()
+
+
+def test_poisson_blend_opencv_formulation_is_seamless_clone_at_an_offset():
+    dst, src = _photos(256, 100)
+    mask = _mask_zoo(100)["ellipse"]
+    weights, (r0, r1, c0, c1) = opencv_weights(mask)
+    center = (120, 130)  # (x, y)
+    oy, ox = center[1] - (r1 - r0) // 2 - r0, center[0] - (c1 - c0) // 2 - c0
+    a = poisson_blend(dst, src, mask, offset=(oy, ox), formulation="opencv")
+    b = seamless_clone(src, dst, mask, center)
+    assert np.array_equal(a, b)
+    f = poisson_blend(dst.astype(np.float32) / 255, src.astype(np.float32) / 255, mask, offset=(oy, ox),
+                      formulation="opencv", clip=True)
+    assert f.dtype == np.float32 and np.abs(f * 255 - a).max() <= 1.0 + 1e-3  # truncation only for integers
+
+
+def test_seamless_clone_errors():
+    dst, src = _photos(128, 60)
+    with pytest.raises(ValueError, match="no pixel to solve"):
+        seamless_clone(src, dst, np.pad(np.ones((60, 2), bool), ((0, 0), (29, 29))), (64, 64))
+    with pytest.raises(ValueError, match="does not fit"):
+        seamless_clone(src, dst, np.ones((60, 60), bool), (10, 64))
+    with pytest.raises(ValueError, match="mode"):
+        seamless_clone(src, dst, np.ones((60, 60), bool), (64, 64), "mix")
+    with pytest.raises(TypeError, match="center"):
+        seamless_clone(src, dst, np.ones((60, 60), bool), (64.5, 64))
+    with pytest.raises(ValueError, match="formulation"):
+        poisson_blend(dst, src, np.ones((60, 60), bool), offset=(10, 10), formulation="cv2")

@@ -424,3 +424,61 @@ def test_config_values_are_bounded_and_typed(field, value, match):
         NSAConfig(**{field: value})
     with pytest.raises(ValueError, match="applies to blend='poisson' only"):
         NSAConfig(poisson="opencv", blend="paste")
+
+
+@pytest.mark.parametrize("gradients, factor", [("normal", 1.0), ("mixed", 1.0), ("interpolated", 0.4)])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_opencv_mode_blends_as_the_reference_seamlessclone_call(gradients, factor, channels, tiles128):
+    """poisson='opencv' reproduces the reference's call: the whole box as mask, its ring zeroed, centred on the box."""
+    import cv2
+
+    from nsa_augment.methods.nsa.blending import blend_patch_opencv
+
+    dst, src = tiles128[0], tiles128[1]
+    if channels == 1:
+        dst, src = np.ascontiguousarray(dst[:, :, :1]), np.ascontiguousarray(src[:, :, :1])
+    flag = cv2.MIXED_CLONE if gradients == "mixed" else cv2.NORMAL_CLONE
+    for (h, w), (y0, x0) in (((40, 60), (30, 20)), ((31, 50), (5, 70)), ((17, 24), (100, 90)), ((128 - 9, 64), (4, 0))):
+        patch = np.ascontiguousarray(src[3 : 3 + h, 50 : 50 + w]) if h < 100 else np.ascontiguousarray(src[:h, :w])
+        ours = dst.copy()
+        blend_patch_opencv(ours, patch, (y0, y0 + h, x0, x0 + w), gradients=gradients, factor=factor, truncate=True,
+                           clip=True)
+        mask = np.zeros((h, w), np.uint8)
+        mask[1:-1, 1:-1] = np.uint8(np.ceil(factor * 255))  # the reference's int_factor * patch_mask, ring zeroed
+        center = (x0 + w - w // 2, y0 + h // 2)  # the reference's centre (even widths land exactly on the box)
+        if channels == 1:  # the reference pads grayscale to 3 channels for OpenCV and keeps channel 0
+            pad = lambda a: np.concatenate([a, np.zeros_like(a), np.zeros_like(a)], axis=2)  # noqa: E731
+            ref = cv2.seamlessClone(pad(patch), pad(dst), mask, center, flag)[:, :, :1]
+        else:
+            ref = cv2.seamlessClone(patch, dst, mask, center, flag)
+        diff = np.abs(ours.astype(int) - ref.astype(int))
+        assert diff.max() <= 1, (h, w)
+        assert (ours[y0 : y0 + 2] == dst[y0 : y0 + 2]).all()  # the box's outer 2 px stay the destination's
+
+
+def test_opencv_mode_skips_patches_seamlessclone_cannot_blend(tiles128):
+    cfg = presets.get("mvtec/carpet").replace(poisson="opencv", width_bounds=((0.01, 0.03), (0.01, 0.03)), gamma=None)
+    reasons = []
+    for seed in range(20):
+        _, _, plan = synthesize(tiles128[0], tiles128[1], cfg, np.random.default_rng(seed))
+        reasons += list(plan.skipped)
+        for p in plan.patches:
+            h, w = p.dst_size
+            assert (h - 2) * (w - 2) >= 50 and min(h, w) >= 5
+    assert any("50-pixel minimum" in r for r in reasons)
+
+
+def test_opencv_mode_is_fainter_than_the_exact_blend(tiles128):
+    """The reference's blend changes the patch boxes less than our whole-box solve (docs/algorithm.md)."""
+    strength = {}
+    for poisson in ("exact", "opencv"):
+        cfg = presets.get("mvtec/tile").replace(poisson=poisson)
+        changes = []
+        for seed in range(30):
+            dst, src = tiles128[seed % 4], tiles128[(seed + 1) % 4]
+            image, _, plan = synthesize(dst, src, cfg, np.random.default_rng(seed))
+            for p in plan.patches:
+                y0, y1, x0, x1 = p.dst_box
+                changes.append(np.abs(image[y0:y1, x0:x1].astype(float) - dst[y0:y1, x0:x1]).mean())
+        strength[poisson] = np.mean(changes)
+    assert strength["opencv"] < 0.8 * strength["exact"]

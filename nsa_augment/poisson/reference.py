@@ -69,3 +69,69 @@ def poisson_blend_reference(destination, source, mask, *, offset=(0, 0), gradien
     out = dst.copy()
     out[ys, xs] = sol.reshape(n, C)
     return out
+
+
+def opencv_clone_reference(destination, source, mask, *, offset=(0, 0), mixed=False, factor=1.0):
+    """Exact solve of the system ``cv2.seamlessClone`` sets up, written the way OpenCV computes it.
+
+    OpenCV's steps, in NumPy: zero the mask's outer ring, take the bounding
+    rectangle ``R`` of the rest, erode the mask by a 7x7 square (zero outside),
+    forward-difference gradients of destination and source on ``R``, guidance
+    ``m * grad(src) + (1 - m) * grad(dst)`` with ``m = factor * eroded`` (mixed:
+    the source pair only where ``|gx - gy|`` is larger than the destination's),
+    backward differences for the divergence, ``R``'s border fixed to the
+    destination.  Returns the *unrounded* float64 result (H, W, C).
+    """
+    dst = as_hwc(destination).astype(np.float64)
+    src = as_hwc(source).astype(np.float64)
+    H, W, C = dst.shape
+    ring = np.zeros(mask.shape, bool)
+    ring[1:-1, 1:-1] = mask[1:-1, 1:-1] != 0
+    ys, xs = np.nonzero(ring)
+    r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    k = 7 // 2
+    padded = np.pad(ring, k)
+    eroded = np.ones_like(ring)
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            eroded &= padded[k + dy : k + dy + ring.shape[0], k + dx : k + dx + ring.shape[1]]
+    oy, ox = offset
+    y0, x0 = oy + r0, ox + c0
+    h, w = r1 - r0, c1 - c0
+    D = dst[y0 : y0 + h, x0 : x0 + w]
+    S = src[r0:r1, c0:c1]
+    m = (factor * eroded[r0:r1, c0:c1])[:, :, None]
+
+    def forward(img):  # gradients at each pixel of R towards +x and +y (last column/row unused)
+        gx, gy = np.zeros_like(img), np.zeros_like(img)
+        gx[:, :-1] = img[:, 1:] - img[:, :-1]
+        gy[:-1] = img[1:] - img[:-1]
+        return gx, gy
+
+    dx, dy = forward(D)
+    sx, sy = forward(S)
+    use_src = np.abs(sx - sy) > np.abs(dx - dy) if mixed else np.ones_like(sx, bool)
+    vx = np.where(use_src, m * sx + (1 - m) * dx, dx)
+    vy = np.where(use_src, m * sy + (1 - m) * dy, dy)
+    div = np.zeros_like(D)
+    div[1:-1, 1:-1] = (vx[1:-1, 1:-1] - vx[1:-1, :-2]) + (vy[1:-1, 1:-1] - vy[:-2, 1:-1])
+    # unknowns: R's interior; L = 4 - neighbours, Dirichlet ring = destination
+    n_y, n_x = h - 2, w - 2
+    index = np.arange(n_y * n_x).reshape(n_y, n_x)
+    rows, cols, vals = [index.ravel()], [index.ravel()], [np.full(n_y * n_x, 4.0)]
+    for a, b in (((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
+                 ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
+        for p, q in ((a, b), (b, a)):
+            rows.append(index[p].ravel())
+            cols.append(index[q].ravel())
+            vals.append(-np.ones(index[p].size))
+    A = scipy.sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                shape=(n_y * n_x, n_y * n_x))
+    bound = D.copy()
+    bound[1:-1, 1:-1] = 0.0
+    ring_sum = bound[:-2, 1:-1] + bound[2:, 1:-1] + bound[1:-1, :-2] + bound[1:-1, 2:]
+    rhs = (-div[1:-1, 1:-1] + ring_sum).reshape(-1, C)
+    sol = scipy.sparse.linalg.spsolve(A, rhs).reshape(n_y, n_x, C)
+    out = dst.copy()
+    out[y0 + 1 : y0 + h - 1, x0 + 1 : x0 + w - 1] = sol
+    return out
