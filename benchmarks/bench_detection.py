@@ -1,23 +1,30 @@
 """Detection quality per synthetic-anomaly method under one fixed training budget.
 
-    python benchmarks/bench_detection.py --root ../shared/data --category magnetic_tile \\
-        --methods nsa cutpaste-nsa fpi pii cutpaste draem --seeds 0 1 --out bench_runs/detection
+    python benchmarks/prepare_elpv.py --out bench_data      # ELPV in MVTec layout (pip install elpv-dataset)
+    python benchmarks/bench_detection.py --data ../shared/data:magnetic_tile --data bench_data:elpv \\
+        --preset mvtec/tile --seeds 0 1 2 --out bench_runs/detection
     python benchmarks/bench_detection.py --collect bench_runs/detection     # tables and plots only
 
-Every run is ``examples/train_mvtec.py`` with the same image size, steps, batch
-size, seeds, preset geometry and augmentation; only ``--method`` differs.  Runs
-that finished (their ``metrics.json`` exists) are skipped, and an interrupted
-run resumes from its checkpoint, so the command can be re-run until done.
-Writes ``results.json``, ``results.md`` and, with matplotlib, ``auroc.png``
-(mean image/pixel AUROC with the seed range) and ``roc_<category>.png``
-(image-level ROC per method) into ``--out``.
+Every run is ``nsa-augment train`` with the same image size, steps, batch size, anomaly probability,
+seeds, preset geometry and augmentation; only the method (an *arm*) differs.  ``--methods`` gives
+one arm per method; ``--arm LABEL:METHOD:PRESET`` adds others (e.g. NSA with a settings file, see
+``nsa_settings_study.py``).  Runs are interleaved seed by seed so that partial results stay
+balanced.  Finished runs (``metrics.json`` exists) are skipped and an interrupted run resumes from
+its checkpoint, so the command can be re-run until done.
+
+Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU time per run, and
+each arm against the reference arm paired over seeds: mean difference, its 95% interval and a paired
+t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed range) and
+``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -26,56 +33,112 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-TRAIN = HERE.parent / "examples" / "train_mvtec.py"
 METRICS = ("image_auroc", "pixel_auroc", "au_pro")
+DEFAULT_METHODS = ["nsa", "nsa-reference", "cutpaste-nsa", "fpi", "pii", "cutpaste", "cutpaste-scar", "draem"]
 
 
-def run_dir(out: Path, category: str, method: str, seed: int) -> Path:
-    return out / category / method / f"seed{seed}"
+def run_dir(out: Path, category: str, label: str, seed: int) -> Path:
+    return out / category / label / f"seed{seed}"
 
 
-def train(args, category: str, method: str, seed: int) -> None:
-    d = run_dir(args.out, category, method, seed)
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def train(args, root: Path, category: str, arm: tuple[str, str, str | None], seed: int) -> None:
+    label, method, preset = arm
+    d = run_dir(args.out, category, label, seed)
     if (d / category / "metrics.json").exists():
-        print(f"done already: {category} / {method} / seed {seed}")
+        print(f"done already: {category} / {label} / seed {seed}")
         return
-    cmd = [sys.executable, str(TRAIN), "--root", str(args.root), "--category", category, "--method", method,
-           "--seed", str(seed), "--out", str(d), "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
-           "--steps", str(args.steps), "--workers", str(args.workers), "--device", args.device, "--profile-data", "0"]
-    if args.preset:
-        cmd += ["--preset", args.preset]
-    print(f"training {category} / {method} / seed {seed}: {' '.join(cmd[1:])}", flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
-    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+    cmd = [sys.executable, "-m", "nsa_augment", "train", "--root", str(root), "--category", category, "--method",
+           method, "--seed", str(seed), "--out", str(d), "--image-size", str(args.image_size), "--batch-size",
+           str(args.batch_size), "--steps", str(args.steps), "--workers", str(args.workers), "--device", args.device,
+           "--profile-data", "0", "--anomaly-p", str(args.anomaly_p)]
+    if preset or args.preset:
+        cmd += ["--preset", preset or args.preset]
+    print(f"training {category} / {label} / seed {seed}: {' '.join(cmd[3:])}", flush=True)
+    t0, c0 = time.perf_counter(), _children_cpu()
+    proc = subprocess.run(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), text=True,
+                          stderr=subprocess.PIPE if args.quiet else None)
+    if proc.returncode != 0:
+        # --quiet hides the progress bars, never the reason a run failed
+        lines = [ln for ln in (proc.stderr or "").replace("\r", "\n").splitlines() if "it/s" not in ln and ln.strip()]
+        raise SystemExit(f"bench_detection: training {category} / {label} / seed {seed} failed (exit "
+                         f"{proc.returncode}): {' | '.join(lines[-3:])}")
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    (d / "timing.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}))
+    print(f"  {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
 
 
 def collect(out: Path) -> dict:
-    """Gather every metrics.json below ``out``; mean, standard deviation and range over seeds."""
+    """Gather every run below ``out``: mean, standard deviation and range over seeds per (category, arm)."""
     runs = []
     for path in sorted(out.rglob("metrics.json")):
         m = json.loads(path.read_text())
-        runs.append({k: m.get(k) for k in ("category", "method", "seed", "steps", "image_size", "batch_size", *METRICS)}
-                    | {"roc": m.get("roc"), "path": str(path.relative_to(out))})
+        label = path.relative_to(out).parts[1]
+        timing_path = path.parents[1] / "timing.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        runs.append({"category": m["category"], "arm": label, "method": m.get("method"), "seed": m.get("seed"),
+                     "steps": m.get("steps"), "image_size": m.get("image_size"), "batch_size": m.get("batch_size"),
+                     "anomaly_p": m.get("anomaly_p"), "preset": m.get("preset"),
+                     **{k: m.get(k) for k in METRICS}, **timing, "roc": m.get("roc"), "path": str(path.relative_to(out))})
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["category"], r["method"]), []).append(r)
+        groups.setdefault((r["category"], r["arm"]), []).append(r)
     summary = []
-    for (category, method), rs in sorted(groups.items()):
-        row = {"category": category, "method": method, "seeds": sorted(r["seed"] for r in rs)}
+    for (category, arm), rs in sorted(groups.items()):
+        row = {"category": category, "arm": arm, "method": rs[0]["method"], "seeds": sorted(r["seed"] for r in rs)}
         for k in METRICS:
-            v = np.array([r[k] for r in rs], dtype=float)
-            row[k] = {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                      "min": float(v.min()), "max": float(v.max())}
+            v = np.array([np.nan if r[k] is None else r[k] for r in rs], dtype=float)
+            row[k] = None if np.isnan(v).all() else {
+                "mean": float(np.nanmean(v)), "std": float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0,
+                "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
+        for k in ("wall_s", "cpu_s"):
+            t = [r[k] for r in rs if r.get(k) is not None]
+            row[k] = float(np.mean(t)) if t else None
         summary.append(row)
     return {"runs": runs, "summary": summary}
 
 
-def markdown(summary: list[dict]) -> str:
-    lines = ["| category | method | seeds | image AUROC | pixel AUROC | AU-PRO |", "|---|---|---|---|---|---|"]
-    for r in summary:
-        cells = [f"{100 * r[k]['mean']:.1f} ± {100 * r[k]['std']:.1f}" for k in METRICS]
-        lines.append(f"| {r['category']} | {r['method']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+def paired(runs: list[dict], category: str, arm: str, reference: str, metric: str = "image_auroc") -> dict | None:
+    """``arm - reference`` paired over the seeds both have: mean, 95% t-interval, paired t-test p-value."""
+    from scipy import stats
+
+    a = {r["seed"]: r[metric] for r in runs if r["category"] == category and r["arm"] == arm and r[metric] is not None}
+    b = {r["seed"]: r[metric] for r in runs if r["category"] == category and r["arm"] == reference and r[metric] is not None}
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = np.array([a[s] - b[s] for s in seeds])
+    sem = d.std(ddof=1) / math.sqrt(len(d))
+    half = stats.t.ppf(0.975, len(d) - 1) * sem
+    p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue) if sem > 0 else float("nan")
+    return {"n": len(seeds), "mean": float(d.mean()), "ci95": [float(d.mean() - half), float(d.mean() + half)], "p": p,
+            "wins": int((d > 0).sum())}
+
+
+def markdown(result: dict, reference: str) -> str:
+    pct = lambda m: "undefined" if m is None else f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}"  # noqa: E731
+    lines = ["| category | arm | seeds | image AUROC | pixel AUROC | AU-PRO | min..max image AUROC | wall / CPU per run |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(result["summary"], key=lambda r: (r["category"], -(r["image_auroc"] or {"mean": 0})["mean"])):
+        rng = r["image_auroc"]
+        span = f"{100 * rng['min']:.1f}..{100 * rng['max']:.1f}" if rng else "-"
+        t = f"{r['wall_s'] / 60:.1f} / {r['cpu_s'] / 60:.1f} min" if r.get("wall_s") else "-"
+        lines.append(f"| {r['category']} | {r['arm']} | {len(r['seeds'])} | " + " | ".join(pct(r[k]) for k in METRICS)
+                     + f" | {span} | {t} |")
+    lines += ["", f"Image AUROC of each arm minus `{reference}`, paired over seeds (percentage points; 95% t-interval; "
+              "paired t-test):", "", "| category | arm | seeds | difference | 95% interval | p | seeds won |",
+              "|---|---|---|---|---|---|---|"]
+    for r in result["summary"]:
+        if r["arm"] == reference:
+            continue
+        s = paired(result["runs"], r["category"], r["arm"], reference)
+        if s:
+            lines.append(f"| {r['category']} | {r['arm']} | {s['n']} | {100 * s['mean']:+.1f} | "
+                         f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | {s['wins']}/{s['n']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -89,35 +152,39 @@ def plots(out: Path, result: dict) -> list[Path]:
         print("matplotlib not installed: no plots (pip install 'nsa-augment[bench]')")
         return []
     written = []
-    categories = sorted({r["category"] for r in result["summary"]})
-    for category in categories:
-        rows = [r for r in result["summary"] if r["category"] == category]
-        fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
+    for category in sorted({r["category"] for r in result["summary"]}):
+        rows = sorted((r for r in result["summary"] if r["category"] == category),
+                      key=lambda r: -(r["image_auroc"] or {"mean": 0})["mean"])
+        fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.8))
         x = np.arange(len(rows))
-        for i, (k, label) in enumerate((("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))):
-            means = np.array([r[k]["mean"] for r in rows])
-            lo = means - np.array([r[k]["min"] for r in rows])
-            hi = np.array([r[k]["max"] for r in rows]) - means
-            ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=[lo, hi], capsize=3, label=label)
+        for i, (k, name) in enumerate((("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))):
+            if all(r[k] is None for r in rows):
+                continue
+            means = np.array([r[k]["mean"] if r[k] else np.nan for r in rows])
+            lo = means - np.array([r[k]["min"] if r[k] else np.nan for r in rows])
+            hi = np.array([r[k]["max"] if r[k] else np.nan for r in rows]) - means
+            ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=[lo, hi], capsize=3, label=name)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(x, [r["method"] for r in rows], rotation=20)
+        ax.set_xticks(x, [r["arm"] for r in rows], rotation=25, ha="right")
         ax.set_ylim(0.3, 1.0)
         ax.set_title(f"{category}: mean over seeds, bars span min..max")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
         path = out / f"auroc_{category}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-        fig, ax = plt.subplots(figsize=(4.2, 4))
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
         for r in rows:
-            run = next((q for q in result["runs"] if q["category"] == category and q["method"] == r["method"] and q["roc"]), None)
-            if run:
-                ax.plot(run["roc"]["fpr"], run["roc"]["tpr"], label=f"{r['method']} (seed {run['seed']})")
+            curves = [q["roc"] for q in result["runs"] if q["category"] == category and q["arm"] == r["arm"] and q["roc"]]
+            if curves:
+                fpr_grid = np.linspace(0, 1, 101)
+                tpr = np.mean([np.interp(fpr_grid, c["fpr"], c["tpr"]) for c in curves], axis=0)
+                ax.plot(fpr_grid, tpr, label=f"{r['arm']} ({len(curves)} seeds)")
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"{category}: image-level ROC")
+        ax.set_title(f"{category}: image-level ROC, mean over seeds")
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out / f"roc_{category}.png"
@@ -127,12 +194,16 @@ def plots(out: Path, result: dict) -> list[Path]:
     return written
 
 
-def report(out: Path, meta: dict | None = None) -> dict:
+def report(out: Path, reference: str = "nsa", meta: dict | None = None) -> dict:
     result = collect(out)
+    previous = out / "results.json"
+    if meta is None and previous.exists():
+        meta = json.loads(previous.read_text()).get("config")
     if meta:
         result["config"] = meta
+    result["reference_arm"] = reference
     (out / "results.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result["summary"])
+    table = markdown(result, reference)
     (out / "results.md").write_text(table)
     print(table)
     for p in plots(out, result):
@@ -140,33 +211,56 @@ def report(out: Path, meta: dict | None = None) -> dict:
     return result
 
 
+def parse_arm(text: str) -> tuple[str, str, str | None]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(parts[:2]):
+        raise argparse.ArgumentTypeError(f"--arm takes LABEL:METHOD[:PRESET], got {text!r}")
+    return parts[0], parts[1], (parts[2] if len(parts) == 3 and parts[2] else None)
+
+
+def parse_data(text: str) -> tuple[Path, str]:
+    root, _, category = text.rpartition(":")
+    if not root or not category:
+        raise argparse.ArgumentTypeError(f"--data takes ROOT:CATEGORY, got {text!r}")
+    return Path(root), category
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, help="dataset root (MVTec layout)")
-    ap.add_argument("--category", action="append", help="category (repeat for several)")
-    ap.add_argument("--methods", nargs="+", default=["nsa", "cutpaste-nsa", "fpi", "pii", "cutpaste", "draem"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--preset", help="preset for the patch geometry (default: the script's per-category choice)")
+    ap.add_argument("--data", type=parse_data, action="append", help="ROOT:CATEGORY of an MVTec-layout dataset (repeat)")
+    ap.add_argument("--root", type=Path, help="dataset root (with --category; older form of --data)")
+    ap.add_argument("--category", action="append", help="category under --root (repeat)")
+    ap.add_argument("--methods", nargs="*", default=DEFAULT_METHODS, help="one arm per method (default: all)")
+    ap.add_argument("--arm", type=parse_arm, action="append", default=[], help="extra arm LABEL:METHOD[:PRESET]")
+    ap.add_argument("--reference", default="nsa", help="arm the others are compared with (default: nsa)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--preset", help="preset for every arm without its own (default: the train command's per-category choice)")
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--anomaly-p", type=float, default=1.0, help="anomalous fraction of training examples, every arm")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--quiet", action="store_true", help="hide the training progress bars")
     ap.add_argument("--out", type=Path, default=Path("bench_runs/detection"))
     ap.add_argument("--collect", type=Path, metavar="DIR", help="only gather finished runs under DIR into tables/plots")
     args = ap.parse_args(argv)
     if args.collect:
-        report(args.collect)
+        report(args.collect, args.reference)
         return 0
-    if not args.root or not args.category:
-        ap.error("--root and --category are required (or --collect DIR)")
+    data = list(args.data or []) + [(args.root, c) for c in (args.category or []) if args.root]
+    if not data:
+        ap.error("give --data ROOT:CATEGORY (or --root and --category), or --collect DIR")
+    arms = [(m, m, None) for m in args.methods] + args.arm
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "collect"}
-    for category in args.category:
-        for seed in args.seeds:
-            for method in args.methods:
-                train(args, category, method, seed)
-    report(args.out, meta)
+    meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("collect", "data", "arm")}
+    meta["data"] = [f"{root}:{cat}" for root, cat in data]
+    meta["arms"] = [list(a) for a in arms]
+    for seed in args.seeds:
+        for root, category in data:
+            for arm in arms:
+                train(args, root, category, arm, seed)
+    report(args.out, args.reference, meta)
     return 0
 
 

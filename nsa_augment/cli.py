@@ -1,4 +1,5 @@
-"""``nsa-augment`` command line: ``nsa-augment preview`` shows what the anomalies look like."""
+"""``nsa-augment`` command line: ``preview`` shows what the anomalies look like; ``train`` and ``evaluate``
+run the paper's detection model (they need PyTorch, imported only when they run)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from .detection.settings import EVALUATE_HELP, TRAIN_HELP, add_evaluate_arguments, add_train_arguments
 from .gallery import ROW_TITLES, example_row, grid
-from .io import find_images, load_image, match_channels, resize_longer_side
+from .io import find_images, load_image, match_channels, resize_longer_side, write_image
 from .methods.nsa import presets, synthesize
 from .methods.nsa.config import BLEND_MODES, GRADIENTS, LABEL_MODES
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders (searched recursively); "
                    "PNG/JPEG/BMP/TIFF, grayscale or colour, any size")
     p.add_argument("--out", type=Path, default=Path("nsa-preview"), help="output folder (default: %(default)s)")
-    p.add_argument("--preset", default="mvtec/cable", help="generator preset: " + ", ".join(presets.names()) +
+    p.add_argument("--preset", default="mvtec/cable", help="generator preset (or a JSON file of NSAConfig fields): " + ", ".join(presets.names()) +
                    " (default: %(default)s)")
     p.add_argument("--label", choices=LABEL_MODES, help="override the preset's label mode")
     p.add_argument("--gradients", choices=GRADIENTS, help="override the preset's Poisson guidance")
@@ -51,12 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="use at most this many images (default: all)")
     p.add_argument("--rows", type=int, default=8, help="gallery rows (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    add_train_arguments(sub.add_parser("train", help="train and evaluate the NSA detection model (needs torch)",
+                                       description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
+    add_evaluate_arguments(sub.add_parser("evaluate", help="evaluate a trained checkpoint (needs torch)",
+                                          description=EVALUATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("train", "evaluate"):
+        try:
+            from .detection import train
+        except ImportError as exc:
+            print(f"nsa-augment {args.command}: error: {exc}: the detection model needs PyTorch and albumentations "
+                  "(pip install 'nsa-augment[torch,albumentations]'; README: choosing a CPU or CUDA build)",
+                  file=sys.stderr)
+            return 2
+        run = train.run_train if args.command == "train" else train.run_evaluate
+        return run(args, f"nsa-augment {args.command}")
     if args.command != "preview":
         parser.print_help()
         return 0 if args.command is None else 2
@@ -65,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # bad input: a message, never a traceback
         print(f"nsa-augment preview: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nsa-augment preview: interrupted; every file written so far in {args.out} is complete",
+              file=sys.stderr)
+        return 130
 
 
 def _config(args):
-    cfg = presets.get(args.preset)
+    cfg = presets.load(args.preset)
     overrides = {k: v for k, v in (("label", args.label), ("gradients", args.gradients), ("blend", args.blend),
                                    ("num_patches", args.num_patches)) if v is not None}
     return cfg.replace(**overrides) if overrides else cfg
@@ -97,14 +116,36 @@ def _progress(items, total, desc):
     return tqdm(items, total=total, desc=desc, unit="img", disable=total < 20)
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """The names with collisions numbered (``x``, ``x_2``, ...), never reusing a name already taken."""
+    used, out = set(), []
+    for name in names:
+        unique, k = name, 1
+        while unique in used:
+            k += 1
+            unique = f"{name}_{k}"
+        used.add(unique)
+        out.append(unique)
+    return out
+
+
+def _inputs(args) -> list[Path]:
+    """Image files under the inputs, leaving out this run's own output folder (it may lie inside an input)."""
+    out = args.out.resolve()
+    found = [f for inp in args.inputs for f in find_images(inp)]
+    files = [f for f in found if out not in f.resolve().parents]
+    if not files:
+        where = f" outside the output folder {args.out}" if found else ""
+        raise ValueError(f"no image files found in {', '.join(args.inputs)}{where}")
+    return files
+
+
 def preview(args) -> int:
     cfg = _config(args)
     if args.size < 0 or args.limit < 0 or args.rows < 0:
         raise ValueError("--size, --limit and --rows must not be negative")
     if args.inputs:
-        files = [f for inp in args.inputs for f in find_images(inp)]
-        if not files:
-            raise ValueError(f"no image files found in {', '.join(args.inputs)}")
+        files = _inputs(args)
         if args.limit:
             files = files[: args.limit]
         items, unreadable = [], []
@@ -120,34 +161,30 @@ def preview(args) -> int:
     else:
         items = _sample_images()[: args.limit or None]
 
-    items = [(name, resize_longer_side(img, args.size)) for name, img in items]
+    names = _unique_names([name for name, _ in items])
+    items = [(name, resize_longer_side(img, args.size)) for name, (_, img) in zip(names, items)]
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "labels").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    rows, used_names = [], set()
+    rows = []
     n = len(items)
     for i, (name, image) in _progress(list(enumerate(items)), n, "synthesising"):
         source = match_channels(items[(i + 1) % n][1], image) if n > 1 else image
-        result, label, info = synthesize(image, source, cfg, rng)
-        stem = name if name not in used_names else f"{name}_{i}"
-        used_names.add(stem)
-        _write(args.out / "images" / f"{stem}.png", result)
+        result, label, _ = synthesize(image, source, cfg, rng)
+        # every file is written to a temporary name and renamed: an interrupt never leaves a truncated PNG
+        write_image(args.out / "images" / f"{name}.png", result)
         scaled = label if cfg.label == "intensity" else label * 255
-        _write(args.out / "labels" / f"{stem}.png", np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+        write_image(args.out / "labels" / f"{name}.png", np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
         if len(rows) < args.rows:
             rows.append(example_row(source, image, result, label))
-    gallery = args.out / "gallery.png"
+    wrote = f"{n} image/label pairs to {args.out}/images, {args.out}/labels"
     if rows:
-        _write(gallery, grid(rows, ROW_TITLES, cell=192))
-    print(f"wrote {gallery} and {n} image/label pairs to {args.out}/images, {args.out}/labels "
-          f"(preset {cfg.name}, label {cfg.label})")
+        gallery = write_image(args.out / "gallery.png", grid(rows, ROW_TITLES, cell=192))
+        wrote = f"{gallery} and {wrote}"
+    else:
+        wrote = f"{wrote} (no gallery: --rows 0)"
+    print(f"wrote {wrote} (preset {cfg.name}, label {cfg.label})")
     return 0
-
-
-def _write(path: Path, image: np.ndarray) -> None:
-    img = image if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Reading image files and reconciling channel layouts."""
+"""Reading and writing files: images (channel layouts reconciled), and atomic replacement of outputs."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -73,3 +76,43 @@ def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:
     s = size / max(h, w)
     out = cv2.resize(image, (max(2, round(w * s)), max(2, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     return out.reshape(out.shape[:2] + image.shape[2:])
+
+
+def replace_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file so that ``path`` is always either its old content or the complete new one.
+
+    ``write(f)`` fills a temporary file in the same folder, which is flushed,
+    fsync'ed and renamed over ``path`` (``os.replace`` is atomic on POSIX and
+    Windows).  An interrupt, a full disk or an exception from ``write`` leaves
+    the previous file untouched and no temporary file behind.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    return replace_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Atomically write an image file (format from the suffix); RGB images are converted to OpenCV's BGR order.
+
+    Raises ``OSError`` naming the path if OpenCV cannot encode it.
+    """
+    path = Path(path)
+    img = image if image.ndim == 2 or image.shape[2] == 1 else cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(path.suffix or ".png", img)
+    if not ok:
+        raise OSError(f"could not encode {path} (suffix {path.suffix!r})")
+    return replace_atomically(path, lambda f: f.write(data.tobytes()))

@@ -1,13 +1,18 @@
-"""PyTorch integration: a dataset of synthetic anomalies with correct per-worker seeding.
+"""PyTorch integration: a dataset of synthetic anomalies with correct seeding in DataLoader workers.
 
 Albumentations 2.0.8 transforms carry their random state inside the object.  A
 DataLoader copies that object into every worker, so on its own every worker
 replays the *same* augmentations, and (without persistent workers) every epoch
-replays the previous one.  :class:`SyntheticAnomalyDataset` reseeds itself and
-its pipeline from PyTorch's per-worker seed (``get_worker_info().seed``), which
-differs per worker and per epoch and is reproducible under
-``torch.manual_seed`` or a DataLoader ``generator``.  :func:`worker_init_fn`
-does the same for datasets of your own.
+replays the previous one.  Two remedies:
+
+* Indexed by ``(epoch, index)`` keys from :class:`EpochSampler`, an item's randomness
+  derives from ``(seed, epoch, index)`` alone: the same examples whatever the number
+  of workers, processes or ranks, with persistent workers and one DataLoader for the
+  whole run.  The training loop uses this.
+* Indexed by plain integers, :class:`SyntheticAnomalyDataset` reseeds itself and its
+  pipeline from PyTorch's per-worker seed (``get_worker_info().seed``), which differs
+  per worker and per epoch and is reproducible under ``torch.manual_seed`` or a
+  DataLoader ``generator``.  :func:`worker_init_fn` does the same for datasets of your own.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from .io import load_image, match_channels
 from .methods.nsa.labels import image_label
 
-__all__ = ["SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]  # load_image re-exported from .io
+__all__ = ["EpochSampler", "SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]
+# (load_image is re-exported from .io)
 
 
 def seed_everything_in(obj: Any, seed: int) -> None:
@@ -50,6 +56,45 @@ def worker_init_fn(worker_id: int) -> None:
         seed_everything_in(dataset.transform, info.seed)
 
 
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys: a permutation drawn from ``(seed, epoch)``, split across ranks.
+
+    Call :meth:`set_epoch` before each epoch (it runs in the main process, so it
+    works with persistent workers).  Like ``DistributedSampler``, every rank
+    gets ``ceil(n / world)`` keys (the permutation wraps around to fill the last
+    round), or ``floor`` with ``drop_last``.
+
+    Examples
+    --------
+    >>> s = EpochSampler(5, seed=0, rank=0, world=2)
+    >>> s.set_epoch(1)
+    >>> [key[0] for key in s], len(s)
+    ([1, 1, 1], 3)
+    """
+
+    def __init__(self, n: int, *, shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1,
+                 drop_last: bool = False):
+        if n < 1:
+            raise ValueError(f"EpochSampler needs at least one item, got {n}")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in 0..{world - 1}, got {rank}")
+        self.n, self.shuffle, self.seed, self.rank, self.world, self.drop_last = n, shuffle, seed, rank, world, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n // self.world if self.drop_last else -(-self.n // self.world)
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        total = len(self) * self.world
+        order = np.resize(order, total)  # wraps around (or trims with drop_last)
+        for i in order[self.rank :: self.world]:
+            yield (self.epoch, int(i))
+
+
 class SyntheticAnomalyDataset(Dataset):
     """Normal images in, synthetic anomaly training examples out.
 
@@ -68,10 +113,14 @@ class SyntheticAnomalyDataset(Dataset):
         flips, crops, ``Normalize``, ``ToTensorV2``), called as
         ``transform(image=..., mask=..., nsa_source=...)``.
     seed : int
-        Seeds the dataset's source choice and the pipeline in the main process
-        (``num_workers=0``); workers reseed from PyTorch's worker seed.
+        Seeds the items (``(epoch, index)`` keys) or the main-process streams (integer indices).
     source_key : str
         The transform's ``source_key``.
+    source_transform : callable, optional
+        Applied to the source image first (``source_transform(image=...)["image"]``),
+        independently of the destination's draw: the NSA reference passes its source
+        through the same augmentation as the image (pass the geometric part of your
+        pipeline here).
 
     Items are ``(image, mask, label)``: the pipeline's image and mask (tensors
     if it ends with ``ToTensorV2``; the mask as float32) and ``label`` = 1 if the
@@ -85,21 +134,31 @@ class SyntheticAnomalyDataset(Dataset):
         *,
         seed: int = 0,
         source_key: str = "nsa_source",
+        source_transform: Callable[..., dict] | None = None,
     ):
         if len(images) < 1:
             raise ValueError("images is empty: give at least one normal image")
         if not callable(transform):
             raise TypeError(f"transform must be callable (an Albumentations pipeline), got {type(transform).__name__}")
+        if source_transform is not None and not callable(source_transform):
+            raise TypeError(f"source_transform must be callable, got {type(source_transform).__name__}")
         self.images = list(images)
         self.transform = transform
+        self.source_transform = source_transform
         self.source_key = source_key
         self._worker_seed = None
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
-        """Restart the dataset's and the pipeline's random streams from ``seed``."""
-        self.rng = np.random.default_rng(int(seed))
-        seed_everything_in(self.transform, int(seed))
+        """Restart the dataset's and the pipelines' random streams from ``seed`` (also the base of keyed items)."""
+        self.seed = int(seed)
+        self._restart(self.seed)
+
+    def _restart(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        seed_everything_in(self.transform, seed)
+        if self.source_transform is not None:
+            seed_everything_in(self.source_transform, seed + 1)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -108,16 +167,24 @@ class SyntheticAnomalyDataset(Dataset):
         item = self.images[index]
         return item if isinstance(item, np.ndarray) else load_image(item)
 
-    def __getitem__(self, index: int):
-        info = get_worker_info()
-        if info is not None and self._worker_seed != info.seed:
-            # First item in this worker (this epoch): reseed, even without worker_init_fn.
-            self._worker_seed = info.seed
-            self.reseed(info.seed)
+    def __getitem__(self, key):
+        if isinstance(key, tuple):  # (epoch, index) from EpochSampler: the item's own streams
+            epoch, index = key
+            self._restart(int(np.random.SeedSequence([self.seed, int(epoch), int(index)]).generate_state(1)[0]))
+        else:
+            index = key
+            info = get_worker_info()
+            if info is not None and self._worker_seed != info.seed:
+                # First item in this worker (this epoch): reseed, even without worker_init_fn.
+                self._worker_seed = info.seed
+                self._restart(info.seed)
         image = self._image(index)
         n = len(self.images)
         other = (index + 1 + int(self.rng.integers(n - 1))) % n if n > 1 else index
-        source = match_channels(self._image(other), image)
+        source = self._image(other)
+        if self.source_transform is not None:
+            source = self.source_transform(image=source)["image"]
+        source = match_channels(source, image)
         out = self.transform(image=image, mask=np.zeros(image.shape[:2], np.float32), **{self.source_key: source})
         mask = out["mask"]
         mask = mask.float() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))

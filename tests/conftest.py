@@ -1,5 +1,6 @@
 """Shared fixtures: real images from ../shared/data (as CI lays it out), else scikit-image's samples."""
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -44,3 +45,37 @@ def object_scene():
         img[disk] = cv2.GaussianBlur(texture, (0, 0), 1.5)[disk]
         out.append(img)
     return out
+
+
+def make_category(root: Path, name: str = "tiles") -> Path:
+    """A tiny MVTec-layout category from real images: 6 train, 3 good + 3 defect test images, one without mask."""
+    base = root / name
+    for sub in ("train/good", "test/good", "test/crack", "ground_truth/crack"):
+        (base / sub).mkdir(parents=True)
+    src = MAGNETIC_TILE
+    if src.is_dir():
+        train = sorted((src / "train" / "good").glob("*.jpg"))[:6]
+        good = sorted((src / "test" / "good").glob("*.jpg"))[:3]
+        cracks = sorted((src / "test" / "crack").glob("*.jpg"))[:3]
+        for f in train:
+            shutil.copy(f, base / "train" / "good" / f.name)
+        for f in good:
+            shutil.copy(f, base / "test" / "good" / f.name)
+        for f in cracks:
+            shutil.copy(f, base / "test" / "crack" / f.name)
+        for f in cracks[:2]:
+            shutil.copy(src / "ground_truth" / "crack" / f"{f.stem}_mask.png", base / "ground_truth" / "crack")
+    else:  # outside the checkout layout: synthetic stand-ins
+        rng = np.random.default_rng(0)
+        for i in range(6):
+            cv2.imwrite(str(base / "train" / "good" / f"{i:03d}.png"), rng.integers(90, 110, (70, 90), dtype=np.uint8))
+        for i in range(3):
+            cv2.imwrite(str(base / "test" / "good" / f"{i:03d}.png"), rng.integers(90, 110, (70, 90), dtype=np.uint8))
+            img = rng.integers(90, 110, (70, 90), dtype=np.uint8)
+            img[20:30, 20:50] = 200
+            cv2.imwrite(str(base / "test" / "crack" / f"{i:03d}.png"), img)
+            if i < 2:
+                mask = np.zeros((70, 90), np.uint8)
+                mask[20:30, 20:50] = 255
+                cv2.imwrite(str(base / "ground_truth" / "crack" / f"{i:03d}_mask.png"), mask)
+    return root

@@ -37,19 +37,22 @@ def test_bench_detection_runs_resumes_and_reports(tmp_path):
     import sys as _sys
 
     _sys.path.insert(0, str(ROOT / "tests"))
-    from test_train_mvtec import _make_dataset
+    from conftest import make_category
 
-    data = _make_dataset(tmp_path / "data")
+    data = make_category(tmp_path / "data")
     out = tmp_path / "det"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_detection.py"), "--root", str(data), "--category", "tiles",
-           "--methods", "nsa", "cutpaste", "--seeds", "0", "1", "--image-size", "64", "--batch-size", "4",
-           "--steps", "1", "--workers", "0", "--out", str(out)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_detection.py"), "--data", f"{data}:tiles",
+           "--methods", "nsa", "cutpaste", "--arm", "nsa-normal:nsa:mvtec/bottle", "--seeds", "0", "1",
+           "--image-size", "64", "--batch-size", "4", "--steps", "1", "--workers", "0", "--quiet", "--out", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads((out / "results.json").read_text())
-    assert {(r["method"], tuple(r["seeds"])) for r in result["summary"]} == {("nsa", (0, 1)), ("cutpaste", (0, 1))}
-    assert all(0 <= r["image_auroc"]["mean"] <= 1 for r in result["summary"])
-    assert "| tiles | nsa | 2 |" in (out / "results.md").read_text()
+    assert {(r["arm"], tuple(r["seeds"])) for r in result["summary"]} == {
+        ("nsa", (0, 1)), ("cutpaste", (0, 1)), ("nsa-normal", (0, 1))}
+    assert all(0 <= r["image_auroc"]["mean"] <= 1 and r["cpu_s"] > 0 for r in result["summary"])
+    assert {r["anomaly_p"] for r in result["runs"]} == {1.0}
+    md = (out / "results.md").read_text()
+    assert "| tiles | nsa | 2 |" in md and "paired over seeds" in md and "| tiles | cutpaste | 2 |" in md
     assert (out / "auroc_tiles.png").exists() and (out / "roc_tiles.png").exists()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.stdout.count("done already") == 4  # resumes: nothing retrained
+    assert again.stdout.count("done already") == 6  # resumes: nothing retrained

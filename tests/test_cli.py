@@ -59,3 +59,76 @@ def test_preview_errors_are_messages(tmp_path, capsys, make, message):
 def test_preview_bad_preset_is_a_message(tmp_path, capsys):
     assert main(["preview", "--preset", "mvtec/nope", "--out", str(tmp_path)]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_same_stems_in_different_folders_all_survive(tmp_path, tiles128):
+    src = tmp_path / "in"
+    for sub, i in (("a", 0), ("b", 1), ("a", 2)):
+        (src / sub).mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(src / "a" / "x.png"), tiles128[0])
+    cv2.imwrite(str(src / "a" / "x_2.png"), tiles128[1])  # the name a naive "x_<i>" renaming would clobber
+    cv2.imwrite(str(src / "b" / "x.png"), tiles128[2])
+    out = tmp_path / "out"
+    assert main(["preview", str(src), "--out", str(out), "--size", "64"]) == 0
+    names = sorted(p.name for p in (out / "images").glob("*.png"))
+    assert len(names) == 3 and len(set(names)) == 3
+    assert len(list((out / "labels").glob("*.png"))) == 3
+
+
+def test_output_inside_the_input_folder_is_not_read_back(tmp_path, tiles128, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(src / f"{i}.png"), tiles128[i])
+    for _ in range(2):
+        assert main(["preview", str(src), "--out", str(src / "preview"), "--size", "64"]) == 0
+        assert "3 image/label pairs" in capsys.readouterr().out
+    assert len(list((src / "preview" / "images").glob("*.png"))) == 3
+
+
+def test_rows_zero_writes_no_gallery_and_says_so(tmp_path, capsys):
+    assert main(["preview", "--out", str(tmp_path), "--limit", "2", "--size", "64", "--rows", "0"]) == 0
+    assert "no gallery" in capsys.readouterr().out and not (tmp_path / "gallery.png").exists()
+
+
+def test_interrupt_leaves_only_complete_files(tmp_path, monkeypatch, capsys):
+    import nsa_augment.io as io
+
+    real = io.replace_atomically
+    count = []
+
+    def interrupted(path, write):
+        count.append(path)
+        if len(count) == 3:  # the third file: part of it written, then Ctrl-C
+            def partial(f):
+                f.write(b"\x89PNG\r\n")
+                raise KeyboardInterrupt
+            return real(path, partial)
+        return real(path, write)
+
+    monkeypatch.setattr(io, "replace_atomically", interrupted)
+    assert main(["preview", "--out", str(tmp_path), "--limit", "4", "--size", "64"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and err.strip().count("\n") == 0
+    files = list(tmp_path.rglob("*.png"))
+    assert len(files) == 2 and all(cv2.imread(str(f), cv2.IMREAD_UNCHANGED) is not None for f in files)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_in_a_real_process(tmp_path):
+    import os
+    import signal
+    import time
+
+    exe = shutil.which("nsa-augment")
+    proc = subprocess.Popen([exe, "preview", "--out", str(tmp_path), "--size", "512"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((tmp_path / "labels").glob("*.png"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert all(cv2.imread(str(f), cv2.IMREAD_UNCHANGED) is not None for f in tmp_path.rglob("*.png"))

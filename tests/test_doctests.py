@@ -9,7 +9,8 @@ import pytest
 import nsa_augment
 
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(nsa_augment.__path__, "nsa_augment.") if m.name != "nsa_augment.cli"
+    m.name for m in pkgutil.walk_packages(nsa_augment.__path__, "nsa_augment.")
+    if m.name not in ("nsa_augment.cli", "nsa_augment.__main__")  # __main__ runs the command on import
 )
 
 

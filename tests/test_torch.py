@@ -70,3 +70,50 @@ def test_bad_arguments():
         SyntheticAnomalyDataset([], A.Compose([]))
     with pytest.raises(TypeError, match="callable"):
         SyntheticAnomalyDataset([np.zeros((8, 8), np.uint8)], "nsa")
+
+
+def _keyed_batches(ds, workers, epochs=2, world=1, rank=0):
+    from nsa_augment.torch import EpochSampler
+
+    sampler = EpochSampler(len(ds), seed=3, rank=rank, world=world)
+    loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
+    out = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        out.append([(m.numpy().copy(), x.numpy().copy()) for x, m, _ in loader])
+    return out
+
+
+def test_keyed_items_do_not_depend_on_workers_and_differ_per_epoch():
+    """(epoch, index) keys: the same examples with 0 or 2 persistent workers; a new draw every epoch."""
+    ds = _dataset(n=6)
+    ds.transform = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0), A.HorizontalFlip(p=0.5)])
+    ds.reseed(1)
+    single = _keyed_batches(ds, 0)
+    multi = _keyed_batches(ds, 2)
+    for e_single, e_multi in zip(single, multi):
+        for (m1, x1), (m2, x2) in zip(e_single, e_multi):
+            assert np.array_equal(m1, m2) and np.array_equal(x1, x2)
+    first, second = single
+    assert not any(np.array_equal(a[0], b[0]) for a, b in zip(first, second))
+    # two ranks see disjoint halves of the epoch's permutation
+    halves = [_keyed_batches(ds, 0, epochs=1, world=2, rank=r)[0] for r in range(2)]
+    assert sum(m.shape[0] for h in halves for m, _ in h) == 6
+
+
+def test_source_transform_augments_the_source_independently():
+    calls = []
+
+    def source_transform(image):
+        calls.append(image.shape)
+        return {"image": image[::-1].copy()}
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(40, 220, (48, 48, 3), dtype=np.uint8) for _ in range(3)]
+    ds = SyntheticAnomalyDataset(images, A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)]),
+                                 source_transform=source_transform)
+    ds[0]
+    ds[(0, 1)]
+    assert calls == [(48, 48, 3), (48, 48, 3)]
+    with pytest.raises(TypeError, match="source_transform must be callable"):
+        SyntheticAnomalyDataset(images, A.Compose([]), source_transform="flip")

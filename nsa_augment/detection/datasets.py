@@ -6,7 +6,8 @@ or grayscale, any and mixed sizes.  A defect image without a mask file is kept
 as an *image-level-only* sample: it counts for image AUROC and is left out of
 the pixel metrics (``TestSample.mask_path is None``; ``Category.missing_masks``
 lists them).  Masks that exist but are empty (a few in the magnetic-tile data)
-are kept as they are.
+are kept as they are.  Any nonzero mask pixel is defect (0/255 and 0/1 masks alike); a mask of
+another size than its image is an error, never stretched.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..io import IMAGE_SUFFIXES, load_image
 
 @dataclass(frozen=True)
 class TestSample:
+    __test__ = False  # not a pytest test class
     path: Path
     defect: str  # "good" or the defect type
     mask_path: Path | None  # None for good images and for defect images without a mask file
@@ -85,20 +87,90 @@ def load_category(root: str | Path, name: str) -> Category:
     return Category(root, name, train, test, missing)
 
 
+def check_test_set(cat: Category) -> None:
+    """Refuse, before any training, a test set on which image AUROC is undefined.
+
+    Raises
+    ------
+    ValueError
+        No ``test/`` folder, or no good or no defective test image (the message says which).
+    """
+    test_dir = cat.root / cat.name / "test"
+    if not test_dir.is_dir():
+        raise ValueError(f"{test_dir} does not exist: evaluation needs test/good/ and test/<defect>/ images "
+                         "(MVTec layout)")
+    good = sum(1 for s in cat.test if s.label == 0)
+    bad = len(cat.test) - good
+    if good == 0 or bad == 0:
+        raise ValueError(f"{test_dir} holds {good} good and {bad} defective images: image AUROC needs both "
+                         "(good images in test/good/, defects in test/<type>/)")
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to ``size`` x ``size`` (area interpolation when shrinking)."""
+    interp = cv2.INTER_AREA if max(img.shape[:2]) > size else cv2.INTER_LINEAR
+    out = cv2.resize(img, (size, size), interpolation=interp)
+    return np.ascontiguousarray(out.reshape((size, size) + img.shape[2:]))
+
+
 def read_rgb(path: Path, size: int) -> np.ndarray:
     """An image file as RGB uint8, resized to ``size`` x ``size`` (grayscale replicated to 3 channels)."""
     img = load_image(path)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    interp = cv2.INTER_AREA if max(img.shape[:2]) > size else cv2.INTER_LINEAR
-    return np.ascontiguousarray(cv2.resize(img, (size, size), interpolation=interp))
+    return resize_square(img, size)
 
 
-def read_mask(sample: TestSample, size: int) -> np.ndarray:
-    """The ground truth of a test sample at ``size`` x ``size`` (bool); all False for good or mask-less images."""
+def read_mask(sample: TestSample, size: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The ground truth of a test sample at ``size`` x ``size`` (bool); all False for good or mask-less images.
+
+    Any nonzero pixel is defect.  With ``image_shape`` (the test image's size
+    before resizing), a mask of another size is a ``ValueError``.
+    """
     if sample.mask_path is None:
         return np.zeros((size, size), bool)
     m = load_image(sample.mask_path)
+    if image_shape is not None and m.shape[:2] != tuple(image_shape):
+        raise ValueError(f"mask {sample.mask_path} is {m.shape[0]}x{m.shape[1]} but its image {sample.path} is "
+                         f"{image_shape[0]}x{image_shape[1]}: masks must have their image's size")
     if m.ndim == 3:
         m = m.max(axis=2)
-    return cv2.resize((m > 127).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize((m > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+@dataclass
+class TestSet:
+    """Test images and ground truth at one resolution."""
+
+    __test__ = False  # not a pytest test class
+
+    samples: list[TestSample]
+    images: list[np.ndarray]  # RGB uint8 (size, size, 3)
+    masks: np.ndarray  # bool (N, size, size)
+    labels: np.ndarray  # int (N,), 1 = defective
+    has_mask: np.ndarray  # bool (N,): counts for the pixel metrics
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def read_test_set(cat: Category, size: int, max_per_type: int = 0) -> TestSet:
+    """Read (and check) the test images and masks, at most ``max_per_type`` per defect type (0: all)."""
+    samples = cat.test
+    if max_per_type:
+        per, kept = {}, []
+        for s in samples:
+            if per.get(s.defect, 0) < max_per_type:
+                kept.append(s)
+                per[s.defect] = per.get(s.defect, 0) + 1
+        samples = kept
+    images, masks = [], []
+    for s in samples:
+        img = load_image(s.path)
+        masks.append(read_mask(s, size, img.shape[:2]))
+        images.append(resize_square(np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img, size))
+    return TestSet(
+        samples, images, np.stack(masks) if masks else np.zeros((0, size, size), bool),
+        np.array([s.label for s in samples], dtype=np.int64),
+        np.array([s.label == 0 or s.mask_path is not None for s in samples], dtype=bool),
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -57,9 +58,12 @@ class Method:
     _plan: Callable[..., Plan]
     _render: Callable[..., tuple[np.ndarray, np.ndarray]]
 
-    def config(self, preset: str | NSAConfig = "mvtec/carpet") -> Config:
-        """The method's settings; NSA-family methods build on the preset's patch geometry."""
-        base = presets.get(preset) if isinstance(preset, str) else preset
+    def config(self, preset: str | Path | NSAConfig = "mvtec/carpet") -> Config:
+        """The method's settings; NSA-family methods build on the preset's patch geometry.
+
+        ``preset``: a preset name, a JSON file of :class:`NSAConfig` fields, or an NSAConfig.
+        """
+        base = presets.load(preset) if isinstance(preset, (str, Path)) else preset
         if not isinstance(base, NSAConfig):
             raise TypeError(f"preset must be a preset name or an NSAConfig, got {type(preset).__name__}")
         return self._config(base)

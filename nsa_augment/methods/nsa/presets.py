@@ -11,6 +11,9 @@ whether it is an object or texture class, which the training example uses.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from .config import NSAConfig
 
 _GAMMA = (2.0, 0.05, 0.03)
@@ -91,3 +94,29 @@ def get(name: str) -> NSAConfig:
     if key not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(names())}")
     return PRESETS[key]
+
+
+def load(name_or_path: str | Path) -> NSAConfig:
+    """A preset by name, or an :class:`NSAConfig` from a JSON file (``NSAConfig.to_dict()`` written with ``json.dump``).
+
+    A file lets a tuned configuration travel as data: ``nsa-augment train --preset my_config.json``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, unreadable file, or invalid settings (the message says which).
+    """
+    text = str(name_or_path)
+    if not text.endswith(".json"):
+        return get(text)
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the preset file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"preset file {path} must hold a JSON object of NSAConfig fields")
+    try:
+        return NSAConfig(**{"name": path.stem, **data})
+    except TypeError as exc:
+        raise ValueError(f"preset file {path}: {exc}") from None

@@ -1,0 +1,238 @@
+"""`nsa-augment train` / `evaluate` on a handful of real magnetic-tile images: runs, resumes, faults, errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, make_category
+from nsa_augment.cli import main as cli_main
+from nsa_augment.detection import train as train_module
+
+FAST = ["--image-size", "64", "--batch-size", "4", "--workers", "0", "--profile-data", "0"]
+
+
+def _train(root, out, *extra):
+    return cli_main(["train", "--root", str(root), "--category", "tiles", "--out", str(out), *FAST, *extra])
+
+
+def test_train_evaluate_and_resume_through_the_command(tmp_path, capsys):
+    root = make_category(tmp_path / "data")
+    out = tmp_path / "runs"
+    assert _train(root, out, "--steps", "3") == 0
+    run = out / "tiles"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "au_pro"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["steps"] == 3 and metrics["test_images"] == 6 and len(metrics["missing_masks"]) == 1
+    assert metrics["anomaly_p"] == 1.0  # NSA on every example, as the reference
+    assert cv2.imread(str(run / "predictions.png")) is not None
+    log = (run / "train_log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,step,loss,lr") and len(log) == 4  # 6 images, batch 4: 1 whole batch per epoch
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and state["settings"]["method"] == "nsa" and state["settings"]["total_steps"] == 3
+    assert not list(run.glob(".*.tmp"))  # no temporary files left behind
+    # the same command again resumes (nothing left to train) and evaluates the same model
+    capsys.readouterr()
+    assert _train(root, out, "--steps", "3") == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert cli_main(["evaluate", "--root", str(root), "--category", "tiles", "--checkpoint", str(run / "checkpoint.pt")]) == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["image_auroc"] == pytest.approx(metrics["image_auroc"])
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
+    root = make_category(tmp_path / "data")
+    out = tmp_path / "runs"
+    real_save = torch.save
+    calls = []
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second epoch's checkpoint: some bytes, then the disk is full
+            f.write(b"PK\x03\x04 partial checkpoint")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "save", failing_save)
+    assert _train(root, out, "--steps", "4") == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    run = out / "tiles"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)  # the epoch-1 checkpoint, intact
+    assert state["epoch"] == 1 and state["step"] == 1
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    assert _train(root, out, "--steps", "4") == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize("change, difference", [
+    (["--steps", "5"], "total_steps: checkpoint 3, now 5"),
+    (["--steps", "3", "--method", "cutpaste"], "method: checkpoint 'nsa', now 'cutpaste'"),
+    (["--steps", "3", "--image-size", "96"], "image_size: checkpoint 64, now 96"),
+])
+def test_resume_with_other_settings_stops_with_the_differences(tmp_path, capsys, change, difference):
+    root = make_category(tmp_path / "data")
+    out = tmp_path / "runs"
+    assert _train(root, out, "--steps", "3") == 0
+    before = (out / "tiles" / "metrics.json").read_text()
+    capsys.readouterr()
+    assert _train(root, out, *change) == 2
+    err = capsys.readouterr().err
+    assert difference in err and "--no-resume" in err and "Traceback" not in err and err.count("\n") == 1
+    assert (out / "tiles" / "metrics.json").read_text() == before  # nothing relabelled
+    assert _train(root, out, *change, "--no-resume") == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be an integer >= 1"),
+    (["--steps", "-3"], "--steps must be an integer >= 1"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 2"),
+    (["--batch-size", "1"], "BatchNorm needs at least 2"),
+    (["--image-size", "0"], "--image-size must be an integer >= 32"),
+    (["--image-size", "100"], "multiple of 32"),
+    (["--anomaly-p", "1.5"], "--anomaly-p must lie in [0, 1]"),
+    (["--batch-size", "8"], "--batch-size 8 exceeds the 6 training images"),
+    (["--preset", "mvtec/nope"], "unknown preset"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
+    root = make_category(tmp_path / "data")
+    out = tmp_path / "o"
+    assert _train(root, out, "--steps", "1", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (out / "tiles" / "checkpoint.pt").exists()
+
+
+def _rewrite_masks(root: Path, fn):
+    for path in sorted((root / "tiles" / "ground_truth").rglob("*.png")):
+        cv2.imwrite(str(path), fn(cv2.imread(str(path), cv2.IMREAD_UNCHANGED)))
+
+
+def test_masks_stored_as_zero_one_count_as_defects(tmp_path):
+    root = make_category(tmp_path / "data")
+    results = []
+    for variant in ("0-255", "0-1"):
+        if variant == "0-1":
+            _rewrite_masks(root, lambda m: (m > 0).astype(np.uint8))
+        assert _train(root, tmp_path / variant, "--steps", "1") == 0
+        results.append(json.loads((tmp_path / variant / "tiles" / "metrics.json").read_text()))
+    assert results[1]["pixel_auroc"] is not None and results[1]["pixel_auroc"] == pytest.approx(results[0]["pixel_auroc"])
+    assert results[1]["au_pro"] == pytest.approx(results[0]["au_pro"])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda base: shutil.rmtree(base / "test"), "does not exist: evaluation needs test/good/"),
+    (lambda base: shutil.rmtree(base / "test" / "crack"), "holds 3 good and 0 defective images"),
+    (lambda base: shutil.rmtree(base / "test" / "good"), "holds 0 good and 3 defective images"),
+    (lambda base: _rewrite_masks(base.parent, lambda m: cv2.resize(m, (20, 20))), "masks must have their image's size"),
+])
+def test_test_set_is_checked_before_training(tmp_path, capsys, damage, message):
+    root = make_category(tmp_path / "data")
+    damage(root / "tiles")
+    assert _train(root, tmp_path / "o", "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "tiles" / "checkpoint.pt").exists()  # refused before training
+
+
+def test_undefined_metrics_are_reported_as_undefined(tmp_path, capsys):
+    root = make_category(tmp_path / "data")
+    shutil.rmtree(root / "tiles" / "ground_truth")  # image-level labels only
+    assert _train(root, tmp_path / "o", "--steps", "1") == 0
+    out = capsys.readouterr().out
+    assert "pixel AUROC UNDEFINED (no defect pixel" in out and "AU-PRO UNDEFINED" in out
+    metrics = json.loads((tmp_path / "o" / "tiles" / "metrics.json").read_text())
+    assert metrics["pixel_auroc"] is None and metrics["au_pro"] is None and 0 <= metrics["image_auroc"] <= 1
+
+
+def test_max_test_header_counts_what_is_evaluated(tmp_path, capsys):
+    root = make_category(tmp_path / "data")
+    assert _train(root, tmp_path / "o", "--steps", "1", "--max-test", "1") == 0
+    out = capsys.readouterr().out
+    assert "2 test images (1 good, 1 defective)" in out and "on 2 test images:" in out
+
+
+@pytest.mark.parametrize("method, p", [("cutpaste", 0.5), ("pii", 1.0), ("draem", 0.5)])
+def test_peer_methods_train_with_their_papers_anomaly_probability(tmp_path, method, p):
+    root = make_category(tmp_path / "data")
+    assert _train(root, tmp_path / "r", "--steps", "1", "--method", method) == 0
+    metrics = json.loads((tmp_path / "r" / "tiles" / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["anomaly_p"] == p
+
+
+def test_category_all_writes_summary(tmp_path):
+    root = make_category(tmp_path / "data", "tiles")
+    shutil.copytree(root / "tiles", root / "tiles2")
+    out = tmp_path / "runs"
+    assert cli_main(["train", "--root", str(root), "--category", "all", "--out", str(out), "--steps", "1", *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["category"] for r in summary["results"]] == ["tiles", "tiles2"]
+    assert "| **mean** |" in (out / "summary.md").read_text()
+
+
+def test_clear_errors(tmp_path, capsys):
+    root = make_category(tmp_path / "data")
+    cases = [
+        (["--root", str(tmp_path / "nope"), "--category", "tiles"], "is not a folder"),
+        (["--root", str(root), "--category", "bottle"], "category 'bottle' not found"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--root", str(root), "--category", "tiles", "--device", "cuda"], "no CUDA GPU"))
+    empty = tmp_path / "empty"
+    (empty / "cat" / "train" / "good").mkdir(parents=True)
+    cases.append((["--root", str(empty), "--category", "cat"], "holds no images"))
+    for args, message in cases:
+        assert cli_main(["train", *FAST, "--steps", "1", "--out", str(tmp_path / "o"), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert cli_main(["evaluate", "--root", str(root), "--category", "tiles", "--checkpoint", str(tmp_path / "x.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_example_script_still_runs(tmp_path):
+    root = make_category(tmp_path / "data")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_mvtec.py"), "--root", str(root), "--category",
+                           "tiles", "--out", str(tmp_path / "ex"), "--steps", "1", *FAST],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "ex" / "tiles" / "metrics.json").read_text())["steps"] == 1
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    root = make_category(tmp_path / "data")
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), NO_ALBUMENTATIONS_UPDATE="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nsa_augment",
+           "train", "--root", str(root), "--category", "tiles", "--out", str(out), "--steps", "2", "--device", "cpu", *FAST]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "tiles" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 2
+    assert proc.stdout.count("image AUROC") == 1  # evaluated once, on rank 0
+
+
+@pytest.mark.slow
+def test_train_help_from_a_wheel_install(tmp_path):
+    """A wheel (not the source tree) carries the detection subpackage and the console script."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(ROOT)], check=True, timeout=600, capture_output=True)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    *map(str, wheels.glob("*.whl"))], check=True, timeout=600, capture_output=True)
+    env = dict(os.environ, PYTHONPATH=str(target), NO_ALBUMENTATIONS_UPDATE="1")
+    code = "import nsa_augment.detection.train as t, sys; assert t.__file__.startswith(sys.argv[1]), t.__file__"
+    subprocess.run([sys.executable, "-c", code, str(target)], check=True, env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run([str(target / "bin" / "nsa-augment"), "train", "--help"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "--anomaly-p" in proc.stdout, proc.stderr
