@@ -7,11 +7,51 @@ Anomaly Detection and Localization", ECCV 2022 (arXiv:2109.15222).
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
+import tempfile
 
-from . import methods
-from .methods import plan_from_dict
-from .methods.nsa import (
+
+def _probe():  # pragma: no cover - never called; only compiled-for-caching below
+    return 0
+
+
+def _ensure_numba_cache() -> None:
+    """Give Numba a writable cache before any kernel is defined.
+
+    Numba caches compiled kernels (``cache=True``) next to the package, else in
+    the user's cache folder; where neither is writable (a read-only install in a
+    non-root container, a read-only home) it refuses to even import a cached
+    function.  Then a folder of this user's in the temporary directory serves
+    instead (shared by later processes, so the kernels compile once per machine).
+    ``NUMBA_CACHE_DIR`` still wins when set.
+    """
+    import numba
+
+    try:
+        numba.njit(cache=True)(_probe)  # the same locator search as every kernel of this package
+        return
+    except RuntimeError:
+        pass
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    folder = os.path.join(tempfile.gettempdir(), f"nsa-augment-numba-{uid}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if hasattr(os, "getuid") and os.stat(folder).st_uid != os.getuid():  # someone else's: not ours to trust
+            folder = tempfile.mkdtemp(prefix="nsa-augment-numba-")
+        numba.config.CACHE_DIR = folder
+        numba.njit(cache=True)(_probe)
+    except (OSError, RuntimeError):
+        raise ImportError("nsa_augment: Numba finds no writable folder to cache its compiled kernels (the package "
+                          "folder, the user cache and the temporary folder are read-only): set NUMBA_CACHE_DIR to a "
+                          "writable folder") from None
+
+
+_ensure_numba_cache()
+
+from . import methods  # noqa: E402
+from .methods import plan_from_dict  # noqa: E402
+from .methods.nsa import (  # noqa: E402
     NSAConfig,
     NSAPlan,
     PatchGeometry,
@@ -24,7 +64,7 @@ from .methods.nsa import (
     render_anomaly,
     synthesize,
 )
-from .poisson import poisson_blend, poisson_blend_reference, seamless_clone
+from .poisson import poisson_blend, poisson_blend_reference, seamless_clone  # noqa: E402
 
 __version__ = "0.2.0"
 

@@ -132,3 +132,15 @@ def test_ctrl_c_in_a_real_process(tmp_path):
         pytest.skip("the run finished before the interrupt arrived")
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
     assert all(cv2.imread(str(f), cv2.IMREAD_UNCHANGED) is not None for f in tmp_path.rglob("*.png"))
+
+
+def test_preview_runs_without_torch(tmp_path):
+    """The main job needs no PyTorch; train says how to get it."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from nsa_augment.cli import main\n"
+            f"assert main(['preview', '--limit', '2', '--size', '64', '--out', {str(tmp_path)!r}]) == 0\n"
+            "assert main(['train', '--root', 'x', '--category', 'y']) == 2\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "needs PyTorch" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "gallery.png").exists()

@@ -42,3 +42,28 @@ def test_fresh_process_loads_cache_from_fallback_location(tmp_path):
     # loaded, not recompiled: no compiled artefact was rewritten or added
     assert sorted((home / ".cache").rglob("*.nbc")) == data_files
     assert all(f.stat().st_mtime_ns == t for f, t in stamps.items())
+
+
+def test_read_only_install_without_any_writable_cache_location(tmp_path):
+    """A read-only install in a container whose home is read-only too: import and run still work."""
+    pkg_root = tmp_path / "site"
+    shutil.copytree(ROOT / "nsa_augment", pkg_root / "nsa_augment", ignore=shutil.ignore_patterns("__pycache__"))
+    for d in [pkg_root / "nsa_augment", *[p for p in (pkg_root / "nsa_augment").rglob("*") if p.is_dir()]]:
+        (d / "__pycache__").touch()  # no in-tree cache (a file where the folder would go: stops root too)
+    blocked = tmp_path / "no-home"
+    blocked.write_text("a file where the user cache folder would go")
+    for path in [pkg_root, *pkg_root.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)  # and read-only, for non-root runs
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, HOME=str(blocked), XDG_CACHE_HOME=str(blocked), PYTHONPATH=str(pkg_root),
+               PYTHONDONTWRITEBYTECODE="1", TMPDIR=str(tmp))
+    env.pop("NUMBA_CACHE_DIR", None)
+    code = _RUN.format(pkg=str(pkg_root)) + "import numba; print(numba.config.CACHE_DIR)"
+    for _ in range(2):  # the second process loads what the first compiled
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().startswith(str(tmp / "nsa-augment-numba-"))
+    assert list(tmp.rglob("*.nbi"))
+    for path in [pkg_root, *pkg_root.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # let pytest clean up

@@ -10,6 +10,9 @@ import cv2
 import numpy as np
 from scipy.stats import rankdata
 
+# NumPy 2 renamed trapz to trapezoid; both integrate the same way (the package supports NumPy >= 1.24).
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
 
 def roc_auc(labels, scores) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
@@ -118,7 +121,7 @@ def au_pro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3, num_thre
         x0, x1, y0, y1 = fpr[j - 1], fpr[j], pro[j - 1], pro[j]
         y_lim = y0 + (y1 - y0) * (fpr_limit - x0) / max(x1 - x0, 1e-12)
         x, y = np.r_[x, fpr_limit], np.r_[y, y_lim]
-    return float(np.trapezoid(y, x) / fpr_limit)
+    return float(_trapezoid(y, x) / fpr_limit)
 
 
 def image_scores(maps: np.ndarray, pooling: str = "mean") -> np.ndarray:
