@@ -374,3 +374,12 @@ def test_seamless_clone_errors():
         seamless_clone(src, dst, np.ones((60, 60), bool), (64.5, 64))
     with pytest.raises(ValueError, match="formulation"):
         poisson_blend(dst, src, np.ones((60, 60), bool), offset=(10, 10), formulation="cv2")
+
+
+def test_overflowing_float_input_is_an_error_not_nans(recwarn):
+    dst = np.full((32, 32), 3e38, np.float32)
+    src = np.full((16, 16), -3e38, np.float32)
+    src[4:8] = 3e38
+    with pytest.raises(ValueError, match="overflowed"):
+        poisson_blend(dst, src, np.ones((16, 16), bool), offset=(8, 8))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

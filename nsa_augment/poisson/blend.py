@@ -119,6 +119,15 @@ def poisson_blend(
         raise ValueError("mask is empty: nothing to blend")
     H, W = destination.shape[:2]
     out = np.array(destination, order="C", copy=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one error
+        _solve(out, src3, mask, (oy, ox), gradients, float(factor), bool(clip), formulation)
+    _check_finite(out)
+    return out
+
+
+def _solve(out, src3, mask, offset, gradients, factor, clip, formulation):
+    oy, ox = offset
+    H, W = out.shape[:2]
     if formulation == "opencv":
         weights, rect = opencv_weights(mask, factor if gradients == "interpolated" else 1.0)
         if rect is None or rect[1] - rect[0] < 3 or rect[3] - rect[2] < 3:
@@ -132,9 +141,7 @@ def poisson_blend(
         if mask.shape == (H, W) and mask.all():
             raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
         blend_inplace(as_hwc(out), np.ascontiguousarray(src3), np.ascontiguousarray(mask), (oy, ox), gradients,
-                      float(factor), bool(clip))
-    _check_finite(out)
-    return out
+                      factor, clip)
 
 
 def _check_finite(out: np.ndarray) -> None:
