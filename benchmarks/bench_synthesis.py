@@ -24,20 +24,15 @@ that machine noise hits them alike.  Methods:
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from first_call import SYNTHESIS, first_call_latency  # noqa: E402
@@ -46,8 +41,20 @@ from reference_nsa import reference_nsa  # noqa: E402
 from nsa_augment import methods as nsa_methods  # noqa: E402
 from nsa_augment import presets, synthesize  # noqa: E402
 
-cv2.setNumThreads(1)
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
+
+
+def thread_environment() -> dict:
+    """What the run's thread settings were: the variables (if any were set) and each pool's size."""
+    import os
+
+    from threadpoolctl import threadpool_info
+
+    variables = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                            "NUMBA_NUM_THREADS") if k in os.environ}
+    pools = {f"{i['internal_api']}": i["num_threads"] for i in threadpool_info()}
+    return {"variables": variables or "none set (default environment)", "pools": pools,
+            "opencv": cv2.getNumThreads(), "cpus": os.cpu_count()}
 
 
 def load_images(folder: Path, size: int, count: int) -> list[np.ndarray]:
@@ -147,7 +154,9 @@ def main(argv=None):
 
     cfgs = configs()
     fns = methods(cfgs, peers=not args.no_peers)
-    print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, 1 thread, images from {args.data if args.data.is_dir() else 'scikit-image'}")
+    env = thread_environment()
+    print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, images from "
+          f"{args.data if args.data.is_dir() else 'scikit-image'}; threads: {env}")
     latency = first_call_latency(SYNTHESIS, "synthesis")
     print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13} {'vs nsa:same':>11}")
     rows = []
@@ -168,7 +177,8 @@ def main(argv=None):
             same_col = f"{vs_same:10.2f}x" if vs_same is not None else f"{'-':>11}"
             print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {ref_col} {relative:12.2f}x {same_col}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": 1, "examples": examples, "first_call": latency, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": env, "examples": examples,
+                                               "first_call": latency, "rows": rows}, indent=2))
     return rows
 
 

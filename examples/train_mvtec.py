@@ -11,7 +11,7 @@ See ``nsa-augment train --help`` and docs/training.md.
 
 import sys
 
-from nsa_augment.detection.train import main
+from nsa_augment.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(prog="train_mvtec.py"))
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -7,47 +7,11 @@ Anomaly Detection and Localization", ECCV 2022 (arXiv:2109.15222).
 import importlib
 import importlib.abc
 import importlib.util
-import os
 import sys
-import tempfile
 
+from . import numba_cache  # noqa: E402  (before any kernel is defined)
 
-def _probe():  # pragma: no cover - never called; only compiled-for-caching below
-    return 0
-
-
-def _ensure_numba_cache() -> None:
-    """Give Numba a writable cache before any kernel is defined.
-
-    Numba caches compiled kernels (``cache=True``) next to the package, else in
-    the user's cache folder; where neither is writable (a read-only install in a
-    non-root container, a read-only home) it refuses to even import a cached
-    function.  Then a folder of this user's in the temporary directory serves
-    instead (shared by later processes, so the kernels compile once per machine).
-    ``NUMBA_CACHE_DIR`` still wins when set.
-    """
-    import numba
-
-    try:
-        numba.njit(cache=True)(_probe)  # the same locator search as every kernel of this package
-        return
-    except RuntimeError:
-        pass
-    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    folder = os.path.join(tempfile.gettempdir(), f"nsa-augment-numba-{uid}")
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if hasattr(os, "getuid") and os.stat(folder).st_uid != os.getuid():  # someone else's: not ours to trust
-            folder = tempfile.mkdtemp(prefix="nsa-augment-numba-")
-        numba.config.CACHE_DIR = folder
-        numba.njit(cache=True)(_probe)
-    except (OSError, RuntimeError):
-        raise ImportError("nsa_augment: Numba finds no writable folder to cache its compiled kernels (the package "
-                          "folder, the user cache and the temporary folder are read-only): set NUMBA_CACHE_DIR to a "
-                          "writable folder") from None
-
-
-_ensure_numba_cache()
+numba_cache.prepare()
 
 from . import methods  # noqa: E402
 from .methods import plan_from_dict  # noqa: E402

@@ -59,31 +59,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What each command says when interrupted (Ctrl-C): exit status 130, one line.
+INTERRUPTED = {
+    "preview": "interrupted; every file written so far in {out} is complete",
+    "train": "interrupted; the last complete checkpoint is kept (re-run the same command to resume)",
+    "evaluate": "interrupted",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``nsa-augment`` command: 0 on success, 2 for a user mistake, 1 for a system error (disk full,
+    permissions), 130 when interrupted; one line on stderr, never a traceback, for all of these."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "evaluate"):
+    if args.command is None:
+        parser.print_help()
+        return 0
+    prog = f"nsa-augment {args.command}"
+    try:
+        if args.command == "preview":
+            return preview(args)
         try:
             from .detection import train
+            from .detection.settings import settings_from_args
         except ImportError as exc:
-            print(f"nsa-augment {args.command}: error: {exc}: the detection model needs PyTorch and albumentations "
-                  "(pip install 'nsa-augment[torch,albumentations]'; README: choosing a CPU or CUDA build)",
-                  file=sys.stderr)
+            print(f"{prog}: error: {exc}: the detection model needs PyTorch and albumentations (pip install "
+                  "'nsa-augment[torch,albumentations]'; README: choosing a CPU or CUDA build)", file=sys.stderr)
             return 2
-        run = train.run_train if args.command == "train" else train.run_evaluate
-        return run(args, f"nsa-augment {args.command}")
-    if args.command != "preview":
-        parser.print_help()
-        return 0 if args.command is None else 2
-    try:
-        return preview(args)
-    except (ValueError, OSError) as exc:  # bad input: a message, never a traceback
-        print(f"nsa-augment preview: error: {exc}", file=sys.stderr)
+        if args.command == "train":
+            train.train(settings_from_args(args))
+        else:
+            train.evaluate_checkpoint(args)
+        return 0
+    except ValueError as exc:  # bad input: a message, never a traceback
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nsa-augment preview: interrupted; every file written so far in {args.out} is complete",
-              file=sys.stderr)
+    except OSError as exc:  # the system's: a full disk, a vanished folder, permissions
+        kept = "; the last complete checkpoint is kept (re-run to resume)" if args.command == "train" else ""
+        print(f"{prog}: error: {exc}{kept}", file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        print(f"{prog}: " + INTERRUPTED[args.command].format(out=getattr(args, "out", "")), file=sys.stderr)
         return 130
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a Ctrl-C (a KeyboardInterrupt inside a compiled call reaches
+    Python as a SystemError whose cause is the interrupt)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _config(args):

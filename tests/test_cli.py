@@ -144,3 +144,22 @@ def test_preview_runs_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "needs PyTorch" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "gallery.png").exists()
+
+
+def test_an_interrupt_inside_a_compiled_call_is_an_interrupt(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while Numba loads a cached kernel reaches Python as a SystemError caused by the interrupt."""
+    import nsa_augment.cli as cli
+
+    def compiled_call(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set") from interrupt
+
+    monkeypatch.setattr(cli, "synthesize", compiled_call)
+    assert main(["preview", "--out", str(tmp_path), "--limit", "2", "--size", "64"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    monkeypatch.setattr(cli, "synthesize", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug is still a bug, never swallowed
+        main(["preview", "--out", str(tmp_path), "--limit", "2", "--size", "64"])

@@ -383,3 +383,91 @@ def test_overflowing_float_input_is_an_error_not_nans(recwarn):
     with pytest.raises(ValueError, match="overflowed"):
         poisson_blend(dst, src, np.ones((16, 16), bool), offset=(8, 8))
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+# --- threads: the same numbers with 1 or many BLAS/Numba threads, and the caller's setting restored ------
+
+_THREADS_RUN = """
+import hashlib, numpy as np, nsa_augment
+from threadpoolctl import threadpool_info
+before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+rng = np.random.default_rng(0)
+h = hashlib.sha256()
+for i in range(12):
+    size = (90 + 7 * i, 120 - 3 * i, 3)
+    d = rng.integers(0, 256, size, dtype=np.uint8)
+    for preset in ("mvtec/carpet", "mvtec/hazelnut", "mvtec/cable"):
+        image, label, _ = nsa_augment.synthesize(d, d[::-1].copy(), preset, rng)
+        h.update(image.tobytes()); h.update(label.tobytes())
+mask = np.zeros((60, 60), bool); mask[5:50, 8:55] = True; mask[20:30, 20:30] = False
+h.update(nsa_augment.poisson_blend(d[:70, :70], d[:60, :60], mask, offset=(3, 4), gradients="mixed").tobytes())
+after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+assert before == after, (before, after)
+print(h.hexdigest(), before)
+"""
+
+
+def test_results_do_not_depend_on_blas_or_numba_threads():
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for env in ({"OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                {"OPENBLAS_NUM_THREADS": "4", "NUMBA_NUM_THREADS": "4", "OMP_NUM_THREADS": "4"}, {}):
+        full = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                                                   "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        proc = subprocess.run([sys.executable, "-c", _THREADS_RUN], env={**full, **env}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.add(proc.stdout.split()[0])
+    assert len(digests) == 1
+
+
+def test_blas_limit_is_scoped_and_survives_concurrent_solves():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from nsa_augment import synthesize
+    from nsa_augment.poisson.blas import single_threaded_blas
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        with single_threaded_blas():
+            assert all(n == 1 for n in blas_threads())
+            with single_threaded_blas():
+                assert all(n == 1 for n in blas_threads())
+            assert all(n == 1 for n in blas_threads())
+        assert blas_threads() == before
+
+        def work(seed):
+            rng = np.random.default_rng(seed)
+            d = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+            return [synthesize(d, d[::-1].copy(), "mvtec/carpet", rng)[1].sum() for _ in range(8)]
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(work, range(8)))
+        assert blas_threads() == before  # the last solve to finish restored the caller's setting
+    assert results == [work(seed) for seed in range(8)]
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+@pytest.mark.parametrize("where", ["inside", "corner", "bottom-right", "whole-width"])
+def test_rectangle_kernel_equals_the_general_kernel(mode, where):
+    rng = np.random.default_rng(mode)
+    H, W, C = 40, 50, 3
+    dst = rng.integers(0, 256, (H, W, C)).astype(np.uint8)
+    y0, y1, x0, x1 = {"inside": (8, 30, 10, 41), "corner": (0, 12, 0, 9), "bottom-right": (25, 40, 33, 50),
+                      "whole-width": (5, 20, 0, 50)}[where]
+    # a source covering the box plus a margin where the image allows (as NSA's blend passes it)
+    oy, ox = max(y0 - 1, 0), max(x0 - 1, 0)
+    src = rng.integers(0, 256, (min(y1 + 1, H) - oy, min(x1 + 1, W) - ox, C)).astype(np.uint8)
+    mask = np.zeros(src.shape[:2], bool)
+    mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = True
+    general, inside = kernels.assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, 0.3)
+    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3)
+    assert inside.all() and np.allclose(general, box, rtol=0, atol=1e-9)  # same sums, another order

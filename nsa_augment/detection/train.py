@@ -20,7 +20,6 @@ import io as _io
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -40,17 +39,7 @@ from ..transforms import transform_for
 from .datasets import check_test_set, find_categories, load_category, read_rgb, read_test_set
 from .metrics import evaluate, image_scores, roc_auc, roc_curve
 from .network import NSANet, count_parameters
-from .settings import (
-    EVALUATE_HELP,
-    TRAIN_HELP,
-    CategorySettings,
-    TrainSettings,
-    add_evaluate_arguments,
-    add_train_arguments,
-    model_settings,
-    settings_differences,
-    settings_from_args,
-)
+from .settings import CategorySettings, TrainSettings, model_settings, settings_differences
 
 # The paper's Table (mean of 5 seeds), image / pixel AUROC in %, NSA (logistic).
 PAPER = {
@@ -439,69 +428,34 @@ def train(settings: TrainSettings) -> list[dict]:
         ddp.close()
 
 
-def main(argv=None, prog: str = "nsa-augment train") -> int:
-    """``nsa-augment train``: exit 0, 2 for a user error (one line on stderr), 130 when interrupted."""
-    ap = add_train_arguments(argparse.ArgumentParser(prog=prog, description=TRAIN_HELP,
-                                                     formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run_train(ap.parse_args(argv), prog)
-
-
-def run_train(args: argparse.Namespace, prog: str = "nsa-augment train") -> int:
-    try:
-        train(settings_from_args(args))
-        return 0
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a vanished folder: the last checkpoint is intact
-        print(f"{prog}: error: {exc}; the last complete checkpoint is kept (re-run to resume)", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; the last checkpoint is kept (re-run the same command to resume)", file=sys.stderr)
-        return 130
-
-
 # --- evaluation of a trained checkpoint -----------------------------------------------------------
 
 
-def evaluate_main(argv=None, prog: str = "nsa-augment evaluate") -> int:
-    """``nsa-augment evaluate``: exit codes as :func:`main`."""
-    ap = add_evaluate_arguments(argparse.ArgumentParser(prog=prog, description=EVALUATE_HELP,
-                                                        formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run_evaluate(ap.parse_args(argv), prog)
-
-
-def run_evaluate(args: argparse.Namespace, prog: str = "nsa-augment evaluate") -> int:
-    try:
-        if args.max_test < 0:
-            raise ValueError(f"--max-test must be >= 0, got {args.max_test}")
-        if not args.checkpoint.is_file():
-            raise ValueError(f"checkpoint {args.checkpoint} does not exist")
-        device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                              else "cpu")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but no CUDA GPU is available")
-        state = load_checkpoint(args.checkpoint, device)
-        stored = state.get("settings")
-        if stored is None:
-            raise ValueError(f"checkpoint {args.checkpoint} records no settings (written by an older version)")
-        cat = load_category(args.root, args.category)
-        check_test_set(cat)
-        test = read_test_set(cat, stored["image_size"], args.max_test)
-        model = NSANet().to(device)
-        model.load_state_dict(state["model"])
-        metrics, maps = evaluate_model(model, test, stored["kind"], stored["image_size"], device, args.pooling)
-        out = args.out or args.checkpoint.parent
-        out.mkdir(parents=True, exist_ok=True)
-        result = {"category": args.category, "checkpoint": str(args.checkpoint), "settings": stored,
-                  "steps": state.get("step"), "test_images": len(test), **metrics, "pooling": args.pooling}
-        write_text(out / "evaluation.json", json.dumps(json_safe(result), indent=2))
-        prediction_grid(out / "evaluation.png", test, maps)
-        print(f"[{args.category}] on {len(test)} test images: {describe_metrics(metrics)} -> {out / 'evaluation.json'}")
-        return 0
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+def evaluate_checkpoint(args: argparse.Namespace) -> dict:
+    """``nsa-augment evaluate``: a checkpoint's metrics on a category's test set (written next to it)."""
+    if args.max_test < 0:
+        raise ValueError(f"--max-test must be >= 0, got {args.max_test}")
+    if not args.checkpoint.is_file():
+        raise ValueError(f"checkpoint {args.checkpoint} does not exist")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA GPU is available")
+    state = load_checkpoint(args.checkpoint, device)
+    stored = state.get("settings")
+    if stored is None:
+        raise ValueError(f"checkpoint {args.checkpoint} records no settings (written by an older version)")
+    cat = load_category(args.root, args.category)
+    check_test_set(cat)
+    test = read_test_set(cat, stored["image_size"], args.max_test)
+    model = NSANet().to(device)
+    model.load_state_dict(state["model"])
+    metrics, maps = evaluate_model(model, test, stored["kind"], stored["image_size"], device, args.pooling)
+    out = args.out or args.checkpoint.parent
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"category": args.category, "checkpoint": str(args.checkpoint), "settings": stored,
+              "steps": state.get("step"), "test_images": len(test), **metrics, "pooling": args.pooling}
+    write_text(out / "evaluation.json", json.dumps(json_safe(result), indent=2))
+    prediction_grid(out / "evaluation.png", test, maps)
+    print(f"[{args.category}] on {len(test)} test images: {describe_metrics(metrics)} -> {out / 'evaluation.json'}")
+    return result

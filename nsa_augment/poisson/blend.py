@@ -8,6 +8,7 @@ import numpy as np
 
 from ..validation import as_hwc, check_image, check_mask
 from . import kernels
+from .blas import single_threaded_blas
 from .masked_solver import solve_masked
 from .opencv import blend_opencv_inplace, opencv_weights
 
@@ -119,7 +120,8 @@ def poisson_blend(
         raise ValueError("mask is empty: nothing to blend")
     H, W = destination.shape[:2]
     out = np.array(destination, order="C", copy=True)
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, as one error
+    # an overflow is reported below, as one error; one BLAS scope for all the solves (blas.py)
+    with np.errstate(over="ignore", invalid="ignore"), single_threaded_blas():
         _solve(out, src3, mask, (oy, ox), gradients, float(factor), bool(clip), formulation)
     _check_finite(out)
     return out
@@ -166,7 +168,12 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     y0, y1 = oy + int(rows[0]), oy + int(rows[-1]) + 1
     x0, x1 = ox + int(cols[0]), ox + int(cols[-1]) + 1
     sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
-    rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor)
+    mode = GRADIENT_MODES[gradients]
+    if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel
+        rhs = kernels.assemble_rhs_box(image, source, oy, ox, y0, y1, x0, x1, mode, factor)
+        inside = np.ones(rhs.shape[1:], dtype=np.bool_)
+    else:
+        rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, mode, factor)
     solution, _ = solve_masked(rhs, inside, sides)
     lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
     kernels.write_solution(image, solution, inside, y0, x0, lo, hi, rounding)

@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
+from .blas import single_threaded_blas
 from .kernels import solve_tridiagonal_modes
 
 
@@ -139,12 +140,13 @@ def solve_box(rhs: np.ndarray, top: bool, bottom: bool, left: bool, right: bool,
     # The transforms run in float32 (twice as fast as float64 in BLAS and
     # pocketfft); the tridiagonal solves accumulate in float64.  The tests hold
     # the result within 1e-2 intensity levels of an exact float64 sparse solve.
-    spec, lam, inverse = _forward(np.ascontiguousarray(rhs, dtype=np.float32), left, right)
-    if top and bottom and left and right:
-        if regularize <= 0.0:
-            raise ValueError("pure Neumann problem is singular: the region has no Dirichlet boundary")
-        lam = lam.copy()
-        lam[np.argmin(lam)] = regularize
-    spec = np.ascontiguousarray(spec)
-    solve_tridiagonal_modes(spec, lam, top, bottom)
-    return inverse(spec)
+    if top and bottom and left and right and regularize <= 0.0:
+        raise ValueError("pure Neumann problem is singular: the region has no Dirichlet boundary")
+    with single_threaded_blas():  # the eigenbasis products: small, and slower on many threads
+        spec, lam, inverse = _forward(np.ascontiguousarray(rhs, dtype=np.float32), left, right)
+        if top and bottom and left and right:
+            lam = lam.copy()
+            lam[np.argmin(lam)] = regularize
+        spec = np.ascontiguousarray(spec)
+        solve_tridiagonal_modes(spec, lam, top, bottom)
+        return inverse(spec)

@@ -134,6 +134,73 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
 
 
 @nb.njit(cache=True, nogil=True)
+def _guidance(dp, dq, sp, sq, has_src, mode, factor):
+    """Guidance along one edge p -> q (``v_pq`` of :func:`assemble_rhs`)."""
+    gd = dp - dq
+    if not has_src:
+        return gd
+    gs = sp - sq
+    if mode == 0:
+        return gs
+    if mode == 1:
+        return gs if abs(gs) > abs(gd) else gd
+    return factor * gs + (1.0 - factor) * gd
+
+
+@nb.njit(cache=True, nogil=True)
+def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor):
+    """:func:`assemble_rhs` for a mask that is the whole rectangle ``[y0, y1) x [x0, x1)``.
+
+    NSA always solves on full patch rectangles; this kernel needs no mask or
+    weight arrays, compiles in a fraction of the general one's time and runs
+    faster.  Same definition: for every box pixel ``p`` and in-image neighbour
+    ``q``, ``rhs[p] += v_pq``, plus ``dst[q]`` when ``q`` lies outside the box.
+
+    Returns float64 (C, y1 - y0, x1 - x0).
+    """
+    H, W, C = dst.shape
+    h, w = src.shape[0], src.shape[1]
+    bh, bw = y1 - y0, x1 - x0
+    rhs = np.empty((C, bh, bw))
+    for c in range(C):
+        for i in range(bh):
+            y = y0 + i
+            sy = y - oy
+            for j in range(bw):
+                x = x0 + j
+                sx = x - ox
+                dp = np.float64(dst[y, x, c])
+                sp = np.float64(src[sy, sx, c])
+                acc = 0.0
+                if y > 0:
+                    has = sy - 1 >= 0
+                    acc += _guidance(dp, np.float64(dst[y - 1, x, c]), sp, np.float64(src[sy - 1, sx, c]) if has else 0.0,
+                                     has, mode, factor)
+                    if i == 0:
+                        acc += dst[y - 1, x, c]
+                if y < H - 1:
+                    has = sy + 1 < h
+                    acc += _guidance(dp, np.float64(dst[y + 1, x, c]), sp, np.float64(src[sy + 1, sx, c]) if has else 0.0,
+                                     has, mode, factor)
+                    if i == bh - 1:
+                        acc += dst[y + 1, x, c]
+                if x > 0:
+                    has = sx - 1 >= 0
+                    acc += _guidance(dp, np.float64(dst[y, x - 1, c]), sp, np.float64(src[sy, sx - 1, c]) if has else 0.0,
+                                     has, mode, factor)
+                    if j == 0:
+                        acc += dst[y, x - 1, c]
+                if x < W - 1:
+                    has = sx + 1 < w
+                    acc += _guidance(dp, np.float64(dst[y, x + 1, c]), sp, np.float64(src[sy, sx + 1, c]) if has else 0.0,
+                                     has, mode, factor)
+                    if j == bw - 1:
+                        acc += dst[y, x + 1, c]
+                rhs[c, i, j] = acc
+    return rhs
+
+
+@nb.njit(cache=True, nogil=True)
 def apply_masked_laplacian(x, inside, top, bottom, left, right):
     """``A @ x`` for the masked 5-point Laplacian on the box.
 

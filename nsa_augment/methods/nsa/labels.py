@@ -43,7 +43,7 @@ _DISK = _disk_offsets(DISK_RADIUS)
 
 
 @nb.njit(cache=True, nogil=True)
-def median_disk(values, half_widths, nbins, need):
+def median_disk(values, half_widths, need, out, hist):
     """Median filter with a disk footprint over non-negative integer ``values``.
 
     Huang's sliding histogram: moving one pixel right removes the left edge of
@@ -55,14 +55,18 @@ def median_disk(values, half_widths, nbins, need):
 
     Parameters
     ----------
-    values : int64 array (H, W), 0 <= values < nbins
+    values : int64 array (H, W), 0 <= values < len(hist)
     half_widths : int64 array (2r+1,), disk half-width per row offset
-    nbins : int
     need : bool array (H, W)
+    out : int64 array (H, W), zeros
+        Receives the medians where ``need`` is set.
+    hist : int64 array (nbins,), zeros
+        Scratch histogram (left zeroed).  Passing the arrays in keeps
+        allocation code out of the compiled kernel (a shorter first compile).
 
     Returns
     -------
-    int64 array (H, W)
+    ``out``
     """
     H, W = values.shape
     r = (half_widths.shape[0] - 1) // 2
@@ -70,8 +74,6 @@ def median_disk(values, half_widths, nbins, need):
     for d in range(2 * r + 1):
         n += 2 * half_widths[d] + 1
     half = n // 2  # the median is the (half)-th smallest, 0-based
-    out = np.zeros((H, W), dtype=np.int64)
-    hist = np.zeros(nbins, dtype=np.int64)
     for y in range(H):
         first, last = -1, -1
         for x in range(W):
@@ -122,9 +124,9 @@ def median_disk(values, half_widths, nbins, need):
 
 
 @nb.njit(cache=True, nogil=True)
-def _change_magnitude(before, after, scale):
+def _change_magnitude(before, after, scale, out):
+    """``out = scale * mean over channels |before - after|`` (float64); NumPy's reduction over a 3-long axis is slow."""
     H, W, C = before.shape
-    out = np.empty((H, W), dtype=np.float64)
     inv = scale / C
     for y in range(H):
         for x in range(W):
@@ -135,28 +137,21 @@ def _change_magnitude(before, after, scale):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
-def _quantize(diff, changed, quant):
-    """Integer bins of ``diff * changed`` (1/quant of a level)."""
-    H, W = diff.shape
-    out = np.empty((H, W), dtype=np.int64)
-    for y in range(H):
-        for x in range(W):
-            out[y, x] = int(np.rint(diff[y, x] * quant)) if changed[y, x] else 0
-    return out
+def _quantize(diff: np.ndarray, changed: np.ndarray, quant: float) -> np.ndarray:
+    """Integer bins of ``diff * changed`` (1/quant of a level), int64."""
+    return np.where(changed.view(bool), np.rint(diff * quant), 0.0).astype(np.int64)
 
 
-@nb.njit(cache=True, nogil=True)
-def _logistic(binned, changed, quant, k, x0):
-    """``changed / (1 + exp(-k (L - x0)))`` as float32, kept below 1 (the logistic never reaches it)."""
-    H, W = binned.shape
-    out = np.zeros((H, W), dtype=np.float32)
-    below_one = np.float32(1.0) - np.float32(2.0**-24)
-    for y in range(H):
-        for x in range(W):
-            if changed[y, x]:
-                v = np.float32(1.0 / (1.0 + np.exp(-k * (binned[y, x] / quant - x0))))
-                out[y, x] = min(v, below_one)
+#: The logistic never reaches 1; float32 rounding would make it 1 for large changes.
+_BELOW_ONE = np.float32(1.0) - np.float32(2.0**-24)
+
+
+def _logistic(binned: np.ndarray, changed: np.ndarray, quant: float, k: float, x0: float) -> np.ndarray:
+    """``changed / (1 + exp(-k (L - x0)))`` as float32, kept below 1."""
+    out = np.zeros(binned.shape, np.float32)
+    m = changed.view(bool)
+    v = (1.0 / (1.0 + np.exp(-k * (binned[m] / quant - x0)))).astype(np.float32)
+    out[m] = np.minimum(v, _BELOW_ONE)
     return out
 
 
@@ -171,8 +166,9 @@ def _bbox(mask: np.ndarray, grow: int):
 
 def change_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """``mean over channels |before - after|`` on the 0..255 scale, float64 (H, W)."""
+    b, a = as_hwc(before), as_hwc(after)
     scale = 1.0 if before.dtype == np.uint8 else 255.0
-    return _change_magnitude(as_hwc(before), as_hwc(after), scale)
+    return _change_magnitude(b, a, scale, np.empty(b.shape[:2]))
 
 
 def make_label(
@@ -235,7 +231,7 @@ def make_label(
         quant = channels * (1 if before.dtype == np.uint8 else _FLOAT_QUANT)
         q = _quantize(diff, changed, float(quant))
         need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
-        binned = median_disk(q, _DISK, 255 * quant + 1, need)
+        binned = median_disk(q, _DISK, need, np.zeros(q.shape, np.int64), np.zeros(255 * quant + 1, np.int64))
         if mode == "intensity":
             out = (binned / quant).astype(np.float32)
         else:

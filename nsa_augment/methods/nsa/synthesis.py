@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...poisson.blas import single_threaded_blas
 from ...validation import as_hwc, check_generator, check_image
 from ..plan import Plan, check_plan_shape
 from . import presets
@@ -259,20 +260,25 @@ def _render(dst3, src3, cfg: NSAConfig, plan: NSAPlan) -> tuple[np.ndarray, np.n
         return image, np.zeros((H, W), np.float32)
     region = np.zeros((H, W), dtype=bool)
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
-    for p in plan.patches:
-        dy0, dy1, dx0, dx1 = p.dst_box
-        patch_region = _patch_region(dst3, src3, cfg, p)
-        if opencv:
-            patch = extract_patch(src3, p.src_box, p.dst_size, margin=0)
-            blend_patch_opencv(image, patch, p.dst_box, gradients=plan.gradients, factor=plan.factor, truncate=True,
-                               clip=True)
-        else:
-            patch = extract_patch(src3, p.src_box, p.dst_size, margin=1)
-            blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal",
-                        factor=plan.factor, paste_mask=patch_region)
-        if patch_region is None:
-            region[dy0:dy1, dx0:dx1] = True
-        else:
-            region[dy0:dy1, dx0:dx1] |= patch_region
+    with single_threaded_blas():  # one scope for the example's solves (poisson/blas.py)
+        for p in plan.patches:
+            _render_patch(image, region, dst3, src3, cfg, plan, p, opencv)
     label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic)
     return image, label
+
+
+def _render_patch(image, region, dst3, src3, cfg: NSAConfig, plan: NSAPlan, p: PatchGeometry, opencv: bool) -> None:
+    dy0, dy1, dx0, dx1 = p.dst_box
+    patch_region = _patch_region(dst3, src3, cfg, p)
+    if opencv:
+        patch = extract_patch(src3, p.src_box, p.dst_size, margin=0)
+        blend_patch_opencv(image, patch, p.dst_box, gradients=plan.gradients, factor=plan.factor, truncate=True,
+                           clip=True)
+    else:
+        patch = extract_patch(src3, p.src_box, p.dst_size, margin=1)
+        blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal",
+                    factor=plan.factor, paste_mask=patch_region)
+    if patch_region is None:
+        region[dy0:dy1, dx0:dx1] = True
+    else:
+        region[dy0:dy1, dx0:dx1] |= patch_region
