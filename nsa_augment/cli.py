@@ -19,7 +19,8 @@ PREVIEW_HELP = """\
 Synthesise natural anomalies into normal images and write what came out:
 
   OUT/gallery.png        source, input, result, label outline and label heat map per row
-  OUT/images/NAME.png    every synthesised image
+  OUT/images/NAME.png    every synthesised image, in the input's bit depth (16-bit PNG for 16-bit
+                         inputs; TIFF for signed or float data such as CT numbers from DICOM)
   OUT/labels/NAME.png    every label map, 8-bit (0..1 labels scaled to 0..255; intensity labels as is)
 
 Each image gets its patches from the next image of the list (a different normal image, as in
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preview", help="write a gallery of synthetic anomalies", description=PREVIEW_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders (searched recursively); "
-                   "PNG/JPEG/BMP/TIFF, grayscale or colour, any size")
+                   "PNG/JPEG/BMP/TIFF/DICOM, grayscale or colour, 8 or 16 bit, any size")
     p.add_argument("--out", type=Path, default=Path("nsa-preview"), help="output folder (default: %(default)s)")
     p.add_argument("--preset", default="mvtec/cable", help="generator preset (or a JSON file of NSAConfig fields): " + ", ".join(presets.names()) +
                    " (default: %(default)s)")
@@ -203,7 +204,8 @@ def preview(args) -> int:
         source = match_channels(items[(i + 1) % n][1], image) if n > 1 else image
         result, label, _ = synthesize(image, source, cfg, rng)
         # every file is written to a temporary name and renamed: an interrupt never leaves a truncated PNG
-        write_image(args.out / "images" / f"{name}.png", result)
+        write_image(args.out / "images" / f"{name}{'.png' if result.dtype in (np.uint8, np.uint16) else '.tif'}",
+                    result)
         scaled = label if cfg.label == "intensity" else label * 255
         write_image(args.out / "labels" / f"{name}.png", np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
         if len(rows) < args.rows:

@@ -5,10 +5,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .intensity import intensity_range, to_unit
 
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Any (H, W) / (H, W, C) uint8 or float32 [0, 1] image as RGB uint8 for display."""
-    img = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8) if image.dtype != np.uint8 else image
+
+def to_rgb8(image: np.ndarray, intensity: tuple[float, float] | None = None) -> np.ndarray:
+    """Any (H, W) / (H, W, C) image as RGB uint8 for display.
+
+    uint8 as it is; other dtypes through ``intensity`` (default: [0, 1] for
+    float32 images within it, else the image's own min..max).
+    """
+    if image.dtype == np.uint8 and intensity is None:
+        img = image
+    else:
+        if intensity is None:
+            unit = image.dtype == np.float32 and image.size and image.min() >= 0 and image.max() <= 1
+            intensity = (0.0, 1.0) if unit else intensity_range(image, "image")
+        img = np.clip(np.rint(to_unit(image, *intensity) * 255), 0, 255).astype(np.uint8)
     if img.ndim == 2:
         img = img[:, :, None]
     if img.shape[2] == 1:
@@ -56,10 +68,17 @@ def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, cell: in
     return canvas
 
 
-def example_row(source, destination, image, label) -> list[np.ndarray]:
-    """One gallery row: source, destination, result, result with label outline, label heat map."""
-    result = to_rgb8(image)
-    return [to_rgb8(source), to_rgb8(destination), result, outline(result, label), heatmap(label)]
+def example_row(source, destination, image, label, intensity: tuple[float, float] | None = None) -> list[np.ndarray]:
+    """One gallery row: source, destination, result, result with label outline, label heat map.
+
+    ``intensity``: the display range of destination and result (default: the
+    destination's, see :func:`to_rgb8`), so that both are shown on one scale.
+    """
+    if intensity is None and destination.dtype != np.uint8:
+        unit = destination.dtype == np.float32 and destination.min() >= 0 and destination.max() <= 1
+        intensity = (0.0, 1.0) if unit else intensity_range(destination, "image")
+    result = to_rgb8(image, intensity)
+    return [to_rgb8(source), to_rgb8(destination, intensity), result, outline(result, label), heatmap(label)]
 
 
 ROW_TITLES = ["source", "destination", "result", "label outline", "label"]

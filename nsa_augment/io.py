@@ -1,7 +1,15 @@
-"""Reading and writing files: images (channel layouts reconciled), and atomic replacement of outputs."""
+"""Reading and writing files without losing bits, and atomic replacement of outputs.
+
+Images keep their bit depth: 8- and 16-bit PNG/TIFF/... through OpenCV, DICOM through pydicom
+(CT numbers after the rescale slope and intercept), NIfTI volumes through nibabel.  The medical
+readers are an optional extra (``pip install "nsa-augment[medical]"``), imported only when a file
+needs them.  Everything comes back as one of the dtypes the methods take (uint8, uint16, int16,
+float32); :mod:`nsa_augment.intensity` says how their values are read.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,51 +18,160 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from .intensity import from_unit, to_unit
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
 #: File suffixes treated as images when scanning folders.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_SUFFIXES)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _medical(module: str, what: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"reading {what} needs {module.split('.')[0]}: pip install \"nsa-augment[medical]\"") from None
+
+
+def as_image_dtype(array: np.ndarray) -> np.ndarray:
+    """``array`` in the nearest dtype the methods take: integers that fit stay integers (int16, else uint16),
+    everything else becomes float32; big-endian data becomes native."""
+    a = np.asarray(array)
+    if a.dtype.byteorder not in ("=", "|"):
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype in (np.uint8, np.uint16, np.int16, np.float32):
+        return np.ascontiguousarray(a)
+    if a.dtype.kind in "iub" or (a.dtype.kind == "f" and a.size and np.all(np.isfinite(a)) and np.all(a == np.rint(a))):
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        for dtype in (np.uint8, np.int16, np.uint16) if a.dtype.kind in "iub" else (np.int16, np.uint16):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                return np.ascontiguousarray(a.astype(dtype))
+    return np.ascontiguousarray(a.astype(np.float32))
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB (or 2-D grayscale) uint8; 16-bit files are scaled to 8 bits.
+    """Read a 2-D image file, keeping its bit depth: (H, W) or RGB (H, W, 3).
+
+    8- and 16-bit PNG, JPEG, TIFF, BMP, WebP (alpha dropped) come back as uint8
+    or uint16 (int16 and float32 TIFFs as they are); DICOM (``.dcm``, needs
+    pydicom) as int16 or float32 values after the rescale slope and intercept
+    (CT numbers in HU).  Volumes are :func:`load_volume`'s.
 
     Raises
     ------
     ValueError
-        If the file is missing or cannot be decoded (the message names the path).
+        If the file is missing, cannot be decoded, is a volume, or needs a
+        reader that is not installed (the message names the path and the fix).
     """
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read image {path}: no such file")
+    if suffix in VOLUME_SUFFIXES:
+        raise ValueError(f"{path} is a volume: read it with nsa_augment.io.load_volume")
+    if suffix in DICOM_SUFFIXES:
+        img = _read_dicom(path)
+        if img.ndim != 2:
+            raise ValueError(f"{path} holds {img.shape[0]} frames (a volume): read it with nsa_augment.io.load_volume")
+        return img
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise ValueError(f"cannot read image {path}: missing, empty or not a PNG/JPEG/... file OpenCV can decode")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ValueError(f"unsupported pixel type {img.dtype} in {path}: expected 8- or 16-bit")
+        raise ValueError(f"cannot read image {path}: empty or not a PNG/JPEG/TIFF/... file OpenCV can decode")
+    if img.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+        img = as_image_dtype(img)
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[:, :, 0]
         elif img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-        else:
+        elif img.shape[2] == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(img)
 
 
-def match_channels(source: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The source with the image's channel layout and dtype (folders may mix grayscale and colour files)."""
+def _read_dicom(path: Path) -> np.ndarray:
+    pydicom = _medical("pydicom", f"DICOM file {path}")
+    try:
+        ds = pydicom.dcmread(str(path))
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(f"cannot read DICOM file {path}: {exc}") from None
+    from pydicom.pixels import apply_modality_lut  # rescale slope/intercept: stored values -> CT numbers
+
+    return as_image_dtype(apply_modality_lut(pixels, ds))
+
+
+def load_volume(path: str | Path, frame: int | None = None) -> np.ndarray:
+    """Read a volume as a (D, H, W) array (D = slices), keeping its values.
+
+    NIfTI (``.nii``, ``.nii.gz``; needs nibabel): the data array in the file's
+    voxel order ``(x, y, z)`` becomes ``(z, y, x)``, so ``volume[k]`` is the
+    ``k``-th slice along the file's third axis.  A 4-D file (time series) needs
+    ``frame``.  Multi-frame DICOM (needs pydicom): the frames.
+
+    Raises
+    ------
+    ValueError
+        Missing file, unknown format, a 4-D file without ``frame``, a missing reader.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read volume {path}: no such file")
+    if suffix in DICOM_SUFFIXES:
+        vol = _read_dicom(path)
+        if vol.ndim != 3:
+            raise ValueError(f"{path} is a single 2-D image, not a volume: read it with nsa_augment.io.load_image")
+        return vol
+    if suffix not in VOLUME_SUFFIXES:
+        raise ValueError(f"cannot read {path} as a volume: expected NIfTI (.nii, .nii.gz) or multi-frame DICOM")
+    nibabel = _medical("nibabel", f"NIfTI file {path}")
+    try:
+        data = np.asanyarray(nibabel.load(str(path)).dataobj)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot read NIfTI file {path}: {exc}") from None
+    if data.ndim == 4:
+        if frame is None:
+            raise ValueError(f"{path} is 4-D ({data.shape[3]} frames of {data.shape[:3]}): pass frame=0..{data.shape[3] - 1}")
+        if not 0 <= frame < data.shape[3]:
+            raise ValueError(f"frame must lie in 0..{data.shape[3] - 1} for {path}, got {frame}")
+        data = data[..., frame]
+    if data.ndim != 3:
+        raise ValueError(f"{path} holds a {data.ndim}-D array, not a volume")
+    return as_image_dtype(np.transpose(data, (2, 1, 0)))
+
+
+def match_channels(source: np.ndarray, image: np.ndarray, *, keep_dtype: bool = False) -> np.ndarray:
+    """The source with the image's channel layout (folders may mix grayscale and colour files).
+
+    Colour becomes gray by the ITU-R 601 weights, gray becomes colour by
+    repetition.  Unless ``keep_dtype``, the dtype is converted too, through the
+    dtypes' full ranges (:func:`nsa_augment.intensity.to_unit`, ``from_unit``).
+    """
     c_img = 1 if image.ndim == 2 else image.shape[2]
     c_src = 1 if source.ndim == 2 else source.shape[2]
     if c_src != c_img:
         if c_img == 1 and c_src == 3:
-            source = cv2.cvtColor(source, cv2.COLOR_RGB2GRAY)
+            gray = source.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            if source.dtype.kind in "iu":
+                info = np.iinfo(source.dtype)
+                gray = np.clip(np.rint(gray), info.min, info.max)
+            source = gray.astype(source.dtype)
         elif c_src == 1:
             source = np.repeat(source.reshape(source.shape[0], source.shape[1], 1), c_img, axis=2)
         else:
             raise ValueError(f"cannot use a {c_src}-channel source for a {c_img}-channel image")
         if image.ndim == 3 and source.ndim == 2:
             source = source[:, :, None]
-    if source.dtype != image.dtype:
-        source = source.astype(np.float32) / 255 if image.dtype == np.float32 else np.clip(np.rint(source * 255), 0, 255).astype(np.uint8)
+    if source.dtype != image.dtype and not keep_dtype:
+        source = from_unit(to_unit(source), image.dtype)
     return source
 
 
@@ -65,7 +182,7 @@ def find_images(path: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise ValueError(f"{path} is neither an image file nor a folder")
-    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in path.rglob("*") if _suffix(p) in IMAGE_SUFFIXES and p.is_file())
 
 
 def resize_longer_side(image: np.ndarray, size: int) -> np.ndarray:

@@ -12,21 +12,19 @@ import numbers
 
 import numpy as np
 
-#: Image dtypes accepted everywhere: uint8 in 0..255 or float32 in [0, 1].
-IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+#: Image dtypes accepted everywhere (how their values are read: :mod:`nsa_augment.intensity`).
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np.dtype(np.float32))
 
 
-def check_image(image, name: str, *, unit_range: bool = False, min_size: int = 1) -> np.ndarray:
+def check_image(image, name: str, *, min_size: int = 1) -> np.ndarray:
     """Check an image array and return it as an ``ndarray`` (never a copy).
 
     Parameters
     ----------
     image : array_like
-        Candidate image, shape (H, W) or (H, W, C), dtype uint8 or float32.
+        Candidate image, shape (H, W) or (H, W, C), dtype uint8, uint16, int16 or float32.
     name : str
         Argument name used in error messages.
-    unit_range : bool
-        If True, float32 images must lie in [0, 1].
     min_size : int
         Minimum height and width.
 
@@ -38,7 +36,7 @@ def check_image(image, name: str, *, unit_range: bool = False, min_size: int = 1
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(image).__name__}")
     if image.dtype not in IMAGE_DTYPES:
-        raise TypeError(f"{name} must have dtype uint8 or float32, got {image.dtype}")
+        raise TypeError(f"{name} must have dtype uint8, uint16, int16 or float32, got {image.dtype}")
     if image.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got shape {image.shape}")
     if image.ndim == 3 and image.shape[2] < 1:
@@ -47,13 +45,8 @@ def check_image(image, name: str, *, unit_range: bool = False, min_size: int = 1
         raise ValueError(
             f"{name} must be at least {min_size}x{min_size} pixels, got {image.shape[0]}x{image.shape[1]}"
         )
-    if image.dtype == np.float32:
-        if not np.isfinite(image).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if unit_range and image.size and (image.min() < 0.0 or image.max() > 1.0):
-            raise ValueError(
-                f"float32 {name} must lie in [0, 1], got values in [{image.min():g}, {image.max():g}]"
-            )
+    if image.dtype == np.float32 and not np.isfinite(image).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     return image
 
 

@@ -75,11 +75,11 @@ def test_shapes_and_dtypes(method, shape):
 def test_bad_input(method):
     gen = methods.generator(method)
     rng = np.random.default_rng(0)
-    with pytest.raises(TypeError, match="uint8 or float32"):
+    with pytest.raises(TypeError, match="uint8, uint16, int16 or float32"):
         gen(np.zeros((32, 32, 3), np.float64), None, rng)
     with pytest.raises(ValueError, match="at least 2x2"):
         gen(np.zeros((1, 1), np.uint8), None, rng)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"\[0, 1\] unless told otherwise"):
         gen(np.full((32, 32), 2.0, np.float32), None, rng)
     with pytest.raises(TypeError, match="Generator"):
         gen(np.zeros((32, 32), np.uint8), None, 3)

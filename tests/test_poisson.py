@@ -230,7 +230,7 @@ def _ok():
     "mutate, exc, match",
     [
         (lambda d, s, m: (d.tolist(), s, m), TypeError, "destination must be a numpy.ndarray"),
-        (lambda d, s, m: (d.astype(np.float64), s, m), TypeError, "destination must have dtype uint8 or float32"),
+        (lambda d, s, m: (d.astype(np.float64), s, m), TypeError, "destination must have dtype uint8, uint16, int16 or float32"),
         (lambda d, s, m: (d, s.astype(np.float32), m), TypeError, "source dtype float32 must match"),
         (lambda d, s, m: (d, s[..., :2], m), ValueError, "source has 2 channels"),
         (lambda d, s, m: (d[..., 0:1][None], s, m), ValueError, "destination must have shape"),

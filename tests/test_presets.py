@@ -9,7 +9,7 @@ from nsa_augment import NSAConfig, presets
 
 def test_all_classes_present():
     assert len(presets.MVTEC_CLASSES) == 15
-    assert set(presets.names()) == {f"mvtec/{c}" for c in presets.MVTEC_CLASSES} | {"chestxray"}
+    assert set(presets.names()) == {f"mvtec/{c}" for c in presets.MVTEC_CLASSES} | {"chestxray", "medical/ct"}
     assert presets.get("carpet") is presets.get("mvtec/carpet")
 
 
@@ -50,7 +50,7 @@ def test_presets_are_plain_data():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="known presets: chestxray, mvtec/bottle"):
+    with pytest.raises(ValueError, match="known presets: chestxray, medical/ct, mvtec/bottle"):
         presets.get("mvtec/carpets")
     with pytest.raises(TypeError):
         presets.get(3)
@@ -59,3 +59,18 @@ def test_unknown_preset():
 def test_training_metadata():
     assert presets.TRAINING["mvtec/hazelnut"] == {"kind": "object", "epochs": 560}
     assert presets.TRAINING["mvtec/grid"]["kind"] == "texture"
+
+
+def test_a_preset_file_is_a_config(tmp_path):
+    cfg = presets.get("mvtec/tile").replace(gradients="normal", label="binary")
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    loaded = presets.load(path)
+    assert loaded == cfg and loaded.name == "mvtec/tile"
+    assert presets.load("mvtec/tile") is presets.get("mvtec/tile")
+    path.write_text(json.dumps({"num_patchs": 2}))
+    with pytest.raises(ValueError, match="num_patchs"):
+        presets.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read the preset file"):
+        presets.load(path)

@@ -332,11 +332,11 @@ def test_small_images_work():
 @pytest.mark.parametrize(
     "dst, src, exc, match",
     [
-        (np.zeros((32, 32, 3), np.float64), None, TypeError, "uint8 or float32"),
-        (np.zeros((32, 32, 3), np.int16), None, TypeError, "uint8 or float32"),
+        (np.zeros((32, 32, 3), np.float64), None, TypeError, "uint8, uint16, int16 or float32"),
+        (np.zeros((32, 32, 3), np.int32), None, TypeError, "uint8, uint16, int16 or float32"),
         (np.zeros((2, 32, 32, 3), np.uint8), None, ValueError, "shape"),
         (np.zeros((32,), np.uint8), None, ValueError, "shape"),
-        (np.full((32, 32), 1.5, np.float32), None, ValueError, r"must lie in \[0, 1\]"),
+        (np.full((32, 32), 1.5, np.float32), None, ValueError, r"read as \[0, 1\] unless told otherwise.*intensity_range"),
         (np.full((32, 32), np.nan, np.float32), None, ValueError, "NaN"),
         (np.zeros((0, 32), np.uint8), None, ValueError, "at least 2x2"),
         (np.zeros((1, 1), np.uint8), None, ValueError, "at least 2x2"),
@@ -482,3 +482,85 @@ def test_opencv_mode_is_fainter_than_the_exact_blend(tiles128):
                 changes.append(np.abs(image[y0:y1, x0:x1].astype(float) - dst[y0:y1, x0:x1]).mean())
         strength[poisson] = np.mean(changes)
     assert strength["opencv"] < 0.8 * strength["exact"]
+
+
+# --- bit depth: 16-bit and any-range float images, one intensity rule (issue: medical and scientific) -----
+
+
+def _rescaled_pair(tiles128, channels=3):
+    img8 = [t[:, :, :channels].copy() for t in tiles128[:2]]
+    img16 = [t.astype(np.uint16) * 257 for t in img8]  # the exact 16-bit rescaling
+    return img8, img16
+
+
+@pytest.mark.parametrize("rule, rule16", [("dtype", "dtype"), ("image", "image"), ((20.0, 230.0), (20.0 * 257, 230.0 * 257))])
+@pytest.mark.parametrize("preset", ["mvtec/hazelnut", "mvtec/carpet", "chestxray"])
+def test_an_image_and_its_exact_16_bit_rescaling_give_the_same_plan_and_label(rule, rule16, preset, tiles128):
+    img8, img16 = _rescaled_pair(tiles128, 1 if preset == "chestxray" else 3)
+    cfg = presets.get(preset)
+    agree = []
+    for seed in range(6):
+        a = synthesize(img8[0], img8[1], cfg.replace(intensity_range=rule), np.random.default_rng(seed))
+        b = synthesize(img16[0], img16[1], cfg.replace(intensity_range=rule16), np.random.default_rng(seed))
+        assert a[2] == b[2]  # the same plan, bit for bit
+        assert b[0].dtype == np.uint16 and b[0].shape == img16[0].shape
+        agree.append(((a[1] > 0) == (b[1] > 0)).mean())
+        assert np.abs(a[1] - b[1]).mean() < 0.015  # the 8-bit result rounds each pixel by up to half a level
+    # labels equal up to where the 8-bit result's rounding moved a pixel across tol
+    assert np.mean(agree) > 0.98  # (faint, near-tol blends such as the chest X-ray preset make the most of these)
+    # one patch with source gradients: the same blend in 16-bit units up to the 8-bit rounding of the resampled
+    # patch (half a level in the guidance) and of the result (with more patches, or mixed gradients, the 8-bit
+    # rounding of one patch also steers the next one's blend)
+    single = cfg.replace(num_patches=1, gradients="normal", intensity_range=rule)
+    for seed in range(4):
+        a = synthesize(img8[0], img8[1], single, np.random.default_rng(seed))
+        b = synthesize(img16[0], img16[1], single.replace(intensity_range=rule16), np.random.default_rng(seed))
+        assert np.abs(b[0].astype(float) - 257.0 * a[0]).max() <= 257 * 1.5
+
+
+def test_twelve_bit_data_in_a_16_bit_image_gets_anomalies_with_its_preset(tiles128):
+    """The bug this replaces: 12-bit values read as 16-bit crushed to 4 bits and an empty chest X-ray object mask."""
+    gray = tiles128[0][:, :, 0].astype(np.uint16) * 16  # 12-bit data: 0..4080
+    other = tiles128[1][:, :, 0].astype(np.uint16) * 16
+    labelled = 0
+    for seed in range(8):
+        image, label, plan = synthesize(gray, other, "chestxray", np.random.default_rng(seed))
+        assert image.dtype == np.uint16 and image.max() <= 65535
+        labelled += label.max() > 0
+    assert labelled >= 6
+
+
+def test_float_images_of_any_range_need_a_range_and_then_behave_as_unit_images(tiles128):
+    unit = tiles128[0].astype(np.float32) / 255
+    other = tiles128[1].astype(np.float32) / 255
+    hu = unit * 2000 - 1000  # e.g. CT numbers
+    hu_other = other * 2000 - 1000
+    with pytest.raises(ValueError, match="intensity_range"):
+        synthesize(hu, hu_other, "mvtec/carpet", np.random.default_rng(0))
+    a = synthesize(unit, other, "mvtec/carpet", np.random.default_rng(3))
+    b = synthesize(hu, hu_other, presets.get("mvtec/carpet").replace(intensity_range=(-1000.0, 1000.0)),
+                   np.random.default_rng(3))
+    assert a[2] == b[2]
+    assert np.abs((b[0] + 1000) / 2000 - a[0]).max() < 1e-3
+    assert np.abs(a[1] - b[1]).max() < 0.02
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_every_method_takes_16_bit_images_and_keeps_the_dtype(dtype, tiles128):
+    from nsa_augment import methods
+
+    base = tiles128[0].astype(np.int32) * 8 - (1000 if dtype == np.int16 else 0)
+    dst = base.astype(dtype)
+    src = (tiles128[1].astype(np.int32) * 8 - (1000 if dtype == np.int16 else 0)).astype(dtype)
+    for name in methods.METHODS:
+        image, label, _ = methods.generator(name, "mvtec/carpet")(dst, src, np.random.default_rng(1))
+        assert image.dtype == dtype and image.shape == dst.shape and label.dtype == np.float32
+        changed = (image != dst).any(axis=2)
+        assert changed.any() and label.max() > 0, name
+        assert not changed[label == 0].all() or name.startswith("nsa") or name in ("fpi", "pii")
+
+
+def test_config_intensity_range_is_validated():
+    for bad in ("window", (5, 1), (0, float("inf")), 3):
+        with pytest.raises(ValueError, match="intensity_range"):
+            presets.get("mvtec/carpet").replace(intensity_range=bad)

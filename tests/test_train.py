@@ -236,3 +236,15 @@ def test_train_help_from_a_wheel_install(tmp_path):
     proc = subprocess.run([str(target / "bin" / "nsa-augment"), "train", "--help"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "--anomaly-p" in proc.stdout, proc.stderr
+
+
+def test_training_on_16_bit_images(tmp_path):
+    """12-bit data in 16-bit PNGs: read without losing bits (float32 in [0, 1] for the network), trained, evaluated."""
+    root = make_category(tmp_path / "data")
+    for path in (root / "tiles").rglob("*.jpg"):
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(path.with_suffix(".png")), img.astype(np.uint16) * 16)
+        path.unlink()
+    assert _train(root, tmp_path / "o", "--steps", "1", "--preset", "chestxray") == 0
+    metrics = json.loads((tmp_path / "o" / "tiles" / "metrics.json").read_text())
+    assert 0 <= metrics["image_auroc"] <= 1 and metrics["test_images"] == 6

@@ -395,3 +395,15 @@ def test_config_plus_overrides():
     assert t.config == cfg.replace(label="binary") and t.p == 0.3
     with pytest.raises(TypeError, match="must be a NSAConfig"):
         NaturalSyntheticAnomaly("mvtec/carpet")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_16_bit_images_through_the_transform(dtype):
+    a, b = _images((64, 64), np.uint8)
+    to16 = (lambda x: x.astype(np.uint16) * 16) if dtype == np.uint16 else (lambda x: x.astype(np.int16) * 8 - 1000)
+    image, source = to16(a), to16(b)
+    for t in (NaturalSyntheticAnomaly.from_preset("chestxray", p=1.0),
+              NaturalSyntheticAnomaly.from_preset("medical/ct", p=1.0), CutPaste(p=1.0), DraemAnomaly(p=1.0)):
+        out = A.Compose([t], seed=0)(image=image, mask=np.zeros((64, 64), np.float32), nsa_source=source)
+        assert out["image"].dtype == dtype and out["image"].shape == image.shape
+        assert out["mask"].max() > 0 and (out["image"] != image).any()

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..intensity import intensity_range, to_unit
 from ..io import IMAGE_SUFFIXES, load_image
 
 
@@ -114,11 +115,28 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def read_rgb(path: Path, size: int) -> np.ndarray:
-    """An image file as RGB uint8, resized to ``size`` x ``size`` (grayscale replicated to 3 channels)."""
-    img = load_image(path)
+    """An image file as RGB, resized to ``size`` x ``size`` (grayscale replicated to 3 channels).
+
+    8-bit files come back as uint8; deeper ones (16-bit PNG/TIFF, DICOM) as
+    float32 in [0, 1] through their intensity range (:mod:`nsa_augment.intensity`:
+    each image's min..max), so that no bit is lost on the way to the network.
+    """
+    return _rgb(load_image(path), size)
+
+
+def _rgb(img: np.ndarray, size: int) -> np.ndarray:
+    if img.dtype != np.uint8:
+        img = to_unit(img, *intensity_range(img))
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return resize_square(img, size)
+
+
+def as_one_dtype(images: list[np.ndarray]) -> list[np.ndarray]:
+    """uint8 images as they are, or every image as float32 in [0, 1] when any of them is deeper than 8 bits."""
+    if all(img.dtype == np.uint8 for img in images):
+        return images
+    return [img.astype(np.float32) / 255 if img.dtype == np.uint8 else img for img in images]
 
 
 def read_mask(sample: TestSample, size: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -168,9 +186,9 @@ def read_test_set(cat: Category, size: int, max_per_type: int = 0) -> TestSet:
     for s in samples:
         img = load_image(s.path)
         masks.append(read_mask(s, size, img.shape[:2]))
-        images.append(resize_square(np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img, size))
+        images.append(_rgb(img, size))
     return TestSet(
-        samples, images, np.stack(masks) if masks else np.zeros((0, size, size), bool),
+        samples, as_one_dtype(images), np.stack(masks) if masks else np.zeros((0, size, size), bool),
         np.array([s.label for s in samples], dtype=np.int64),
         np.array([s.label == 0 or s.mask_path is not None for s in samples], dtype=bool),
     )

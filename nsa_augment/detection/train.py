@@ -31,12 +31,12 @@ from albumentations.pytorch import ToTensorV2
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..gallery import grid, heatmap, outline
+from ..gallery import grid, heatmap, outline, to_rgb8
 from ..io import replace_atomically, write_image, write_text
 from ..methods import registry
 from ..torch import EpochSampler, SyntheticAnomalyDataset
 from ..transforms import transform_for
-from .datasets import check_test_set, find_categories, load_category, read_rgb, read_test_set
+from .datasets import as_one_dtype, check_test_set, find_categories, load_category, read_rgb, read_test_set
 from .metrics import evaluate, image_scores, roc_auc, roc_curve
 from .network import NSANet, count_parameters
 from .settings import CategorySettings, TrainSettings, model_settings, settings_differences
@@ -110,13 +110,20 @@ def geometry(kind: str, size: int, rotate: bool) -> list:
     return [A.Resize(big, big), A.VerticalFlip(p=0.5), A.RandomCrop(size, size)]
 
 
-def train_pipelines(method: str, cat: CategorySettings, size: int) -> tuple[A.Compose, A.Compose]:
+def train_pipelines(method: str, cat: CategorySettings, size: int, dtype=np.uint8) -> tuple[A.Compose, A.Compose]:
     """The training pipeline (augmentation, anomaly with the run's probability, normalisation) and the
-    source's (the same augmentation, drawn independently, as the reference augments its source)."""
+    source's (the same augmentation, drawn independently, as the reference augments its source).
+
+    ``dtype``: the training images' (uint8, or float32 in [0, 1] for data deeper than 8 bits)."""
     rotate = cat.category in ROTATED
     anomaly = transform_for(method, cat.preset, p=cat.anomaly_p)
-    pipeline = A.Compose([*geometry(cat.kind, size, rotate), anomaly, A.Normalize(MEAN, STD), ToTensorV2()])
+    pipeline = A.Compose([*geometry(cat.kind, size, rotate), anomaly, normalize(dtype), ToTensorV2()])
     return pipeline, A.Compose(geometry(cat.kind, size, rotate))
+
+
+def normalize(dtype) -> A.Normalize:
+    """ImageNet normalisation of uint8 (0..255) or float32 ([0, 1]) images."""
+    return A.Normalize(MEAN, STD, max_pixel_value=255.0 if np.dtype(dtype) == np.uint8 else 1.0)
 
 
 def label_loss(method: str, preset: str) -> str:
@@ -152,7 +159,7 @@ def predict(model, images: list[np.ndarray], kind: str, size: int, device, batch
     """Anomaly maps (N, size, size); objects: centre crop fed, prediction zero-padded back (as the paper)."""
     crop = eval_crop(kind, size)
     off = (size - crop) // 2
-    norm = A.Compose([A.Normalize(MEAN, STD), ToTensorV2()])
+    norm = A.Compose([normalize(images[0].dtype if images else np.uint8), ToTensorV2()])
     model.eval()
     maps = np.zeros((len(images), size, size), np.float32)
     for i in range(0, len(images), batch):
@@ -206,7 +213,8 @@ def prediction_grid(path: Path, test, maps: np.ndarray, rows: int = 12) -> None:
     per_type = max(1, (rows * 2 // 3) // max(1, len(by_type)))
     defect = [i for idx in by_type.values() for i in idx[:per_type]][: rows * 2 // 3]  # every defect type shown
     good = [i for i in range(len(test)) if not test.labels[i]][: rows - len(defect)]
-    cells = [[test.images[i], heatmap(maps[i], vmax=1.0), outline(test.images[i], test.masks[i].astype(np.float32))]
+    shown = {i: to_rgb8(test.images[i]) for i in defect + good}
+    cells = [[shown[i], heatmap(maps[i], vmax=1.0), outline(shown[i], test.masks[i].astype(np.float32))]
              for i in defect + good]
     picture = grid(cells, ["test image", "predicted map", "ground truth"], cell=160,
                    row_titles=[test.samples[i].defect[:12] for i in defect + good])
@@ -234,7 +242,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         raise ValueError(f"--batch-size {settings.batch_size} exceeds the {len(train_files)} training images: use "
                          f"--batch-size {max(2, len(train_files))} or less")
     t0 = time.perf_counter()
-    images = [read_rgb(p, settings.image_size) for p in train_files]
+    images = as_one_dtype([read_rgb(p, settings.image_size) for p in train_files])
     decode_per_s = len(images) / (time.perf_counter() - t0)
 
     sampler = EpochSampler(len(images), shuffle=True, seed=settings.seed, rank=ddp.rank, world=ddp.world)
@@ -244,7 +252,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
     epochs = math.ceil(total_steps / steps_per_epoch)
     current = model_settings(settings, cat_settings, total_steps)
 
-    pipeline, source_geometry = train_pipelines(settings.method, cat_settings, settings.image_size)
+    pipeline, source_geometry = train_pipelines(settings.method, cat_settings, settings.image_size, images[0].dtype)
     dataset = SyntheticAnomalyDataset(images, pipeline, seed=settings.seed, source_transform=source_geometry)
     torch.manual_seed(settings.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = NSANet().to(ddp.device)

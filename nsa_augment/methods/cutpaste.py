@@ -14,7 +14,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from ..intensity import from_unit, to_unit
+from ..intensity import check_intensity_range, from_unit, intensity_range, to_unit
 from ..validation import as_hwc, check_generator, check_image, check_pair, freeze, is_finite, is_integer
 from .photometric import JitterPlan, apply_jitter, draw_jitter
 from .plan import Config, Plan, check_config, check_plan, resolve_config
@@ -39,13 +39,18 @@ class CutPasteConfig(Config):
         Height / width drawn from the first or the second range by a fair coin; ``0 < lo <= hi``.
     jitter : float
         ColorJitter strength for brightness, contrast, saturation and hue, in [0, 1] (0 disables).
+    intensity_range : None, "dtype", "image" or (lo, hi)
+        The scale the jitter works in (:mod:`nsa_augment.intensity`).
     """
 
     area_ratio: tuple[float, float] = (0.02, 0.15)
     aspect_ratio: tuple[tuple[float, float], tuple[float, float]] = ((0.3, 1.0), (1.0, 3.3))
     jitter: float = 0.1
+    intensity_range: str | tuple[float, float] | None = None
 
     def __post_init__(self):
+        check_intensity_range(freeze(self.intensity_range))
+        object.__setattr__(self, "intensity_range", freeze(self.intensity_range))
         for f in ("area_ratio", "aspect_ratio"):
             object.__setattr__(self, f, freeze(getattr(self, f)))
         lo, hi = check_pair(self.area_ratio, "area_ratio")
@@ -84,16 +89,18 @@ def plan_cutpaste(image: np.ndarray, config: CutPasteConfig, rng: np.random.Gene
     return CutPastePlan((H, W), (sy, sy + h, sx, sx + w), (dy, dy + h, dx, dx + w), draw_jitter(rng, config.jitter))
 
 
-def render_cutpaste(image: np.ndarray, plan: CutPastePlan) -> tuple[np.ndarray, np.ndarray]:
+def render_cutpaste(image: np.ndarray, config: CutPasteConfig, plan: CutPastePlan) -> tuple[np.ndarray, np.ndarray]:
     """Paste the plan's jittered rectangle: ``(image, label)``, label 1 on the pasted rectangle."""
-    image = check_image(image, "image", unit_range=True, min_size=2)
+    image = check_image(image, "image", min_size=2)
+    check_config(config, CutPasteConfig)
     check_plan(plan, CutPastePlan, image)
+    lo, hi = intensity_range(image, config.intensity_range)
     img3 = as_hwc(image)
     sy0, sy1, sx0, sx1 = plan.src_box
     dy0, dy1, dx0, dx1 = plan.dst_box
-    patch = apply_jitter(to_unit(img3[sy0:sy1, sx0:sx1]), plan.jitter)
+    patch = apply_jitter(to_unit(img3[sy0:sy1, sx0:sx1], lo, hi), plan.jitter)
     out = np.array(img3, order="C", copy=True)
-    out[dy0:dy1, dx0:dx1] = from_unit(patch, image.dtype)
+    out[dy0:dy1, dx0:dx1] = from_unit(patch, image.dtype, lo, hi)
     label = np.zeros(plan.shape, np.float32)
     label[dy0:dy1, dx0:dx1] = 1.0
     return out.reshape(image.shape), label
@@ -128,7 +135,7 @@ def cutpaste(image: np.ndarray, rng: np.random.Generator, config: CutPasteConfig
     """
     config = resolve_config(config, CutPasteConfig, overrides, "cutpaste()")
     plan = plan_cutpaste(image, config, rng)
-    return (*render_cutpaste(image, plan), plan)
+    return (*render_cutpaste(image, config, plan), plan)
 
 
 @dataclass(frozen=True)
@@ -143,14 +150,19 @@ class ScarConfig(Config):
         Rotation in degrees, ``U(*rotation)``.
     jitter : float
         ColorJitter strength in [0, 1].
+    intensity_range : None, "dtype", "image" or (lo, hi)
+        The scale the jitter works in (:mod:`nsa_augment.intensity`).
     """
 
     width: tuple[int, int] = (2, 16)
     height: tuple[int, int] = (10, 25)
     rotation: tuple[float, float] = (-45.0, 45.0)
     jitter: float = 0.1
+    intensity_range: str | tuple[float, float] | None = None
 
     def __post_init__(self):
+        check_intensity_range(freeze(self.intensity_range))
+        object.__setattr__(self, "intensity_range", freeze(self.intensity_range))
         for f in ("width", "height", "rotation"):
             object.__setattr__(self, f, freeze(getattr(self, f)))
         for f in ("width", "height"):
@@ -198,16 +210,18 @@ def _rotated_size(h: int, w: int, angle: float, shape) -> tuple[int, int]:
     return min(max(ch, 1), shape[0]), min(max(cw, 1), shape[1])
 
 
-def render_scar(image: np.ndarray, plan: ScarPlan) -> tuple[np.ndarray, np.ndarray]:
+def render_scar(image: np.ndarray, config: ScarConfig, plan: ScarPlan) -> tuple[np.ndarray, np.ndarray]:
     """Paste the plan's rotated jittered scar: ``(image, label)``, label on its footprint (pixels more than half covered)."""
-    image = check_image(image, "image", unit_range=True, min_size=2)
+    image = check_image(image, "image", min_size=2)
+    check_config(config, ScarConfig)
     check_plan(plan, ScarPlan, image)
+    lo, hi = intensity_range(image, config.intensity_range)
     img3 = as_hwc(image)
     C = img3.shape[2]
     sy0, sy1, sx0, sx1 = plan.src_box
     dy0, dy1, dx0, dx1 = plan.dst_box
     h, w, ch, cw = sy1 - sy0, sx1 - sx0, dy1 - dy0, dx1 - dx0
-    patch = apply_jitter(to_unit(img3[sy0:sy1, sx0:sx1]), plan.jitter)
+    patch = apply_jitter(to_unit(img3[sy0:sy1, sx0:sx1], lo, hi), plan.jitter)
     # Rotate patch and its footprint about the patch centre onto the canvas that holds the rotated rectangle.
     m = cv2.getRotationMatrix2D((w / 2, h / 2), plan.angle, 1.0)
     m[:, 2] += ((cw - w) / 2, (ch - h) / 2)
@@ -215,7 +229,7 @@ def render_scar(image: np.ndarray, plan: ScarPlan) -> tuple[np.ndarray, np.ndarr
     footprint = cv2.warpAffine(np.ones((h, w), np.float32), m, (cw, ch), flags=cv2.INTER_LINEAR) > 0.5
     out = np.array(img3, order="C", copy=True)
     region = out[dy0:dy1, dx0:dx1]
-    region[footprint] = from_unit(rotated, image.dtype)[footprint]
+    region[footprint] = from_unit(rotated, image.dtype, lo, hi)[footprint]
     label = np.zeros(plan.shape, np.float32)
     label[dy0:dy1, dx0:dx1] = footprint
     return out.reshape(image.shape), label
@@ -229,12 +243,13 @@ def cutpaste_scar(image: np.ndarray, rng: np.random.Generator, config: ScarConfi
     """
     config = resolve_config(config, ScarConfig, overrides, "cutpaste_scar()")
     plan = plan_scar(image, config, rng)
-    return (*render_scar(image, plan), plan)
+    return (*render_scar(image, config, plan), plan)
 
 
 
 def _check(image, config, config_type, rng) -> tuple[int, int]:
-    image = check_image(image, "image", unit_range=True, min_size=2)
+    image = check_image(image, "image", min_size=2)
     check_config(config, config_type)
     check_generator(rng)
+    intensity_range(image, config.intensity_range)  # e.g. float32 outside [0, 1] without a range: say so now
     return image.shape[:2]

@@ -9,7 +9,8 @@ import cv2
 import numba as nb
 import numpy as np
 
-from ..intensity import to_unit
+from ..intensity import check_intensity_range, intensity_range, to_unit
+from ..poisson import kernels
 from ..io import match_channels
 from ..validation import as_hwc, check_generator, check_image, check_pair, freeze, is_finite, is_integer
 from .perlin import perlin_noise
@@ -37,6 +38,9 @@ class DraemConfig(Config):
     augmenters : int
         How many distinct augmenters of :data:`~nsa_augment.methods.photometric.DRAEM_AUGMENTERS`
         change the texture (0..10).
+    intensity_range : None, "dtype", "image" or (lo, hi)
+        The scale texture and image are mixed in (:mod:`nsa_augment.intensity`); the
+        texture is read through its own range and written in the image's.
     """
 
     scale_exponents: tuple[int, int] = (0, 6)
@@ -44,9 +48,11 @@ class DraemConfig(Config):
     rotation: tuple[float, float] = (-90.0, 90.0)
     beta_range: tuple[float, float] = (0.0, 0.8)
     augmenters: int = 3
+    intensity_range: str | tuple[float, float] | None = None
 
     def __post_init__(self):
-        for f in ("scale_exponents", "rotation", "beta_range"):
+        check_intensity_range(freeze(self.intensity_range))
+        for f in ("scale_exponents", "rotation", "beta_range", "intensity_range"):
             object.__setattr__(self, f, freeze(getattr(self, f)))
         se = self.scale_exponents
         if not (isinstance(se, tuple) and len(se) == 2 and all(is_integer(v) for v in se) and 0 <= se[0] < se[1] <= 10):
@@ -79,29 +85,31 @@ class DraemPlan(Plan):
 
 
 @nb.njit(cache=True, nogil=True)
-def _blend(image, texture, mask, beta, is_uint8):
-    """``image (1 - m) + (1 - beta) texture m + beta image m``; texture in [0, 1], image uint8 or [0, 1]."""
+def _blend(image, texture, mask, beta, lo, span, out_lo, out_hi, rounding, out):
+    """``out = image (1 - m) + (1 - beta) (lo + span texture) m + beta image m``, texture in unit scale.
+
+    ``out`` starts as a copy of ``image`` (exactly unchanged where ``m = 0``);
+    integer outputs are rounded half up and clipped to ``[out_lo, out_hi]``.
+    """
     H, W, C = image.shape
-    out = image.copy()  # exactly unchanged where m = 0
-    scale = 255.0 if is_uint8 else 1.0
     for y in range(H):
         for x in range(W):
             if mask[y, x] == 0:
                 continue
             for c in range(C):
-                v = (1.0 - beta) * texture[y, x, c] * scale + beta * image[y, x, c]
-                if is_uint8:
-                    out[y, x, c] = min(max(np.floor(v + 0.5), 0.0), 255.0)
-                else:
-                    out[y, x, c] = v
+                v = (1.0 - beta) * (lo + span * texture[y, x, c]) + beta * image[y, x, c]
+                if rounding == 1:
+                    v = min(max(np.floor(v + 0.5), out_lo), out_hi)
+                out[y, x, c] = v
     return out
 
 
 def plan_draem(image: np.ndarray, config: DraemConfig, rng: np.random.Generator) -> DraemPlan:
     """Draw a DRAEM plan for ``image`` (only its size is used; the texture comes at rendering)."""
-    image = check_image(image, "image", unit_range=True, min_size=2)
+    image = check_image(image, "image", min_size=2)
     check_config(config, DraemConfig)
     check_generator(rng)
+    intensity_range(image, config.intensity_range)  # e.g. float32 outside [0, 1] without a range: say so now
     lo, hi = config.scale_exponents
     cells = (2 ** int(rng.integers(lo, hi)), 2 ** int(rng.integers(lo, hi)))
     noise_seed = int(rng.integers(2**63))
@@ -123,20 +131,26 @@ def anomaly_mask(plan: DraemPlan, threshold: float) -> np.ndarray:
 def render_draem(image: np.ndarray, source: np.ndarray | None, config: DraemConfig, plan: DraemPlan):
     """Render a DRAEM plan: ``(image, label)``, the label the binary anomalous region.
 
-    ``source`` (any size; converted to the image's channel layout and dtype,
-    then resized to it) is the texture; None uses the image itself.
+    ``source`` (any size and dtype; converted to the image's channel layout,
+    read through its own intensity range, resized to the image) is the
+    texture; None uses the image itself.
     """
-    image = check_image(image, "image", unit_range=True, min_size=2)
+    image = check_image(image, "image", min_size=2)
     check_config(config, DraemConfig)
     check_plan(plan, DraemPlan, image)
     img3 = as_hwc(image)
     H, W, C = img3.shape
-    source = image if source is None else check_image(source, "source", unit_range=True, min_size=2)
-    src3 = as_hwc(match_channels(source, image))
+    source = image if source is None else check_image(source, "source", min_size=2)
+    src3 = as_hwc(match_channels(source, image, keep_dtype=True))
+    lo, hi = intensity_range(image, config.intensity_range)
     mask = anomaly_mask(plan, config.threshold)
-    texture = cv2.resize(to_unit(src3), (W, H), interpolation=cv2.INTER_LINEAR).reshape(H, W, C)
+    texture = cv2.resize(to_unit(src3, *intensity_range(src3, config.intensity_range)), (W, H),
+                         interpolation=cv2.INTER_LINEAR).reshape(H, W, C)
     texture = apply_draem_augment(texture, plan.augment)
-    result = _blend(np.ascontiguousarray(img3), np.ascontiguousarray(texture), mask, plan.beta, image.dtype == np.uint8)
+    out_lo, out_hi, rounding = kernels.output_range(image.dtype)
+    img3 = np.ascontiguousarray(img3)
+    result = _blend(img3, np.ascontiguousarray(texture), mask, plan.beta, lo, hi - lo, out_lo, out_hi, rounding,
+                    img3.copy())
     return result.reshape(image.shape), mask
 
 

@@ -114,10 +114,10 @@ _METHODS = (
            lambda base: _fpi_pii(base, blend="poisson", gradients="interpolated"), _nsa_plan, _nsa_render),
     Method("cutpaste", "CutPaste: a jittered rectangle of the image pasted elsewhere", CutPasteConfig, False, 0.5,
            lambda base: CutPasteConfig(), lambda image, source, cfg, rng: plan_cutpaste(image, cfg, rng),
-           lambda image, source, cfg, plan: render_cutpaste(image, plan)),
+           lambda image, source, cfg, plan: render_cutpaste(image, cfg, plan)),
     Method("cutpaste-scar", "CutPaste-Scar: a thin rotated jittered rectangle", ScarConfig, False, 0.5,
            lambda base: ScarConfig(), lambda image, source, cfg, rng: plan_scar(image, cfg, rng),
-           lambda image, source, cfg, plan: render_scar(image, plan)),
+           lambda image, source, cfg, plan: render_scar(image, cfg, plan)),
     Method("draem", "DRAEM-style: a Perlin-noise region filled with an augmented texture", DraemConfig, True, 0.5,
            lambda base: DraemConfig(), lambda image, source, cfg, rng: plan_draem(image, cfg, rng), render_draem),
 )

@@ -139,6 +139,7 @@ def blend_patch(
     factor: float,
     paste_mask: np.ndarray | None = None,
     margin: int = 1,
+    clip: bool = True,
 ) -> None:
     """Blend ``patch`` into ``image`` at ``dst_box``, in place.
 
@@ -154,12 +155,15 @@ def blend_patch(
         "poisson" solves on the whole box (NSA's solver region is always the
         full rectangle, see ``docs/algorithm.md``); "paste" copies the patch
         where ``paste_mask`` is set; "alpha" mixes ``factor * patch + (1 -
-        factor) * image`` there (uint8 rounded).
+        factor) * image`` there.
     gradients : {"normal", "mixed", "interpolated"}
     factor : float
         Alpha for "alpha", gradient interpolation factor for "interpolated".
     paste_mask : ndarray, bool, (h, w), optional
         Where "paste"/"alpha" act (default: the whole box).
+    clip : bool
+        Clip float results to [0, 1].  Integer results are always rounded and
+        clipped to their dtype's limits.
     """
     y0, y1, x0, x1 = dst_box
     H, W = image.shape[:2]
@@ -171,15 +175,15 @@ def blend_patch(
         src = np.ascontiguousarray(patch[margin - top : patch.shape[0] - margin + bottom, margin - left : patch.shape[1] - margin + right])
         mask = np.zeros(src.shape[:2], dtype=bool)
         mask[top : top + (y1 - y0), left : left + (x1 - x0)] = True
-        # Synthesised images stay in the input's range: 0..255 for uint8 (always), [0, 1] for float32.
-        blend_inplace(image, src, mask, (y0 - top, x0 - left), gradients, factor, clip=True)
+        blend_inplace(image, src, mask, (y0 - top, x0 - left), gradients, factor, clip=clip)
         return
     region = image[y0:y1, x0:x1]
     pm = np.ones((y1 - y0, x1 - x0), bool) if paste_mask is None else paste_mask
     if blend == "paste":
         region[pm] = inner[pm]
     elif blend == "alpha":
-        mixed = factor * inner[pm].astype(np.float32) + (1.0 - factor) * region[pm].astype(np.float32)
-        region[pm] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8) if image.dtype == np.uint8 else mixed
+        mixed = factor * inner[pm].astype(np.float64) + (1.0 - factor) * region[pm].astype(np.float64)
+        lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
+        region[pm] = np.clip(np.floor(mixed + 0.5) if rounding == kernels.ROUND_HALF_UP else mixed, lo, hi)
     else:
         raise ValueError(f"blend must be 'poisson', 'paste' or 'alpha', got {blend!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...intensity import check_intensity_range
 from ...validation import check_choice, check_pair, freeze, is_finite, is_integer
 from ..plan import Config
 
@@ -87,6 +88,10 @@ class NSAConfig(Config):
         Cut the patch from the destination itself (CutPaste) instead of the source image.
     max_attempts : int
         Position draws per patch before it is skipped.
+    intensity_range : None, "dtype", "image" or (lo, hi)
+        How pixel values map to the 0..255 scale of ``object_masks``, ``tol`` and
+        ``logistic`` (:mod:`nsa_augment.intensity`): None reads uint8 as 0..255,
+        float32 as [0, 1] and 16-bit images by their own min..max.
     """
 
     num_patches: int = 1
@@ -108,10 +113,11 @@ class NSAConfig(Config):
     factor_range: tuple[float, float] = (0.05, 0.95)
     same_source: bool = False
     max_attempts: int = 200
+    intensity_range: str | tuple[float, float] | None = None
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
-        for f in ("width_bounds", "gamma", "rescale_bounds", "object_masks", "logistic", "factor_range"):
+        for f in ("width_bounds", "gamma", "rescale_bounds", "object_masks", "logistic", "factor_range", "intensity_range"):
             object.__setattr__(self, f, freeze(getattr(self, f)))
         if not is_integer(self.num_patches) or not 1 <= self.num_patches <= MAX_PATCHES:
             raise ValueError(f"num_patches must be an integer in 1..{MAX_PATCHES}, got {self.num_patches!r}")
@@ -163,5 +169,6 @@ class NSAConfig(Config):
             raise ValueError(f"factor_range must satisfy 0 <= lo <= hi <= 1, got {self.factor_range!r}")
         if not is_integer(self.max_attempts) or not 1 <= self.max_attempts <= MAX_ATTEMPTS:
             raise ValueError(f"max_attempts must be an integer in 1..{MAX_ATTEMPTS}, got {self.max_attempts!r}")
+        check_intensity_range(self.intensity_range)
         if not isinstance(self.name, str):
             raise ValueError(f"name must be a string, got {self.name!r}")

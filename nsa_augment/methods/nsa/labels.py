@@ -21,12 +21,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ...intensity import intensity_range, level_scale
 from ...validation import as_hwc
 from .objects import binary_median
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
-#: median.  uint8 inputs are exact (their channel means are multiples of
-#: 1/channels); float32 inputs are quantised to 1/4 of that.
+#: median.  uint8 inputs read as 0..255 are exact (their channel means are
+#: multiples of 1/channels); every other input is quantised to 1/4 of that.
 _FLOAT_QUANT = 4
 
 DISK_RADIUS = 5
@@ -138,8 +139,12 @@ def _change_magnitude(before, after, scale, out):
 
 
 def _quantize(diff: np.ndarray, changed: np.ndarray, quant: float) -> np.ndarray:
-    """Integer bins of ``diff * changed`` (1/quant of a level), int64."""
-    return np.where(changed.view(bool), np.rint(diff * quant), 0.0).astype(np.int64)
+    """Integer bins of ``diff * changed`` (1/quant of a level), int64, saturating at 255 levels.
+
+    A change larger than the whole intensity range (a CT window narrower than the
+    image's values) counts as 255 levels: the histogram of :func:`median_disk` ends there.
+    """
+    return np.where(changed.view(bool), np.minimum(np.rint(diff * quant), 255 * quant), 0.0).astype(np.int64)
 
 
 #: The logistic never reaches 1; float32 rounding would make it 1 for large changes.
@@ -164,11 +169,15 @@ def _bbox(mask: np.ndarray, grow: int):
     return (max(rows[0] - grow, 0), min(rows[-1] + 1 + grow, H), max(cols[0] - grow, 0), min(cols[-1] + 1 + grow, W))
 
 
-def change_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """``mean over channels |before - after|`` on the 0..255 scale, float64 (H, W)."""
+def change_magnitude(before: np.ndarray, after: np.ndarray, intensity: tuple[float, float] | None = None) -> np.ndarray:
+    """``mean over channels |before - after|`` on the 0..255 scale, float64 (H, W).
+
+    ``intensity``: the images' intensity range (default: :func:`~nsa_augment.intensity.intensity_range`
+    of ``before``); differences count ``255 / (hi - lo)`` levels per unit.
+    """
     b, a = as_hwc(before), as_hwc(after)
-    scale = 1.0 if before.dtype == np.uint8 else 255.0
-    return _change_magnitude(b, a, scale, np.empty(b.shape[:2]))
+    lo, hi = intensity if intensity is not None else intensity_range(b)
+    return _change_magnitude(b, a, level_scale(lo, hi), np.empty(b.shape[:2]))
 
 
 def make_label(
@@ -180,12 +189,13 @@ def make_label(
     tol: float = 1.0,
     factor: float = 1.0,
     logistic: tuple[float, float] = (1 / 6, 20.0),
+    intensity: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """The anomaly label of one synthesised example.
 
     Parameters
     ----------
-    before, after : ndarray, (H, W) or (H, W, C), uint8 or float32 in [0, 1]
+    before, after : ndarray, (H, W) or (H, W, C), uint8, uint16, int16 or float32
         The destination and the synthesised image.
     region : ndarray, bool, (H, W)
         Union of the patch masks (where a label may start).
@@ -195,12 +205,15 @@ def make_label(
     factor : float
         ``f`` for continuous labels.
     logistic : (k, x0)
+    intensity : (lo, hi), optional
+        The destination's intensity range (:mod:`nsa_augment.intensity`; default:
+        the dtype's default rule for ``before`` as a whole).
 
     Returns
     -------
     ndarray, float32, (H, W)
         binary in {0, 1}; continuous in {0, f}; logistic in [0, 1); intensity
-        in 0..255 (raw intensity units, trained with MSE).
+        in 0..255 (levels of the 0..255 scale, trained with MSE).
 
     Examples
     --------
@@ -217,9 +230,10 @@ def make_label(
     box = _bbox(region, _GROW)
     if box is None:
         return label
+    lo, hi = intensity if intensity is not None else intensity_range(as_hwc(before))
     y0, y1, x0, x1 = box
     b, a, reg = before[y0:y1, x0:x1], after[y0:y1, x0:x1], region[y0:y1, x0:x1]
-    diff = change_magnitude(b, a)
+    diff = change_magnitude(b, a, (lo, hi))
     raw = ((diff > tol) & reg).view(np.uint8)
     changed = binary_median(raw, 5)  # = cv2.medianBlur(raw, 5), replicated borders as the reference
     if mode == "binary":
@@ -228,7 +242,8 @@ def make_label(
         out = changed.astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
         channels = 1 if before.ndim == 2 else before.shape[2]
-        quant = channels * (1 if before.dtype == np.uint8 else _FLOAT_QUANT)
+        exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
+        quant = channels * (1 if exact else _FLOAT_QUANT)
         q = _quantize(diff, changed, float(quant))
         need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
         binned = median_disk(q, _DISK, need, np.zeros(q.shape, np.int64), np.zeros(255 * quant + 1, np.int64))

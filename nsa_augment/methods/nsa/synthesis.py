@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...intensity import intensity_range
 from ...poisson.blas import single_threaded_blas
 from ...validation import as_hwc, check_generator, check_image
 from ..plan import Plan, check_plan_shape
@@ -86,8 +87,10 @@ def synthesize(
 
     Parameters
     ----------
-    destination : ndarray, (H, W) or (H, W, C), uint8 or float32 in [0, 1]
-        A normal image, at least 2x2.  Never modified.
+    destination : ndarray, (H, W) or (H, W, C), uint8, uint16, int16 or float32
+        A normal image, at least 2x2.  Never modified.  Its values are read
+        through ``config.intensity_range`` (:mod:`nsa_augment.intensity`): uint8
+        as 0..255, float32 as [0, 1], 16-bit images by their own min..max.
     source : ndarray or None
         Another normal image with the same dtype and channel count (any size),
         or None to cut from ``destination`` itself (also forced by
@@ -116,9 +119,9 @@ def synthesize(
     >>> image.shape, label.dtype, plan.is_anomalous
     ((64, 64, 3), dtype('float32'), True)
     """
-    cfg, dst3, src3, same = _check_inputs(destination, source, config)
-    plan = _plan(dst3, src3, same, cfg, check_generator(rng))
-    image, label = _render(dst3, src3, cfg, plan)
+    images = _check_inputs(destination, source, config)
+    plan = _plan(images, check_generator(rng))
+    image, label = _render(images, plan)
     return image.reshape(destination.shape), label, plan
 
 
@@ -130,8 +133,7 @@ def plan_anomaly(destination, source, config, rng) -> NSAPlan:
     rendered later (:func:`render_anomaly`), on this image or another of the
     same size (an Albumentations ``image2``, a replay, another device).
     """
-    cfg, dst3, src3, same = _check_inputs(destination, source, config)
-    return _plan(dst3, src3, same, cfg, check_generator(rng))
+    return _plan(_check_inputs(destination, source, config), check_generator(rng))
 
 
 def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -142,36 +144,56 @@ def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarr
     the label region is recomputed from these images.  Returns ``(image,
     label)`` as :func:`synthesize` does.
     """
-    cfg, dst3, src3, _ = _check_inputs(destination, source, config)
+    images = _check_inputs(destination, source, config)
     if not isinstance(plan, NSAPlan):
         raise TypeError(f"plan must be an NSAPlan from plan_anomaly, got {type(plan).__name__}")
-    plan.check_shape(dst3, "destination")
-    check_plan_shape(plan.source_shape, src3.shape[:2], "source", plan.method)
-    image, label = _render(dst3, src3, cfg, plan)
+    plan.check_shape(images.dst, "destination")
+    check_plan_shape(plan.source_shape, images.src.shape[:2], "source", plan.method)
+    image, label = _render(images, plan)
     return image.reshape(destination.shape), label
 
 
-def _check_inputs(destination, source, config):
-    """The resolved config, (H, W, C) views of both images, and whether they are the very same image."""
+@dataclass(frozen=True)
+class _Inputs:
+    """Checked inputs of one example: the config, (H, W, C) views, intensity ranges, and whether
+    source and destination are the very same image."""
+
+    cfg: NSAConfig
+    dst: np.ndarray
+    src: np.ndarray
+    dst_range: tuple[float, float]
+    src_range: tuple[float, float]
+    same: bool
+
+    @property
+    def clip(self) -> bool:
+        """Float results are clipped to [0, 1] when that is their range."""
+        return self.dst.dtype == np.float32 and self.dst_range == (0.0, 1.0)
+
+
+def _check_inputs(destination, source, config) -> _Inputs:
     cfg = presets.get(config) if isinstance(config, str) else config
     if not isinstance(cfg, NSAConfig):
         raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
-    destination = check_image(destination, "destination", unit_range=True, min_size=2)
+    destination = check_image(destination, "destination", min_size=2)
     same = source is None or cfg.same_source or source is destination
     if same:
         source = destination
     else:
-        source = check_image(source, "source", unit_range=True, min_size=2)
+        source = check_image(source, "source", min_size=2)
         if source.dtype != destination.dtype:
             raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
         if as_hwc(source).shape[2] != as_hwc(destination).shape[2]:
             raise ValueError(
                 f"source has {as_hwc(source).shape[2]} channels but destination has {as_hwc(destination).shape[2]}"
             )
-    return cfg, as_hwc(destination), np.ascontiguousarray(as_hwc(source)), same
+    dst_range = intensity_range(destination, cfg.intensity_range)
+    src_range = dst_range if same else intensity_range(source, cfg.intensity_range)
+    return _Inputs(cfg, as_hwc(destination), np.ascontiguousarray(as_hwc(source)), dst_range, src_range, same)
 
 
-def _plan(dst3, src3, same: bool, cfg: NSAConfig, rng) -> NSAPlan:
+def _plan(images: _Inputs, rng) -> NSAPlan:
+    cfg, dst3, src3 = images.cfg, images.dst, images.src
     H, W = dst3.shape[:2]
     Hs, Ws = src3.shape[:2]
     # Fixed draw order: factor, gradient coin, patch count, then per patch.
@@ -193,9 +215,9 @@ def _plan(dst3, src3, same: bool, cfg: NSAConfig, rng) -> NSAPlan:
 
     dst_object = src_object = src_table = None
     if cfg.object_masks is not None:
-        dst_object = object_mask(dst3, cfg.object_masks)
+        dst_object = object_mask(dst3, cfg.object_masks, intensity=images.dst_range)
         # Only the very same image may share its mask: a view of another part of it is another image.
-        src_object = dst_object if same else object_mask(src3, cfg.object_masks)
+        src_object = dst_object if images.same else object_mask(src3, cfg.object_masks, intensity=images.src_range)
         src_table = integral(src_object)
 
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
@@ -239,45 +261,48 @@ def _plan(dst3, src3, same: bool, cfg: NSAConfig, rng) -> NSAPlan:
     return NSAPlan(patches=tuple(patches), skipped=tuple(skipped), **common)
 
 
-def _patch_region(dst3, src3, cfg: NSAConfig, patch: PatchGeometry) -> np.ndarray | None:
+def _patch_region(images: _Inputs, patch: PatchGeometry) -> np.ndarray | None:
     """Where in the patch's box it may be labelled: ``source object | destination object`` (None: the whole box).
 
     Computed from the images being rendered, on the patch's boxes only (the object
     mask of a box equals that part of the whole-image mask, :func:`object_mask`).
     """
-    if cfg.object_masks is None:
+    pairs = images.cfg.object_masks
+    if pairs is None:
         return None
     y0, y1, x0, x1 = patch.src_box
-    src_object = object_mask(src3, cfg.object_masks, box=patch.src_box)
+    src_object = object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
     src_patch = extract_mask(src_object, (0, y1 - y0, 0, x1 - x0), patch.dst_size)
-    return src_patch | object_mask(dst3, cfg.object_masks, box=patch.dst_box)
+    return src_patch | object_mask(images.dst, pairs, box=patch.dst_box, intensity=images.dst_range)
 
 
-def _render(dst3, src3, cfg: NSAConfig, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
+def _render(images: _Inputs, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
+    cfg, dst3 = images.cfg, images.dst
     H, W = dst3.shape[:2]
     image = np.array(dst3, order="C", copy=True)
     if not plan.patches:
         return image, np.zeros((H, W), np.float32)
     region = np.zeros((H, W), dtype=bool)
-    opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
     with single_threaded_blas():  # one scope for the example's solves (poisson/blas.py)
         for p in plan.patches:
-            _render_patch(image, region, dst3, src3, cfg, plan, p, opencv)
-    label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic)
+            _render_patch(image, region, images, plan, p)
+    label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
+                       intensity=images.dst_range)
     return image, label
 
 
-def _render_patch(image, region, dst3, src3, cfg: NSAConfig, plan: NSAPlan, p: PatchGeometry, opencv: bool) -> None:
+def _render_patch(image, region, images: _Inputs, plan: NSAPlan, p: PatchGeometry) -> None:
+    cfg = images.cfg
     dy0, dy1, dx0, dx1 = p.dst_box
-    patch_region = _patch_region(dst3, src3, cfg, p)
-    if opencv:
-        patch = extract_patch(src3, p.src_box, p.dst_size, margin=0)
+    patch_region = _patch_region(images, p)
+    if cfg.blend == "poisson" and cfg.poisson == "opencv":
+        patch = extract_patch(images.src, p.src_box, p.dst_size, margin=0)
         blend_patch_opencv(image, patch, p.dst_box, gradients=plan.gradients, factor=plan.factor, truncate=True,
-                           clip=True)
+                           clip=images.clip)
     else:
-        patch = extract_patch(src3, p.src_box, p.dst_size, margin=1)
+        patch = extract_patch(images.src, p.src_box, p.dst_size, margin=1)
         blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal",
-                    factor=plan.factor, paste_mask=patch_region)
+                    factor=plan.factor, paste_mask=patch_region, clip=images.clip)
     if patch_region is None:
         region[dy0:dy1, dx0:dx1] = True
     else:
