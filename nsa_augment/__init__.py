@@ -24,11 +24,20 @@ from .methods.nsa import (  # noqa: E402
     make_label,
     object_mask,
     plan_anomaly,
+    plan_volume_anomaly,
     presets,
     render_anomaly,
+    render_volume_anomaly,
     synthesize,
+    synthesize_volume,
 )
-from .poisson import poisson_blend, poisson_blend_reference, seamless_clone  # noqa: E402
+from .poisson import (  # noqa: E402
+    poisson_blend,
+    poisson_blend_reference,
+    poisson_blend_volume,
+    poisson_blend_volume_reference,
+    seamless_clone,
+)
 
 __version__ = "0.2.0"
 
@@ -45,22 +54,28 @@ __all__ = [
     "make_label",
     "methods",
     "object_mask",
+    "NaturalSyntheticAnomaly3D",
     "plan_anomaly",
     "plan_from_dict",
+    "plan_volume_anomaly",
     "poisson_blend",
     "poisson_blend_reference",
+    "poisson_blend_volume",
+    "poisson_blend_volume_reference",
     "presets",
     "render_anomaly",
+    "render_volume_anomaly",
     "seamless_clone",
     "synthesize",
+    "synthesize_volume",
     "transform_for",
     "__version__",
 ]
 
 # The transforms need albumentations, an optional extra that takes about 2 s to import: loaded on
 # first use, not with the package.
-_LAZY = {name: ".transforms" for name in ("NaturalSyntheticAnomaly", "CutPaste", "CutPasteScar", "DraemAnomaly",
-                                           "transform_for")}
+_LAZY = {name: ".transforms" for name in ("NaturalSyntheticAnomaly", "NaturalSyntheticAnomaly3D", "CutPaste",
+                                           "CutPasteScar", "DraemAnomaly", "transform_for")}
 
 
 def __getattr__(name):

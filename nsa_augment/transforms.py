@@ -34,7 +34,7 @@ from albumentations.core.type_definitions import Targets
 from .methods import registry
 from .methods.cutpaste import CutPasteConfig, ScarConfig
 from .methods.draem import DraemConfig
-from .methods.nsa import NSAConfig, presets
+from .methods.nsa import NSAConfig, plan_volume_anomaly, presets, render_volume_anomaly
 from .methods.plan import check_field_names, resolve_config
 from .validation import is_finite
 
@@ -81,6 +81,8 @@ class _AnomalyTransform(DualTransform):
     config_type: ClassVar[type] = type(None)
     #: Whether the method may take its patches from a second image (else from the image itself).
     uses_source: ClassVar[bool] = True
+    #: 2 or 3 for NSA transforms (the config's ``dims`` must match), None for the peers.
+    dims: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -114,6 +116,10 @@ class _AnomalyTransform(DualTransform):
         kwargs.pop("strict", None)  # Albumentations' flag; unknown arguments are always an error here
         check_field_names(kwargs, [*_config_defaults(self.config_type), "p", *self._extra_args()], owner)
         self._config = resolve_config(config, self.config_type, kwargs, owner)
+        if self.dims is not None and self._config.dims != self.dims:
+            raise ValueError(f"{owner} takes a config with width_bounds for {self.dims} axes, got {self._config.dims}: "
+                             + ("use NaturalSyntheticAnomaly3D for volumes" if self.dims == 2 else
+                                "use a volume config such as presets.get('medical/brain-mri')"))
         if not (is_finite(p) and 0.0 <= p <= 1.0):
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         super().__init__(p=float(p))
@@ -165,7 +171,7 @@ class _AnomalyTransform(DualTransform):
         # Extra image targets get the anomaly rendered on themselves; extra *mask* targets are the
         # caller's (a segmentation, say): the label goes to ``mask`` alone.
         for key, kind in additional_targets.items():
-            if kind in ("mask", "masks") and key in self._key2func:
+            if kind in ("mask", "masks", "mask3d", "masks3d") and key in self._key2func:
                 self._key2func[key] = self._unchanged
 
     @staticmethod
@@ -352,6 +358,7 @@ class NaturalSyntheticAnomaly(_AnomalyTransform):
 
     method = "nsa"
     config_type = NSAConfig
+    dims = 2
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> NaturalSyntheticAnomaly:
@@ -366,6 +373,75 @@ class NaturalSyntheticAnomaly(_AnomalyTransform):
     @classmethod
     def _stream_tag(cls) -> int:
         return _STREAM_TAG
+
+
+class NaturalSyntheticAnomaly3D(NaturalSyntheticAnomaly):
+    """NSA in 3-D on Albumentations' volume targets: the anomaly into ``volume``, its label into ``mask3d``.
+
+    Arguments: a volume :class:`~nsa_augment.NSAConfig` (``width_bounds`` for
+    slices, rows and cols, e.g. :meth:`from_preset` ``("medical/brain-mri")``)
+    and/or its fields; ``p``, ``source_key`` (a source *volume*, or a list of
+    them) and ``missing_source`` as for :class:`NaturalSyntheticAnomaly`.
+
+    Targets: ``volume`` (D, H, W) or (D, H, W, C), any dtype the generator
+    takes; ``mask3d`` (D, H, W), the label max-combined in (other 3-D masks are
+    left as they are).  See :func:`~nsa_augment.synthesize_volume`.
+
+    Examples
+    --------
+    >>> import numpy as np, albumentations as A
+    >>> from nsa_augment import NaturalSyntheticAnomaly3D
+    >>> rng = np.random.default_rng(0)
+    >>> brain, other = (rng.integers(200, 900, (16, 48, 48)).astype(np.int16) for _ in range(2))
+    >>> t = NaturalSyntheticAnomaly3D.from_preset("medical/brain-mri", p=1.0)
+    >>> out = A.Compose([t], seed=0)(volume=brain, mask3d=np.zeros((16, 48, 48), np.float32), nsa_source=other)
+    >>> out["volume"].dtype, out["mask3d"].shape
+    (dtype('int16'), (16, 48, 48))
+    """
+
+    dims = 3
+    # AlbumentationsX sends a DualTransform's volume to apply_to_images (slice by slice) unless told otherwise.
+    _target_apply_methods: ClassVar[dict[str, str]] = {"volume": "apply_to_volume", "mask3d": "apply_to_mask3d"}
+
+    def _sample(self, data: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        if "volume" not in data:
+            raise ValueError("NaturalSyntheticAnomaly3D needs a 'volume' target, (D, H, W) or (D, H, W, C); "
+                             "for 2-D images use NaturalSyntheticAnomaly")
+        if "mask3d" not in data:
+            raise ValueError("NaturalSyntheticAnomaly3D writes its label into the 'mask3d' target, which was not "
+                             "passed: call the pipeline with mask3d=np.zeros(volume.shape[:3], np.float32)")
+        source = data.get(self.source_key) if self._takes_source() else None
+        src, index = self._pick_source(source, rng)
+        return {"nsa_plan": plan_volume_anomaly(data["volume"], src, self._config, rng), "nsa_source_index": index}
+
+    def _prepare(self, params, data: dict[str, Any]) -> dict[str, Any]:
+        if params.get("nsa_plan") is None:
+            return {}
+        source = self._resolve_source(data, params["nsa_source_index"])
+        volume = data.get("volume")
+        rendered = None if volume is None else (volume, *self._render(volume, source, params["nsa_plan"]))
+        return {"nsa_source": source, "nsa_rendered": rendered}
+
+    def _render(self, volume: np.ndarray, source: np.ndarray | None, plan) -> tuple[np.ndarray, np.ndarray]:
+        return render_volume_anomaly(volume, source, self._config, plan)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return img  # 2-D image targets are not this transform's
+
+    def apply_to_volume(self, volume, nsa_plan=None, nsa_source=None, nsa_rendered=None, **params: Any):
+        if nsa_plan is None:
+            return volume
+        if nsa_rendered is not None and volume is nsa_rendered[0]:
+            return nsa_rendered[1]
+        return self._render(volume, nsa_source, nsa_plan)[0]
+
+    def apply_to_mask3d(self, mask3d, nsa_rendered=None, **params: Any):
+        if nsa_rendered is None:
+            return mask3d
+        return _combine(mask3d, nsa_rendered[2])
+
+    def apply_to_mask(self, mask, **params: Any):
+        return mask
 
 
 class CutPaste(_AnomalyTransform):
@@ -423,7 +499,7 @@ def transform_for(method: str, preset: str | NSAConfig = "mvtec/carpet", **kwarg
 
 def _combine(mask: np.ndarray, label: np.ndarray) -> np.ndarray:
     """The incoming mask with the new label max-combined in, as float32 of the mask's shape."""
-    if mask.shape[:2] != label.shape:
+    if mask.shape[: label.ndim] != label.shape or mask.ndim > label.ndim + 1:
         raise ValueError(f"mask shape {mask.shape} does not match the image's {label.shape}")
-    lab = label if mask.ndim == 2 else label[:, :, None]
+    lab = label if mask.ndim == label.ndim else label[..., None]
     return np.maximum(mask.astype(np.float32), lab)

@@ -125,3 +125,30 @@ def check_choice(value, options, name: str) -> None:
 def freeze(value):
     """Lists (e.g. from JSON/YAML) as nested tuples, so that frozen configs hold hashable values."""
     return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def check_volume(volume, name: str, *, min_size: int = 1) -> np.ndarray:
+    """Check a volume, shape (D, H, W) or (D, H, W, C), dtype as :data:`IMAGE_DTYPES`; return it (no copy).
+
+    A volume is always passed to functions made for volumes, so its axes are
+    never guessed: 3 axes are (D, H, W), 4 are (D, H, W, C).
+    """
+    if not isinstance(volume, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(volume).__name__}")
+    if volume.dtype not in IMAGE_DTYPES:
+        raise TypeError(f"{name} must have dtype uint8, uint16, int16 or float32, got {volume.dtype}")
+    if volume.ndim not in (3, 4):
+        raise ValueError(f"{name} must be a volume of shape (D, H, W) or (D, H, W, C), got shape {volume.shape}"
+                         + (": for a 2-D image use the 2-D functions" if volume.ndim == 2 else ""))
+    if volume.ndim == 4 and volume.shape[3] < 1:
+        raise ValueError(f"{name} must have at least one channel, got shape {volume.shape}")
+    if min(volume.shape[:3]) < min_size:
+        raise ValueError(f"{name} must be at least {min_size} voxels along each axis, got {volume.shape[:3]}")
+    if volume.dtype == np.float32 and not np.isfinite(volume).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return volume
+
+
+def as_dhwc(volume: np.ndarray) -> np.ndarray:
+    """View a (D, H, W) or (D, H, W, C) volume as (D, H, W, C) without copying."""
+    return volume[..., None] if volume.ndim == 3 else volume

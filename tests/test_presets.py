@@ -9,7 +9,7 @@ from nsa_augment import NSAConfig, presets
 
 def test_all_classes_present():
     assert len(presets.MVTEC_CLASSES) == 15
-    assert set(presets.names()) == {f"mvtec/{c}" for c in presets.MVTEC_CLASSES} | {"chestxray", "medical/ct"}
+    assert set(presets.names()) == {f"mvtec/{c}" for c in presets.MVTEC_CLASSES} | {"chestxray", "medical/ct", "medical/brain-mri"}
     assert presets.get("carpet") is presets.get("mvtec/carpet")
 
 
@@ -50,7 +50,7 @@ def test_presets_are_plain_data():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="known presets: chestxray, medical/ct, mvtec/bottle"):
+    with pytest.raises(ValueError, match="known presets: chestxray, medical/brain-mri, medical/ct, mvtec/bottle"):
         presets.get("mvtec/carpets")
     with pytest.raises(TypeError):
         presets.get(3)

@@ -99,8 +99,9 @@ class Plan:
 def check_plan_shape(expected, got, name: str, method: str) -> None:
     """The shared wording of a plan/image size mismatch."""
     if tuple(expected) != tuple(got):
+        size = lambda shape: "x".join(str(n) for n in shape)  # noqa: E731
         raise ValueError(
-            f"this {method} plan was drawn for a {expected[0]}x{expected[1]} {name}, got {got[0]}x{got[1]}: "
+            f"this {method} plan was drawn for a {size(expected)} {name}, got {size(got)}: "
             f"draw a new plan for this {name} (a plan renders only on images of the size it was drawn for)"
         )
 

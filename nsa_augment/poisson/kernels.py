@@ -374,3 +374,111 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
                     acc += dst[y0 + i, x1 - 1, c]
                 rhs[c, i - 1, j - 1] = acc
     return rhs
+
+
+# --- volumes: the 7-point Laplacian ---------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def assemble_rhs_3d(dst, src, mask, oz, oy, ox, z0, z1, y0, y1, x0, x1, mode, factor):
+    """:func:`assemble_rhs` for volumes: ``dst`` (D, H, W, C), ``src`` (d, h, w, C) at ``(oz, oy, ox)``, ``mask`` (d, h, w).
+
+    For every masked voxel ``p`` and in-volume neighbour ``q`` (6-neighbourhood):
+    ``rhs[p] += v_pq``, plus ``dst[q]`` when ``q`` is not masked.  Returns the
+    float64 rhs (C, z1-z0, y1-y0, x1-x0) and the mask on the box.
+    """
+    D, H, W, C = dst.shape
+    d, h, w = mask.shape
+    bd, bh, bw = z1 - z0, y1 - y0, x1 - x0
+    rhs = np.zeros((C, bd, bh, bw))
+    inside = np.zeros((bd, bh, bw), dtype=np.bool_)
+    for k in range(bd):
+        z = z0 + k
+        sz = z - oz
+        for i in range(bh):
+            y = y0 + i
+            sy = y - oy
+            for j in range(bw):
+                x = x0 + j
+                sx = x - ox
+                if not (0 <= sz < d and 0 <= sy < h and 0 <= sx < w) or not mask[sz, sy, sx]:
+                    continue
+                inside[k, i, j] = True
+                for n in range(6):
+                    qz, qy, qx = z, y, x
+                    if n == 0:
+                        qz -= 1
+                    elif n == 1:
+                        qz += 1
+                    elif n == 2:
+                        qy -= 1
+                    elif n == 3:
+                        qy += 1
+                    elif n == 4:
+                        qx -= 1
+                    else:
+                        qx += 1
+                    if not (0 <= qz < D and 0 <= qy < H and 0 <= qx < W):
+                        continue  # the volume's border: no edge (Neumann)
+                    tz, ty, tx = qz - oz, qy - oy, qx - ox
+                    has = 0 <= tz < d and 0 <= ty < h and 0 <= tx < w
+                    q_masked = has and mask[tz, ty, tx]
+                    for c in range(C):
+                        dp = np.float64(dst[z, y, x, c])
+                        dq = np.float64(dst[qz, qy, qx, c])
+                        sq = np.float64(src[tz, ty, tx, c]) if has else 0.0
+                        acc = _guidance(dp, dq, np.float64(src[sz, sy, sx, c]), sq, has, mode, factor)
+                        if not q_masked:
+                            acc += dq
+                        rhs[c, k, i, j] += acc
+    return rhs, inside
+
+
+@nb.njit(cache=True, nogil=True)
+def apply_masked_laplacian_3d(x, inside, sides):
+    """``A @ x`` for the masked 7-point Laplacian on a box; ``sides`` (6,) bool: low/high border per axis (z, y, x)."""
+    C, bd, bh, bw = x.shape
+    out = np.zeros_like(x)
+    for k in range(bd):
+        for i in range(bh):
+            for j in range(bw):
+                if not inside[k, i, j]:
+                    continue
+                deg = 6 - ((k == 0) & sides[0]) - ((k == bd - 1) & sides[1]) - ((i == 0) & sides[2]) \
+                    - ((i == bh - 1) & sides[3]) - ((j == 0) & sides[4]) - ((j == bw - 1) & sides[5])
+                for c in range(C):
+                    acc = deg * x[c, k, i, j]
+                    if k > 0 and inside[k - 1, i, j]:
+                        acc -= x[c, k - 1, i, j]
+                    if k < bd - 1 and inside[k + 1, i, j]:
+                        acc -= x[c, k + 1, i, j]
+                    if i > 0 and inside[k, i - 1, j]:
+                        acc -= x[c, k, i - 1, j]
+                    if i < bh - 1 and inside[k, i + 1, j]:
+                        acc -= x[c, k, i + 1, j]
+                    if j > 0 and inside[k, i, j - 1]:
+                        acc -= x[c, k, i, j - 1]
+                    if j < bw - 1 and inside[k, i, j + 1]:
+                        acc -= x[c, k, i, j + 1]
+                    out[c, k, i, j] = acc
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def write_solution_3d(out, solution, inside, z0, y0, x0, lo, hi, rounding):
+    """:func:`write_solution` for volumes: ``out`` (D, H, W, C), ``solution`` (C, d, h, w)."""
+    C, bd, bh, bw = solution.shape
+    for k in range(bd):
+        for i in range(bh):
+            for j in range(bw):
+                if not inside[k, i, j]:
+                    continue
+                for c in range(C):
+                    v = solution[c, k, i, j]
+                    if rounding == 1:
+                        v = np.floor(v + 0.5)
+                    v = min(max(v, lo), hi)
+                    if rounding == 2:
+                        v = np.trunc(v)
+                    out[z0 + k, y0 + i, x0 + j, c] = v
+    return out

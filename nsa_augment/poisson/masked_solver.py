@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from .box_solver import solve_box
-from .kernels import apply_masked_laplacian
+from .box_solver import solve_box_nd
+from .kernels import apply_masked_laplacian, apply_masked_laplacian_3d
 
 #: Relative residual at which CG stops.  With right-hand sides in 0..255 units
 #: this keeps the error far below 0.01 intensity levels (tested against spsolve).
@@ -24,17 +24,17 @@ RTOL = 1e-7
 MAX_ITER = 300
 
 
-def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray, int]:
-    """Solve ``A u = rhs`` where ``A`` is the 5-point Laplacian restricted to ``inside``.
+def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, ...]) -> tuple[np.ndarray, int]:
+    """Solve ``A u = rhs`` where ``A`` is the 5-point (7-point) Laplacian restricted to ``inside``.
 
     Parameters
     ----------
-    rhs : ndarray, float64, shape (C, h, w)
+    rhs : ndarray, float64, shape (C, h, w) or (C, d, h, w)
         Right-hand side on the bounding box, zero outside ``inside``.
-    inside : ndarray, bool, shape (h, w)
+    inside : ndarray, bool, shape (h, w) or (d, h, w)
         The region (its bounding box is the whole array).
-    sides : (top, bottom, left, right)
-        Which sides of the box lie on the image border.
+    sides : (low, high) per axis, flat: (top, bottom, left, right) for images
+        Which sides of the box lie on the border.
 
     Returns
     -------
@@ -43,14 +43,22 @@ def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, bool, b
         CG iterations used (0 for an exact rectangle solve, -1 for the direct
         fallback).
     """
-    top, bottom, left, right = sides
+    pairs = tuple(zip(sides[::2], sides[1::2]))
     if inside.all():
-        return solve_box(rhs, top, bottom, left, right), 0
+        return solve_box_nd(rhs, pairs), 0
 
     outside = ~inside
+    if inside.ndim == 2:
+        def laplacian(x):
+            return apply_masked_laplacian(x, inside, *sides)
+    else:
+        side_array = np.array(sides, dtype=np.bool_)
+
+        def laplacian(x):
+            return apply_masked_laplacian_3d(x, inside, side_array)
 
     def precondition(r):
-        z = solve_box(r, top, bottom, left, right, regularize=1e-2)
+        z = solve_box_nd(r, pairs, regularize=1e-2)
         z[:, outside] = 0.0
         return z
 
@@ -60,23 +68,29 @@ def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, bool, b
     r = rhs.copy()
     z = precondition(r)
     p = z.copy()
-    rz = np.einsum("cij,cij->c", r, z)
-    norm_b = np.sqrt(np.einsum("cij,cij->c", rhs, rhs))
+    C = rhs.shape[0]
+
+    def dot(a, b):  # per channel
+        return np.einsum("ci,ci->c", a.reshape(C, -1), b.reshape(C, -1))
+
+    expand = (slice(None),) + (None,) * inside.ndim
+    rz = dot(r, z)
+    norm_b = np.sqrt(dot(rhs, rhs))
     norm_b[norm_b == 0.0] = 1.0
     for it in range(1, MAX_ITER + 1):
-        ap = apply_masked_laplacian(p, inside, top, bottom, left, right)
-        pap = np.einsum("cij,cij->c", p, ap)
+        ap = laplacian(p)
+        pap = dot(p, ap)
         pap[pap == 0.0] = 1.0
-        alpha = (rz / pap)[:, None, None]
+        alpha = (rz / pap)[expand]
         x += alpha * p
         r -= alpha * ap
-        res = np.sqrt(np.einsum("cij,cij->c", r, r)) / norm_b
+        res = np.sqrt(dot(r, r)) / norm_b
         if (res < RTOL).all():
             return x, it
         z = precondition(r)
-        rz_new = np.einsum("cij,cij->c", r, z)
+        rz_new = dot(r, z)
         rz_safe = np.where(rz == 0.0, 1.0, rz)
-        beta = (rz_new / rz_safe)[:, None, None]
+        beta = (rz_new / rz_safe)[expand]
         p = z + beta * p
         rz = rz_new
     return _solve_direct(rhs, inside, sides), -1
@@ -92,28 +106,28 @@ def _solve_direct(rhs, inside, sides):
     return out
 
 
-def masked_laplacian_matrix(inside: np.ndarray, sides: tuple[bool, bool, bool, bool]) -> scipy.sparse.csr_matrix:
-    """The masked 5-point Laplacian as a sparse matrix over ``inside``'s pixels (row-major order)."""
-    top, bottom, left, right = sides
-    h, w = inside.shape
-    index = -np.ones((h, w), dtype=np.int64)
-    ys, xs = np.nonzero(inside)
-    n = ys.size
-    index[ys, xs] = np.arange(n)
-    deg = np.full(n, 4.0)
-    deg -= (ys == 0) & top
-    deg -= (ys == h - 1) & bottom
-    deg -= (xs == 0) & left
-    deg -= (xs == w - 1) & right
+def masked_laplacian_matrix(inside: np.ndarray, sides: tuple[bool, ...]) -> scipy.sparse.csr_matrix:
+    """The masked Laplacian as a sparse matrix over ``inside``'s pixels (row-major order), any dimension."""
+    shape = inside.shape
+    index = -np.ones(shape, dtype=np.int64)
+    coords = np.nonzero(inside)
+    n = coords[0].size
+    index[coords] = np.arange(n)
+    deg = np.full(n, 2.0 * inside.ndim)
+    for axis, c in enumerate(coords):
+        deg -= (c == 0) & sides[2 * axis]
+        deg -= (c == shape[axis] - 1) & sides[2 * axis + 1]
     rows, cols = [np.arange(n)], [np.arange(n)]
     vals = [deg]
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        qy, qx = ys + dy, xs + dx
-        ok = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-        q = np.full(n, -1)
-        q[ok] = index[qy[ok], qx[ok]]
-        ok = q >= 0
-        rows.append(np.nonzero(ok)[0])
-        cols.append(q[ok])
-        vals.append(-np.ones(ok.sum()))
+    for axis in range(inside.ndim):
+        for step in (-1, 1):
+            q_coords = list(coords)
+            q_coords[axis] = coords[axis] + step
+            ok = (q_coords[axis] >= 0) & (q_coords[axis] < shape[axis])
+            q = np.full(n, -1)
+            q[ok] = index[tuple(qc[ok] for qc in q_coords)]
+            ok = q >= 0
+            rows.append(np.nonzero(ok)[0])
+            cols.append(q[ok])
+            vals.append(-np.ones(ok.sum()))
     return scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))

@@ -20,54 +20,69 @@ def poisson_blend_reference(destination, source, mask, *, offset=(0, 0), gradien
     Same arguments (inputs assumed valid); returns the *unrounded, unclipped*
     float64 result with shape (H, W, C).
     """
-    dst = as_hwc(destination).astype(np.float64)
-    src_small = as_hwc(source).astype(np.float64)
-    H, W, C = dst.shape
-    oy, ox = offset
-    h, w = mask.shape
+    return _reference(as_hwc(destination), as_hwc(source), mask, offset, gradients, factor)
+
+
+def poisson_blend_volume_reference(destination, source, mask, *, offset=(0, 0, 0), gradients="normal", factor=1.0):
+    """Exact solve of the system :func:`~nsa_augment.poisson.poisson_blend_volume` solves (7-point Laplacian).
+
+    Volumes (D, H, W) or (D, H, W, C); returns the unrounded float64 result (D, H, W, C).
+    """
+    as_c = lambda v: v[..., None] if v.ndim == 3 else v  # noqa: E731
+    return _reference(as_c(destination), as_c(source), mask, offset, gradients, factor)
+
+
+def _reference(destination, source, mask, offset, gradients, factor):
+    """The system for any number of spatial axes: arrays (*spatial, C), ``mask`` (*spatial of source)."""
+    dst = destination.astype(np.float64)
+    src_small = source.astype(np.float64)
+    shape, C = dst.shape[:-1], dst.shape[-1]
+    place = tuple(slice(o, o + n) for o, n in zip(offset, mask.shape))
     # Everything in destination coordinates; `has_src` marks where a source value exists.
     src = np.zeros_like(dst)
-    src[oy:oy + h, ox:ox + w] = src_small
-    has_src = np.zeros((H, W), bool)
-    has_src[oy:oy + h, ox:ox + w] = True
-    omega = np.zeros((H, W), bool)
-    omega[oy:oy + h, ox:ox + w] = mask != 0
+    src[place] = src_small
+    has_src = np.zeros(shape, bool)
+    has_src[place] = True
+    omega = np.zeros(shape, bool)
+    omega[place] = mask != 0
 
-    ys, xs = np.nonzero(omega)
-    n = ys.size
-    index = -np.ones((H, W), np.int64)
-    index[ys, xs] = np.arange(n)
+    coords = np.nonzero(omega)
+    n = coords[0].size
+    index = -np.ones(shape, np.int64)
+    index[coords] = np.arange(n)
     diag = np.zeros(n)
     rhs = np.zeros((n, C))
     rows, cols = [], []
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        qy, qx = ys + dy, xs + dx
-        in_img = (qy >= 0) & (qy < H) & (qx >= 0) & (qx < W)
-        p = np.nonzero(in_img)[0]
-        qy, qx = qy[in_img], qx[in_img]
-        py, px = ys[p], xs[p]
-        diag[p] += 1.0
-        gd = dst[py, px] - dst[qy, qx]
-        gs = src[py, px] - src[qy, qx]
-        if gradients == "normal":
-            v = gs
-        elif gradients == "mixed":
-            v = np.where(np.abs(gs) > np.abs(gd), gs, gd)
-        else:
-            v = factor * gs + (1.0 - factor) * gd
-        v = np.where(has_src[qy, qx][:, None], v, gd)
-        q_in = omega[qy, qx]
-        v = v + np.where(q_in[:, None], 0.0, dst[qy, qx])
-        np.add.at(rhs, p, v)
-        rows.append(p[q_in])
-        cols.append(index[qy[q_in], qx[q_in]])
+    for axis in range(len(shape)):
+        for step in (-1, 1):
+            q = list(coords)
+            q[axis] = coords[axis] + step
+            in_img = (q[axis] >= 0) & (q[axis] < shape[axis])
+            p = np.nonzero(in_img)[0]
+            q = tuple(c[in_img] for c in q)
+            pp = tuple(c[p] for c in coords)
+            diag[p] += 1.0
+            gd = dst[pp] - dst[q]
+            gs = src[pp] - src[q]
+            if gradients == "normal":
+                v = gs
+            elif gradients == "mixed":
+                v = np.where(np.abs(gs) > np.abs(gd), gs, gd)
+            else:
+                v = factor * gs + (1.0 - factor) * gd
+            v = np.where(has_src[q][:, None], v, gd)
+            q_in = omega[q]
+            v = v + np.where(q_in[:, None], 0.0, dst[q])
+            np.add.at(rhs, p, v)
+            rows.append(p[q_in])
+            cols.append(index[tuple(c[q_in] for c in q)])
     rows.append(np.arange(n))
     cols.append(np.arange(n))
     vals = np.concatenate([-np.ones(sum(r.size for r in rows[:-1])), diag])
     A = scipy.sparse.csc_matrix((vals, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     sol = scipy.sparse.linalg.spsolve(A, rhs)
     out = dst.copy()
-    out[ys, xs] = sol.reshape(n, C)
+    out[coords] = sol.reshape(n, C)
     return out
 
 

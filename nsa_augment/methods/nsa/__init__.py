@@ -10,9 +10,19 @@ from .config import NSAConfig
 from .labels import image_label, make_label
 from .objects import object_mask
 from .sampling import PatchGeometry
-from .synthesis import NSAPlan, SynthesisInfo, plan_anomaly, render_anomaly, synthesize
+from .synthesis import (
+    NSAPlan,
+    SynthesisInfo,
+    plan_anomaly,
+    plan_volume_anomaly,
+    render_anomaly,
+    render_volume_anomaly,
+    synthesize,
+    synthesize_volume,
+)
 
 __all__ = [
     "NSAConfig", "NSAPlan", "PatchGeometry", "SynthesisInfo", "image_label", "make_label", "object_mask",
-    "plan_anomaly", "presets", "render_anomaly", "synthesize",
+    "plan_anomaly", "plan_volume_anomaly", "presets", "render_anomaly", "render_volume_anomaly", "synthesize",
+    "synthesize_volume",
 ]

@@ -8,7 +8,8 @@ import numpy as np
 from ...poisson import kernels
 from ...poisson.blend import blend_inplace
 from ...poisson.opencv import blend_opencv_inplace, opencv_weights
-from .sampling import Box
+from ...poisson.volume import blend_volume_inplace
+from .sampling import Box, box_size, box_slices
 
 #: OpenCV's blend leaves nothing to solve in a patch thinner than this (its 1-px mask ring
 #: and the 1-px border of the solved rectangle both stay the destination's).
@@ -61,20 +62,47 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, int], margi
     return out.reshape(h + 2 * margin, w + 2 * margin, source.shape[2])
 
 
-def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, int]) -> np.ndarray:
-    """Cut ``src_box`` from a boolean mask and resize it to ``size`` (nearest neighbour).
+def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, ...]) -> np.ndarray:
+    """Cut ``src_box`` from a boolean mask (image or volume) and resize it to ``size`` (nearest neighbour).
 
     Output pixel ``i`` takes the box pixel whose extent holds its centre,
-    ``floor((i + 1/2) * box / size)``, in exact integer arithmetic; samples never
-    leave the box, so the mask of the box alone gives the same result.
+    ``floor((i + 1/2) * box / size)`` per axis, in exact integer arithmetic;
+    samples never leave the box, so the mask of the box alone gives the same result.
     """
-    y0, y1, x0, x1 = src_box
-    h, w = size
-    if (y1 - y0, x1 - x0) == (h, w):
-        return mask[y0:y1, x0:x1]
-    ys = y0 + (2 * np.arange(h) + 1) * (y1 - y0) // (2 * h)
-    xs = x0 + (2 * np.arange(w) + 1) * (x1 - x0) // (2 * w)
-    return mask[ys[:, None], xs[None, :]]
+    if box_size(src_box) == tuple(size):
+        return mask[box_slices(src_box)]
+    index = [src_box[2 * a] + (2 * np.arange(n) + 1) * (src_box[2 * a + 1] - src_box[2 * a]) // (2 * n)
+             for a, n in enumerate(size)]
+    return mask[np.ix_(*index)]
+
+
+def extract_patch_volume(source: np.ndarray, src_box: Box, size: tuple[int, int, int], margin: int = 1) -> np.ndarray:
+    """:func:`extract_patch` for a volume (D, H, W, C): trilinear, the same sample positions, edges replicated.
+
+    Output voxel ``i`` along an axis samples ``b0 + (i + 1/2) s - 1/2`` (``s =
+    box / size``) for ``i = -margin .. size + margin - 1``; separable linear
+    interpolation in float64, rounded half up and clipped for integer dtypes.
+    """
+    out = source
+    for axis, n in enumerate(size):
+        b0, b1 = src_box[2 * axis], src_box[2 * axis + 1]
+        length = source.shape[axis]
+        if b1 - b0 == n:  # no resize along this axis: an exact crop
+            index = np.clip(np.arange(b0 - margin, b1 + margin), 0, length - 1)
+            out = np.take(out, index, axis=axis)
+            continue
+        step = (b1 - b0) / n
+        coords = np.clip(b0 + (np.arange(-margin, n + margin) + 0.5) * step - 0.5, 0.0, length - 1)
+        i0 = np.floor(coords).astype(np.int64)
+        i1 = np.minimum(i0 + 1, length - 1)
+        frac = (coords - i0).reshape([-1 if a == axis else 1 for a in range(out.ndim)])
+        out = np.take(out, i0, axis=axis) * (1.0 - frac) + np.take(out, i1, axis=axis) * frac
+    if out.dtype == source.dtype:
+        return np.ascontiguousarray(out)
+    if source.dtype.kind in "iu":
+        info = np.iinfo(source.dtype)
+        out = np.clip(np.floor(out + 0.5), info.min, info.max)
+    return np.ascontiguousarray(out.astype(source.dtype))
 
 
 def _crop_replicate(image: np.ndarray, box: Box) -> np.ndarray:
@@ -145,11 +173,11 @@ def blend_patch(
 
     Parameters
     ----------
-    image : ndarray, (H, W, C), C-contiguous
+    image : ndarray, (H, W, C) or a volume (D, H, W, C), C-contiguous
         Modified in place (only inside ``dst_box``).
-    patch : ndarray, (h + 2 margin, w + 2 margin, C), same dtype
-        From :func:`extract_patch`.
-    dst_box : (y0, y1, x0, x1)
+    patch : ndarray, (h + 2 margin, w + 2 margin, C) (volumes: one more axis), same dtype
+        From :func:`extract_patch` / :func:`extract_patch_volume`.
+    dst_box : (y0, y1, x0, x1) (volumes: (z0, z1, y0, y1, x0, x1))
         Size ``h x w``.
     blend : {"poisson", "paste", "alpha"}
         "poisson" solves on the whole box (NSA's solver region is always the
@@ -165,20 +193,22 @@ def blend_patch(
         Clip float results to [0, 1].  Integer results are always rounded and
         clipped to their dtype's limits.
     """
-    y0, y1, x0, x1 = dst_box
-    H, W = image.shape[:2]
-    inner = patch[margin : patch.shape[0] - margin, margin : patch.shape[1] - margin]
+    dims = image.ndim - 1  # an image (H, W, C) or a volume (D, H, W, C)
+    spatial = image.shape[:-1]
+    inner = patch[tuple(slice(margin, n - margin) for n in patch.shape[:-1])]
     if blend == "poisson":
         # Keep the margin only where it lies inside the image.
-        top, left = min(margin, y0), min(margin, x0)
-        bottom, right = min(margin, H - y1), min(margin, W - x1)
-        src = np.ascontiguousarray(patch[margin - top : patch.shape[0] - margin + bottom, margin - left : patch.shape[1] - margin + right])
-        mask = np.zeros(src.shape[:2], dtype=bool)
-        mask[top : top + (y1 - y0), left : left + (x1 - x0)] = True
-        blend_inplace(image, src, mask, (y0 - top, x0 - left), gradients, factor, clip=clip)
+        low = [min(margin, dst_box[2 * a]) for a in range(dims)]
+        high = [min(margin, spatial[a] - dst_box[2 * a + 1]) for a in range(dims)]
+        src = np.ascontiguousarray(patch[tuple(slice(margin - lo, n - margin + hi)
+                                               for lo, hi, n in zip(low, high, patch.shape[:-1]))])
+        mask = np.zeros(src.shape[:-1], dtype=bool)
+        mask[tuple(slice(lo, lo + n) for lo, n in zip(low, box_size(dst_box)))] = True
+        offset = tuple(dst_box[2 * a] - low[a] for a in range(dims))
+        (blend_inplace if dims == 2 else blend_volume_inplace)(image, src, mask, offset, gradients, factor, clip=clip)
         return
-    region = image[y0:y1, x0:x1]
-    pm = np.ones((y1 - y0, x1 - x0), bool) if paste_mask is None else paste_mask
+    region = image[box_slices(dst_box)]
+    pm = np.ones(box_size(dst_box), bool) if paste_mask is None else paste_mask
     if blend == "paste":
         region[pm] = inner[pm]
     elif blend == "alpha":

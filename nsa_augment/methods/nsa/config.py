@@ -32,8 +32,10 @@ class NSAConfig(Config):
     num_patches : int
         Maximum patches per example: the first is always attempted, each further
         one with probability 1/2.
-    width_bounds : ((float, float), (float, float))
-        ``((min_rows, max_rows), (min_cols, max_cols))`` half-width fractions, 0 < min <= max <= 0.5.
+    width_bounds : ((float, float), (float, float)) or three pairs
+        ``((min_rows, max_rows), (min_cols, max_cols))`` half-width fractions,
+        0 < min <= max <= 0.5; a volume config has a pair for (slices, rows,
+        cols) and works only with the volume functions (:attr:`dims`).
     gamma : (shape, scale, lower_bound) or None
         Half-width fraction ``lower_bound + Gamma(shape, scale)`` clipped to the
         bounds; None draws uniformly between the bounds.
@@ -124,11 +126,11 @@ class NSAConfig(Config):
         for f in ("rescale", "shift", "same_source"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"{f} must be True or False, got {getattr(self, f)!r}")
-        try:
-            (r0, r1), (c0, c1) = self.width_bounds
-        except (TypeError, ValueError):
-            raise ValueError(f"width_bounds must be ((min_rows, max_rows), (min_cols, max_cols)), got {self.width_bounds!r}") from None
-        for lo, hi, axis in ((r0, r1, "rows"), (c0, c1, "cols")):
+        wb = self.width_bounds
+        if not (isinstance(wb, tuple) and len(wb) in (2, 3) and all(isinstance(b, tuple) and len(b) == 2 for b in wb)):
+            raise ValueError("width_bounds must be ((min_rows, max_rows), (min_cols, max_cols)) for images, or three "
+                             f"such pairs (slices, rows, cols) for volumes, got {wb!r}")
+        for (lo, hi), axis in zip(wb, ("rows", "cols") if len(wb) == 2 else ("slices", "rows", "cols")):
             if not (is_finite(lo) and is_finite(hi) and 0.0 < lo <= hi <= 0.5):
                 raise ValueError(f"width_bounds for {axis} must satisfy 0 < min <= max <= 0.5, got ({lo}, {hi})")
         if self.gamma is not None:
@@ -172,3 +174,8 @@ class NSAConfig(Config):
         check_intensity_range(self.intensity_range)
         if not isinstance(self.name, str):
             raise ValueError(f"name must be a string, got {self.name!r}")
+
+    @property
+    def dims(self) -> int:
+        """2 for an image config, 3 for a volume config (the number of ``width_bounds`` pairs)."""
+        return len(self.width_bounds)

@@ -4,16 +4,18 @@ Definitions (NSA paper, section 3 of ``docs/algorithm.md``), with ``D = mean ove
 channels |before - after|`` on the 0..255 scale and ``region`` the union of the
 patch masks:
 
-* ``changed = median5(D > tol and region)`` (5x5 median);
+* ``changed = median5(D > tol and region)`` (5x5 median; 5x5x5 for volumes);
 * binary: ``changed``;
 * continuous: ``changed * f``;
-* intensity: ``L = median_disk5(D * changed)`` (disk of radius 5, 11x11 footprint);
+* intensity: ``L = median_disk5(D * changed)`` (disk of radius 5, 11x11 footprint;
+  for volumes the ball of radius 5);
 * logistic: ``changed / (1 + exp(-k (L - x0)))``.
 
 Both medians see only zeros farther than their radius from the region, so they
 are computed on the region's bounding box grown by 2 + 5 pixels: the result is
 identical to filtering the whole image (borders replicate, as in the reference),
-at a fraction of the cost.
+at a fraction of the cost.  Images are (H, W) or (H, W, C); volumes, passed as
+``(D, H, W, C)`` by the volume functions, use the same code along one more axis.
 """
 
 from __future__ import annotations
@@ -34,32 +36,42 @@ DISK_RADIUS = 5
 _GROW = 2 + DISK_RADIUS
 
 
-def _disk_offsets(radius: int) -> np.ndarray:
-    """Half-widths of the disk footprint per row offset -radius..radius (skimage.morphology.disk)."""
-    dy = np.arange(-radius, radius + 1)
-    return np.floor(np.sqrt(radius * radius - dy * dy)).astype(np.int64)
+def footprint(radius: int, dims: int) -> np.ndarray:
+    """The disk (dims=2) or ball (dims=3) of ``radius`` as rows ``(dz, dy, half-width along x)``, int64 (R, 3).
+
+    A pixel ``(dz, dy, dx)`` belongs where ``dz^2 + dy^2 + dx^2 <= radius^2``
+    (skimage.morphology.disk / ball).
+    """
+    rows = []
+    zs = range(-radius, radius + 1) if dims == 3 else (0,)
+    for dz in zs:
+        for dy in range(-radius, radius + 1):
+            rest = radius * radius - dz * dz - dy * dy
+            if rest >= 0:
+                rows.append((dz, dy, int(np.floor(np.sqrt(rest)))))
+    return np.array(rows, dtype=np.int64)
 
 
-_DISK = _disk_offsets(DISK_RADIUS)
+_FOOTPRINTS = {2: footprint(DISK_RADIUS, 2), 3: footprint(DISK_RADIUS, 3)}
 
 
 @nb.njit(cache=True, nogil=True)
-def median_disk(values, half_widths, need, out, hist):
-    """Median filter with a disk footprint over non-negative integer ``values``.
+def median_footprint(values, rows, need, out, hist):
+    """Median filter with a disk or ball footprint over non-negative integer ``values``.
 
-    Huang's sliding histogram: moving one pixel right removes the left edge of
-    the disk and adds the right edge (2 pixels per footprint row), and the
+    Huang's sliding histogram: moving one pixel right removes the left end of
+    every footprint row and adds its right end (2 pixels per row), and the
     median bin is tracked incrementally.  Borders replicate the edge pixels
     (scipy's ``mode="nearest"``).  Only pixels where ``need`` is set are
-    computed (each row slides from its first to its last needed pixel); the
-    others are 0.
+    computed (each row of the array slides from its first to its last needed
+    pixel); the others are 0.
 
     Parameters
     ----------
-    values : int64 array (H, W), 0 <= values < len(hist)
-    half_widths : int64 array (2r+1,), disk half-width per row offset
-    need : bool array (H, W)
-    out : int64 array (H, W), zeros
+    values : int64 array (D, H, W), 0 <= values < len(hist) (an image is D = 1)
+    rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
+    need : bool array (D, H, W)
+    out : int64 array (D, H, W), zeros
         Receives the medians where ``need`` is set.
     hist : int64 array (nbins,), zeros
         Scratch histogram (left zeroed).  Passing the arrays in keeps
@@ -69,58 +81,62 @@ def median_disk(values, half_widths, need, out, hist):
     -------
     ``out``
     """
-    H, W = values.shape
-    r = (half_widths.shape[0] - 1) // 2
+    D, H, W = values.shape
+    R = rows.shape[0]
     n = 0
-    for d in range(2 * r + 1):
-        n += 2 * half_widths[d] + 1
+    for f in range(R):
+        n += 2 * rows[f, 2] + 1
     half = n // 2  # the median is the (half)-th smallest, 0-based
-    for y in range(H):
-        first, last = -1, -1
-        for x in range(W):
-            if need[y, x]:
-                if first < 0:
-                    first = x
-                last = x
-        if first < 0:
-            continue
-        for d in range(2 * r + 1):
-            yy = min(max(y + d - r, 0), H - 1)
-            hw = half_widths[d]
-            for dx in range(first - hw, first + hw + 1):
-                hist[values[yy, min(max(dx, 0), W - 1)]] += 1
-        m = 0
-        below = 0
-        while below + hist[m] <= half:
-            below += hist[m]
-            m += 1
-        out[y, first] = m
-        for x in range(first + 1, last + 1):
-            for d in range(2 * r + 1):
-                yy = min(max(y + d - r, 0), H - 1)
-                hw = half_widths[d]
-                v_out = values[yy, min(max(x - hw - 1, 0), W - 1)]
-                v_in = values[yy, min(x + hw, W - 1)]
-                hist[v_out] -= 1
-                if v_out < m:
-                    below -= 1
-                hist[v_in] += 1
-                if v_in < m:
-                    below += 1
-            while below > half:
-                m -= 1
-                below -= hist[m]
+    for z in range(D):
+        for y in range(H):
+            first, last = -1, -1
+            for x in range(W):
+                if need[z, y, x]:
+                    if first < 0:
+                        first = x
+                    last = x
+            if first < 0:
+                continue
+            for f in range(R):
+                zz = min(max(z + rows[f, 0], 0), D - 1)
+                yy = min(max(y + rows[f, 1], 0), H - 1)
+                hw = rows[f, 2]
+                for dx in range(first - hw, first + hw + 1):
+                    hist[values[zz, yy, min(max(dx, 0), W - 1)]] += 1
+            m = 0
+            below = 0
             while below + hist[m] <= half:
                 below += hist[m]
                 m += 1
-            if need[y, x]:
-                out[y, x] = m
-        # empty the histogram by removing the last window (cheaper than clearing all bins)
-        for d in range(2 * r + 1):
-            yy = min(max(y + d - r, 0), H - 1)
-            hw = half_widths[d]
-            for dx in range(last - hw, last + hw + 1):
-                hist[values[yy, min(max(dx, 0), W - 1)]] -= 1
+            out[z, y, first] = m
+            for x in range(first + 1, last + 1):
+                for f in range(R):
+                    zz = min(max(z + rows[f, 0], 0), D - 1)
+                    yy = min(max(y + rows[f, 1], 0), H - 1)
+                    hw = rows[f, 2]
+                    v_out = values[zz, yy, min(max(x - hw - 1, 0), W - 1)]
+                    v_in = values[zz, yy, min(x + hw, W - 1)]
+                    hist[v_out] -= 1
+                    if v_out < m:
+                        below -= 1
+                    hist[v_in] += 1
+                    if v_in < m:
+                        below += 1
+                while below > half:
+                    m -= 1
+                    below -= hist[m]
+                while below + hist[m] <= half:
+                    below += hist[m]
+                    m += 1
+                if need[z, y, x]:
+                    out[z, y, x] = m
+            # empty the histogram by removing the last window (cheaper than clearing all bins)
+            for f in range(R):
+                zz = min(max(z + rows[f, 0], 0), D - 1)
+                yy = min(max(y + rows[f, 1], 0), H - 1)
+                hw = rows[f, 2]
+                for dx in range(last - hw, last + hw + 1):
+                    hist[values[zz, yy, min(max(dx, 0), W - 1)]] -= 1
     return out
 
 
@@ -161,12 +177,14 @@ def _logistic(binned: np.ndarray, changed: np.ndarray, quant: float, k: float, x
 
 
 def _bbox(mask: np.ndarray, grow: int):
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    H, W = mask.shape
-    return (max(rows[0] - grow, 0), min(rows[-1] + 1 + grow, H), max(cols[0] - grow, 0), min(cols[-1] + 1 + grow, W))
+    """Bounding box of ``mask`` grown by ``grow`` on every side (clipped), flat per axis; None if empty."""
+    box = []
+    for axis, n in enumerate(mask.shape):
+        span = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if span.size == 0:
+            return None
+        box += [max(int(span[0]) - grow, 0), min(int(span[-1]) + 1 + grow, n)]
+    return tuple(box)
 
 
 def change_magnitude(before: np.ndarray, after: np.ndarray, intensity: tuple[float, float] | None = None) -> np.ndarray:
@@ -177,7 +195,9 @@ def change_magnitude(before: np.ndarray, after: np.ndarray, intensity: tuple[flo
     """
     b, a = as_hwc(before), as_hwc(after)
     lo, hi = intensity if intensity is not None else intensity_range(b)
-    return _change_magnitude(b, a, level_scale(lo, hi), np.empty(b.shape[:2]))
+    spatial = b.shape[:-1]
+    flat = lambda v: v.reshape(-1, spatial[-1], v.shape[-1])  # noqa: E731 - volumes: slices stacked as rows
+    return _change_magnitude(flat(b), flat(a), level_scale(lo, hi), np.empty(flat(b).shape[:2])).reshape(spatial)
 
 
 def make_label(
@@ -198,7 +218,8 @@ def make_label(
     before, after : ndarray, (H, W) or (H, W, C), uint8, uint16, int16 or float32
         The destination and the synthesised image.
     region : ndarray, bool, (H, W)
-        Union of the patch masks (where a label may start).
+        Union of the patch masks (where a label may start).  For a volume
+        (``before`` and ``after`` (D, H, W, C)) it is (D, H, W).
     mode : {"binary", "continuous", "intensity", "logistic"}
     tol : float
         Change threshold on the 0..255 scale.
@@ -225,14 +246,16 @@ def make_label(
     >>> round(float(label[16, 16]), 3), float(label[0, 0])   # 1 / (1 + exp(-(90 - 24) / 12))
     (0.996, 0.0)
     """
-    H, W = region.shape
-    label = np.zeros((H, W), dtype=np.float32)
+    dims = region.ndim
+    label = np.zeros(region.shape, dtype=np.float32)
     box = _bbox(region, _GROW)
     if box is None:
         return label
-    lo, hi = intensity if intensity is not None else intensity_range(as_hwc(before))
-    y0, y1, x0, x1 = box
-    b, a, reg = before[y0:y1, x0:x1], after[y0:y1, x0:x1], region[y0:y1, x0:x1]
+    before = before if before.ndim > dims else before[..., None]
+    after = after if after.ndim > dims else after[..., None]
+    lo, hi = intensity if intensity is not None else intensity_range(before)
+    inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
+    b, a, reg = before[inner], after[inner], region[inner]
     diff = change_magnitude(b, a, (lo, hi))
     raw = ((diff > tol) & reg).view(np.uint8)
     changed = binary_median(raw, 5)  # = cv2.medianBlur(raw, 5), replicated borders as the reference
@@ -241,12 +264,14 @@ def make_label(
     elif mode == "continuous":
         out = changed.astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
-        channels = 1 if before.ndim == 2 else before.shape[2]
+        channels = before.shape[-1]
         exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
         quant = channels * (1 if exact else _FLOAT_QUANT)
         q = _quantize(diff, changed, float(quant))
         need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
-        binned = median_disk(q, _DISK, need, np.zeros(q.shape, np.int64), np.zeros(255 * quant + 1, np.int64))
+        as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
+        binned = median_footprint(as3(q), _FOOTPRINTS[dims], as3(need), np.zeros(as3(q).shape, np.int64),
+                                  np.zeros(255 * quant + 1, np.int64)).reshape(q.shape)
         if mode == "intensity":
             out = (binned / quant).astype(np.float32)
         else:
@@ -254,7 +279,7 @@ def make_label(
             out = _logistic(binned, changed, float(quant), float(k), float(x0_))
     else:
         raise ValueError(f"label mode must be binary, continuous, intensity or logistic, got {mode!r}")
-    label[y0:y1, x0:x1] = out
+    label[inner] = out
     return label
 
 

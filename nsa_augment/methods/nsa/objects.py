@@ -39,13 +39,26 @@ def _threshold_channel_mean(image, levels, thresholds, lo, span, mean, out):
 
 
 def binary_median(mask: np.ndarray, size: int) -> np.ndarray:
-    """Median filter of a 0/1 uint8 image with a ``size`` x ``size`` window, replicated borders.
+    """Median filter of a 0/1 uint8 image (or volume) with a ``size``-wide square (cube) window, replicated borders.
 
     For binary data the median is 1 exactly when more than half of the window is
     1, so a box sum gives the same result as ``cv2.medianBlur`` several times faster.
     """
-    counts = cv2.boxFilter(mask, cv2.CV_16U, (size, size), normalize=False, borderType=cv2.BORDER_REPLICATE)
-    return (counts > (size * size) // 2).view(np.uint8)
+    if mask.ndim == 2:
+        counts = cv2.boxFilter(mask, cv2.CV_16U, (size, size), normalize=False, borderType=cv2.BORDER_REPLICATE)
+        return (counts > (size * size) // 2).view(np.uint8)
+    r = size // 2
+    counts = np.pad(mask, r, mode="edge").astype(np.int32)
+    for axis in range(mask.ndim):  # separable box sums: a running sum along each axis
+        c = np.cumsum(counts, axis=axis)
+        lead = [slice(None)] * mask.ndim
+        lead[axis] = slice(size - 1, None)
+        trail = [slice(None)] * mask.ndim
+        trail[axis] = slice(None, -size)
+        window = c[tuple(lead)].copy()
+        window[tuple(slice(1, None) if a == axis else slice(None) for a in range(mask.ndim))] -= c[tuple(trail)]
+        counts = window
+    return (counts > size ** mask.ndim // 2).astype(np.uint8)
 
 
 def object_mask(image: np.ndarray, pairs, box=None, intensity: tuple[float, float] | None = None) -> np.ndarray:
@@ -80,19 +93,23 @@ def object_mask(image: np.ndarray, pairs, box=None, intensity: tuple[float, floa
     >>> bool(m[16, 16]), bool(m[0, 0]), int(m.sum())   # the 7x7 median rounds the 16x16 square's corners
     (True, False, 236)
     """
+    return spatial_object_mask(as_hwc(image), pairs, box, intensity)
+
+
+def spatial_object_mask(array: np.ndarray, pairs, box=None, intensity: tuple[float, float] | None = None) -> np.ndarray:
+    """:func:`object_mask` of an image (H, W, C) or a volume (D, H, W, C) with channels last (7x7x7 median)."""
     pairs = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
-    image = as_hwc(image)
-    lo, hi = intensity if intensity is not None else intensity_range(image)
+    lo, hi = intensity if intensity is not None else intensity_range(array)
+    spatial = array.shape[:-1]
     if box is not None:
         # The median sees 3 px around each pixel; beyond the image the full-image filter
         # replicates the border, which a crop that stops at the image border does too.
-        H, W = image.shape[:2]
         r = _MEDIAN // 2
-        y0, y1, x0, x1 = box
-        gy0, gy1, gx0, gx1 = max(y0 - r, 0), min(y1 + r, H), max(x0 - r, 0), min(x1 + r, W)
-        grown = object_mask(image[gy0:gy1, gx0:gx1], pairs, intensity=(lo, hi))
-        return grown[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
-    H, W = image.shape[:2]
-    votes = _threshold_channel_mean(np.ascontiguousarray(image), pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo),
-                                    float(hi - lo), np.empty((H, W)), np.ones((H, W), np.uint8))
-    return binary_median(votes, _MEDIAN).view(bool)
+        grown = [(max(box[2 * a] - r, 0), min(box[2 * a + 1] + r, n)) for a, n in enumerate(spatial)]
+        mask = spatial_object_mask(array[tuple(slice(g0, g1) for g0, g1 in grown)], pairs, intensity=(lo, hi))
+        return mask[tuple(slice(box[2 * a] - g0, box[2 * a + 1] - g0) for a, (g0, _) in enumerate(grown))]
+    flat = np.ascontiguousarray(array).reshape(-1, spatial[-1], array.shape[-1])  # slices stacked as rows
+    rows, cols = flat.shape[:2]
+    votes = _threshold_channel_mean(flat, pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo), float(hi - lo),
+                                    np.empty((rows, cols)), np.ones((rows, cols), np.uint8))
+    return binary_median(votes.reshape(spatial), _MEDIAN).view(bool)

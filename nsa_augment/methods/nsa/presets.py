@@ -71,6 +71,13 @@ def _build() -> tuple[dict[str, NSAConfig], dict[str, dict]]:
     # and the object mask (0, 20) keeps patches on the body (above about -840 HU), not in the air around it.
     presets["medical/ct"] = presets["chestxray"].replace(name="medical/ct", intensity_range=(-1000.0, 1000.0))
     training["medical/ct"] = {"kind": "medical", "epochs": 240}
+    # Brain MRI volumes (not in the paper; docs/medical.md): the authors' medical settings (chest X-ray
+    # geometry, mixed gradients, logistic (1/2, 4)) with a half-width pair for the slices too; the object
+    # mask (0, 20) on each volume's own range keeps the cuboids inside the head, and min_overlap 0.7 makes
+    # them land mostly on brain rather than on the air around it.
+    presets["medical/brain-mri"] = presets["chestxray"].replace(
+        name="medical/brain-mri", width_bounds=((0.03, 0.4), (0.03, 0.4), (0.03, 0.4)))
+    training["medical/brain-mri"] = {"kind": "medical", "epochs": 240}
     return presets, training
 
 

@@ -2,12 +2,16 @@
 
 Each function draws from an explicit ``numpy.random.Generator`` and returns
 plain numbers or a :class:`PatchGeometry`; the pixel work lives in
-:mod:`nsa_augment.blending`.  The formulas follow the NSA paper and its reference
-implementation (``docs/algorithm.md`` lists where and why we differ).
+:mod:`nsa_augment.methods.nsa.blending`.  The formulas follow the NSA paper and
+its reference implementation (``docs/algorithm.md`` lists where and why we
+differ).  Every function works on any number of axes — images (rows, cols) and
+volumes (depth, rows, cols) — drawing axis by axis in that order.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -15,7 +19,17 @@ import numpy as np
 
 from .config import NSAConfig
 
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open
+#: Half-open box, flat per axis: (y0, y1, x0, x1) for images, (z0, z1, y0, y1, x0, x1) for volumes.
+Box = tuple[int, ...]
+
+
+def box_slices(box: Box) -> tuple[slice, ...]:
+    """``array[box_slices(box)]`` is the box's part of an array."""
+    return tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(len(box) // 2))
+
+
+def box_size(box: Box) -> tuple[int, ...]:
+    return tuple(box[2 * a + 1] - box[2 * a] for a in range(len(box) // 2))
 
 
 @dataclass(frozen=True)
@@ -44,9 +58,8 @@ class PatchGeometry:
     attempts: int
 
     @property
-    def dst_size(self) -> tuple[int, int]:
-        y0, y1, x0, x1 = self.dst_box
-        return y1 - y0, x1 - x0
+    def dst_size(self) -> tuple[int, ...]:
+        return box_size(self.dst_box)
 
 
 def pixel_bounds(dim: int, bounds: tuple[float, float]) -> tuple[int, int]:
@@ -80,42 +93,58 @@ def sample_rescale(rng: np.random.Generator, bounds: tuple[float, float]) -> flo
 
 
 def rescaled_size(
-    size: tuple[int, int], scale: float, dst_shape: tuple[int, int], config: NSAConfig
-) -> tuple[int, int]:
+    size: tuple[int, ...], scale: float, dst_shape: tuple[int, ...], config: NSAConfig
+) -> tuple[int, ...]:
     """Size of the patch after rescaling, aspect ratio kept, within the bounds.
 
-    ``config.rescale_clip == "full"`` bounds the full size by twice the
-    destination's half-width pixel bounds; ``"reference"`` reproduces the
-    reference code, which bounds the full size by the half-width bounds.  The
-    result always fits in the destination.
+    The first axis is scaled, the others follow its ratio, then the first is
+    derived again from the last (in case clipping changed it), as the reference
+    does for rows and cols.  ``config.rescale_clip == "full"`` bounds the full
+    size by twice the destination's half-width pixel bounds; ``"reference"``
+    reproduces the reference code, which bounds the full size by the half-width
+    bounds.  The result always fits in the destination.
     """
-    h, w = size
-    H, W = dst_shape
     mult = 2 if config.rescale_clip == "full" else 1
-    (rlo, rhi), (clo, chi) = (pixel_bounds(H, config.width_bounds[0]), pixel_bounds(W, config.width_bounds[1]))
-    rlo, rhi = max(1, min(mult * rlo, H)), max(1, min(mult * rhi, H))
-    clo, chi = max(1, min(mult * clo, W)), max(1, min(mult * chi, W))
-    new_h = min(max(scale * h, rlo), rhi)
-    new_w = min(max(int(new_h / h * w), clo), chi)
-    new_h = min(max(int(new_w / w * h), rlo), rhi)
-    return new_h, new_w
+    bounds = []
+    for dim, b in zip(dst_shape, config.width_bounds):
+        lo, hi = pixel_bounds(dim, b)
+        bounds.append((max(1, min(mult * lo, dim)), max(1, min(mult * hi, dim))))
+    (lo0, hi0), first = bounds[0], size[0]
+    new_first = min(max(scale * first, lo0), hi0)
+    others = [min(max(int(new_first / first * s), lo), hi) for s, (lo, hi) in zip(size[1:], bounds[1:])]
+    new_first = min(max(int(others[-1] / size[-1] * first), lo0), hi0)
+    return (new_first, *others)
 
 
 def integral(mask: np.ndarray) -> np.ndarray:
-    """Summed-area table of a boolean mask, shape (H+1, W+1), for O(1) box counts."""
-    return cv2.integral(mask.view(np.uint8), sdepth=cv2.CV_32S)
+    """Summed-area table of a boolean mask, shape (H+1, W+1) (or (D+1, H+1, W+1)), for O(1) box counts."""
+    if mask.ndim == 2:
+        return cv2.integral(mask.view(np.uint8), sdepth=cv2.CV_32S)
+    table = np.zeros(tuple(n + 1 for n in mask.shape), np.int64)
+    inner = mask.astype(np.int64)
+    for axis in range(mask.ndim):
+        inner = np.cumsum(inner, axis=axis)
+    table[(slice(1, None),) * mask.ndim] = inner
+    return table
 
 
 def box_count(table: np.ndarray, box: Box) -> int:
-    y0, y1, x0, x1 = box
-    return int(table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0])
+    """Set pixels of the mask inside ``box``, from its :func:`integral` (inclusion-exclusion over the corners)."""
+    if len(box) == 4:
+        y0, y1, x0, x1 = box
+        return int(table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0])
+    total = 0
+    for corner in itertools.product((0, 1), repeat=len(box) // 2):
+        index = tuple(box[2 * a + c] for a, c in enumerate(corner))
+        total += (-1) ** (len(corner) - sum(corner)) * int(table[index])
+    return total
 
 
 def sample_source_box(
     rng: np.random.Generator,
-    src_shape: tuple[int, int],
-    half_widths: tuple[int, int],
-    min_half_widths: tuple[int, int],
+    src_shape: tuple[int, ...],
+    half_widths: tuple[int, ...],
+    min_half_widths: tuple[int, ...],
     object_table: np.ndarray | None,
     min_object: float,
     max_attempts: int,
@@ -130,13 +159,12 @@ def sample_source_box(
     -------
     box or None, attempts
     """
-    (H, W), (hh, hw), (mh, mw) = src_shape, half_widths, min_half_widths
-    ylo, xlo = min(mh, H - 1), min(mw, W - 1)
-    yhi, xhi = max(H - mh, ylo + 1), max(W - mw, xlo + 1)
+    lows = [min(m, n - 1) for n, m in zip(src_shape, min_half_widths)]
+    highs = [max(n - m, lo + 1) for n, m, lo in zip(src_shape, min_half_widths, lows)]
     for attempt in range(1, max_attempts + 1):
-        cy, cx = int(rng.integers(ylo, yhi)), int(rng.integers(xlo, xhi))
-        box = (max(cy - hh, 0), min(cy + hh, H), max(cx - hw, 0), min(cx + hw, W))
-        area = (box[1] - box[0]) * (box[3] - box[2])
+        centre = [int(rng.integers(lo, hi)) for lo, hi in zip(lows, highs)]
+        box = tuple(v for c, h, n in zip(centre, half_widths, src_shape) for v in (max(c - h, 0), min(c + h, n)))
+        area = math.prod(box_size(box))
         if area == 0:
             return None, attempt
         if object_table is None or box_count(object_table, box) / area > min_object:
@@ -152,35 +180,33 @@ def _mostly_object_area(src_object_patch: np.ndarray, min_object: float) -> int 
 
 def _overlap_accepted(dst_object: np.ndarray, box: Box, src_object_patch: np.ndarray, src_area: int, min_overlap: float) -> bool:
     """Destination and source object overlap by more than ``min_overlap`` of the source object."""
-    y0, y1, x0, x1 = box
-    return np.count_nonzero(dst_object[y0:y1, x0:x1] & src_object_patch) / src_area > min_overlap
+    return np.count_nonzero(dst_object[box_slices(box)] & src_object_patch) / src_area > min_overlap
 
 
 def sample_destination_box(
     rng: np.random.Generator,
-    size: tuple[int, int],
-    dst_shape: tuple[int, int],
+    size: tuple[int, ...],
+    dst_shape: tuple[int, ...],
     dst_object: np.ndarray | None,
     src_object_patch: np.ndarray | None,
     min_object: float,
     min_overlap: float,
     max_attempts: int,
 ) -> tuple[Box | None, int]:
-    """Where to put a patch of ``size``: entirely inside the destination, top-left
+    """Where to put a patch of ``size``: entirely inside the destination, corner
     uniform over all valid positions (image border included).
 
     With object masks: the (rescaled) source patch must be more than
     ``min_object`` object, and the overlap of destination and source object more
     than ``min_overlap`` of the source object area; up to ``max_attempts`` draws.
     """
-    (h, w), (H, W) = size, dst_shape
     if src_object_patch is not None:
         src_area = _mostly_object_area(src_object_patch, min_object)
         if src_area is None:
             return None, 1  # independent of the position: no draw can succeed
     for attempt in range(1, max_attempts + 1):
-        y0, x0 = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
-        box = (y0, y0 + h, x0, x0 + w)
+        corner = [int(rng.integers(0, n - s + 1)) for n, s in zip(dst_shape, size)]
+        box = tuple(v for c, s in zip(corner, size) for v in (c, c + s))
         if dst_object is None or _overlap_accepted(dst_object, box, src_object_patch, src_area, min_overlap):
             return box, attempt
     return None, max_attempts
@@ -188,19 +214,20 @@ def sample_destination_box(
 
 def unshifted_destination_box(
     src_box: Box,
-    size: tuple[int, int],
-    dst_shape: tuple[int, int],
+    size: tuple[int, ...],
+    dst_shape: tuple[int, ...],
     dst_object: np.ndarray | None,
     src_object_patch: np.ndarray | None,
     min_object: float,
     min_overlap: float,
 ) -> tuple[Box | None, int]:
     """``shift=False``: the patch keeps its centre (clamped so it fits); the same acceptance rules, no draw."""
-    (h, w), (H, W) = size, dst_shape
-    cy, cx = (src_box[0] + src_box[1]) // 2, (src_box[2] + src_box[3]) // 2
-    y0 = min(max(cy - h // 2, 0), H - h)
-    x0 = min(max(cx - w // 2, 0), W - w)
-    box = (y0, y0 + h, x0, x0 + w)
+    box = []
+    for a, (s, n) in enumerate(zip(size, dst_shape)):
+        c = (src_box[2 * a] + src_box[2 * a + 1]) // 2
+        lo = min(max(c - s // 2, 0), n - s)
+        box += [lo, lo + s]
+    box = tuple(box)
     if dst_object is not None:
         src_area = _mostly_object_area(src_object_patch, min_object)
         if src_area is None or not _overlap_accepted(dst_object, box, src_object_patch, src_area, min_overlap):

@@ -9,15 +9,24 @@ import numpy as np
 
 from ...intensity import intensity_range
 from ...poisson.blas import single_threaded_blas
-from ...validation import as_hwc, check_generator, check_image
+from ...validation import as_dhwc, as_hwc, check_generator, check_image, check_volume
 from ..plan import Plan, check_plan_shape
 from . import presets
-from .blending import blend_patch, blend_patch_opencv, extract_mask, extract_patch, opencv_skip_reason
+from .blending import (
+    blend_patch,
+    blend_patch_opencv,
+    extract_mask,
+    extract_patch,
+    extract_patch_volume,
+    opencv_skip_reason,
+)
 from .config import NSAConfig
 from .labels import make_label
-from .objects import object_mask
+from .objects import spatial_object_mask
 from .sampling import (
     PatchGeometry,
+    box_size,
+    box_slices,
     integral,
     pixel_bounds,
     rescaled_size,
@@ -153,6 +162,70 @@ def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarr
     return image.reshape(destination.shape), label
 
 
+def synthesize_volume(
+    destination: np.ndarray,
+    source: np.ndarray | None,
+    config: NSAConfig | str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, NSAPlan]:
+    """Make one 3-D NSA example: cuboid patches of a source volume, rescaled and Poisson-blended in 3-D.
+
+    The volume counterpart of :func:`synthesize`: the same sampling (per-axis
+    gamma half-widths, rescale with the aspect kept, shift, object masks with the
+    minimum-object and overlap rules, a 7x7x7 median), an exact 7-point Poisson
+    solve on each cuboid, and 3-D labels (5x5x5 median of the change; the
+    intensity median over a ball of radius 5).  Volumes are never guessed from
+    array shapes: these functions take volumes, the 2-D ones images.
+
+    Parameters
+    ----------
+    destination : ndarray, (D, H, W) or (D, H, W, C), uint8, uint16, int16 or float32
+        A normal volume, at least 2 voxels along each axis.  Never modified.
+    source : ndarray or None
+        Another normal volume (any size, same dtype and channels), or None.
+    config : NSAConfig or str
+        A volume config (``width_bounds`` for slices, rows and cols), or a preset
+        name such as ``"medical/brain-mri"``.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    volume : ndarray, same shape and dtype as ``destination``
+    label : ndarray, float32, (D, H, W)
+    plan : NSAPlan (boxes are ``(z0, z1, y0, y1, x0, x1)``)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> brain = rng.integers(200, 900, (24, 64, 64)).astype(np.int16)
+    >>> other = rng.integers(200, 900, (24, 64, 64)).astype(np.int16)
+    >>> volume, label, plan = synthesize_volume(brain, other, "medical/brain-mri", rng)
+    >>> volume.dtype, label.shape, len(plan.patches[0].dst_box)
+    (dtype('int16'), (24, 64, 64), 6)
+    """
+    images = _check_inputs(destination, source, config, volume=True)
+    plan = _plan(images, check_generator(rng))
+    volume, label = _render(images, plan)
+    return volume.reshape(destination.shape), label, plan
+
+
+def plan_volume_anomaly(destination, source, config, rng) -> NSAPlan:
+    """:func:`plan_anomaly` for volumes (same arguments as :func:`synthesize_volume`)."""
+    return _plan(_check_inputs(destination, source, config, volume=True), check_generator(rng))
+
+
+def render_volume_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_anomaly` for volumes: renders a plan from :func:`plan_volume_anomaly`."""
+    images = _check_inputs(destination, source, config, volume=True)
+    if not isinstance(plan, NSAPlan):
+        raise TypeError(f"plan must be an NSAPlan from plan_volume_anomaly, got {type(plan).__name__}")
+    check_plan_shape(plan.shape, images.dst.shape[:-1], "destination", plan.method)
+    check_plan_shape(plan.source_shape, images.src.shape[:-1], "source", plan.method)
+    volume, label = _render(images, plan)
+    return volume.reshape(destination.shape), label
+
+
 @dataclass(frozen=True)
 class _Inputs:
     """Checked inputs of one example: the config, (H, W, C) views, intensity ranges, and whether
@@ -171,84 +244,102 @@ class _Inputs:
         return self.dst.dtype == np.float32 and self.dst_range == (0.0, 1.0)
 
 
-def _check_inputs(destination, source, config) -> _Inputs:
+#: Above this many channels an (H, W, C) image is far more likely a (D, H, W) volume passed to a 2-D function.
+MAX_IMAGE_CHANNELS = 16
+AXES = {2: ("rows", "cols"), 3: ("slices", "rows", "cols")}
+
+
+def _check_inputs(destination, source, config, volume: bool = False) -> _Inputs:
     cfg = presets.get(config) if isinstance(config, str) else config
     if not isinstance(cfg, NSAConfig):
         raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
-    destination = check_image(destination, "destination", min_size=2)
+    dims = 3 if volume else 2
+    if cfg.dims != dims:
+        raise ValueError(
+            "this config has width_bounds for 3 axes (a volume config): use synthesize_volume / plan_volume_anomaly"
+            if cfg.dims == 3 else
+            "volumes need width_bounds for 3 axes (slices, rows, cols), e.g. presets.get('medical/brain-mri'); "
+            "this config has 2 (an image config)"
+        )
+    check, as_channels = (check_volume, as_dhwc) if volume else (check_image, as_hwc)
+    destination = check(destination, "destination", min_size=2)
+    if not volume and destination.ndim == 3 and destination.shape[2] > MAX_IMAGE_CHANNELS:
+        raise ValueError(f"destination has shape {destination.shape}: an image with {destination.shape[2]} channels, "
+                         "or a (D, H, W) volume? For volumes use synthesize_volume (NaturalSyntheticAnomaly3D)")
     same = source is None or cfg.same_source or source is destination
     if same:
         source = destination
     else:
-        source = check_image(source, "source", min_size=2)
+        source = check(source, "source", min_size=2)
         if source.dtype != destination.dtype:
             raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
-        if as_hwc(source).shape[2] != as_hwc(destination).shape[2]:
-            raise ValueError(
-                f"source has {as_hwc(source).shape[2]} channels but destination has {as_hwc(destination).shape[2]}"
-            )
+        if as_channels(source).shape[-1] != as_channels(destination).shape[-1]:
+            raise ValueError(f"source has {as_channels(source).shape[-1]} channels but destination has "
+                             f"{as_channels(destination).shape[-1]}")
+    if volume and cfg.poisson == "opencv":
+        raise ValueError("poisson='opencv' reproduces cv2.seamlessClone, which is 2-D: use poisson='exact' for volumes")
     dst_range = intensity_range(destination, cfg.intensity_range)
     src_range = dst_range if same else intensity_range(source, cfg.intensity_range)
-    return _Inputs(cfg, as_hwc(destination), np.ascontiguousarray(as_hwc(source)), dst_range, src_range, same)
+    return _Inputs(cfg, as_channels(destination), np.ascontiguousarray(as_channels(source)), dst_range, src_range, same)
 
 
 def _plan(images: _Inputs, rng) -> NSAPlan:
-    cfg, dst3, src3 = images.cfg, images.dst, images.src
-    H, W = dst3.shape[:2]
-    Hs, Ws = src3.shape[:2]
-    # Fixed draw order: factor, gradient coin, patch count, then per patch.
+    cfg, dst, src = images.cfg, images.dst, images.src
+    shape, src_shape = dst.shape[:-1], src.shape[:-1]
+    # Fixed draw order: factor, gradient coin, patch count, then per patch (axis by axis).
     factor = float(rng.uniform(*cfg.factor_range))
     gradients = cfg.gradients
     if gradients == "mix":
         gradients = ("normal", "mixed")[int(rng.integers(2))]
     gradients = gradients if cfg.blend == "poisson" else None
     num_attempted = sample_num_patches(rng, cfg.num_patches)
-    common = dict(shape=(H, W), source_shape=(Hs, Ws), num_attempted=num_attempted, gradients=gradients, factor=factor)
+    common = dict(shape=shape, source_shape=src_shape, num_attempted=num_attempted, gradients=gradients, factor=factor)
 
-    too_small = [
-        axis for axis, dim, b in (("rows", H, cfg.width_bounds[0]), ("cols", W, cfg.width_bounds[1]))
-        if pixel_bounds(dim, b)[1] < 1
-    ]
+    names = AXES[len(shape)]
+    too_small = [name for name, dim, b in zip(names, shape, cfg.width_bounds) if pixel_bounds(dim, b)[1] < 1]
     if too_small:
-        reason = f"image {H}x{W} too small: maximum patch half-width is 0 px along {' and '.join(too_small)}"
+        size_text = "x".join(map(str, shape))
+        reason = f"{'volume' if len(shape) == 3 else 'image'} {size_text} too small: maximum patch half-width is 0 " \
+                 f"px along {' and '.join(too_small)}"
         return NSAPlan(skipped=(reason,) * num_attempted, **common)
 
     dst_object = src_object = src_table = None
     if cfg.object_masks is not None:
-        dst_object = object_mask(dst3, cfg.object_masks, intensity=images.dst_range)
+        dst_object = spatial_object_mask(dst, cfg.object_masks, intensity=images.dst_range)
         # Only the very same image may share its mask: a view of another part of it is another image.
-        src_object = dst_object if images.same else object_mask(src3, cfg.object_masks, intensity=images.src_range)
+        src_object = dst_object if images.same else spatial_object_mask(src, cfg.object_masks, intensity=images.src_range)
         src_table = integral(src_object)
 
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
     patches, skipped = [], []
-    min_hw = (pixel_bounds(Hs, cfg.width_bounds[0])[0], pixel_bounds(Ws, cfg.width_bounds[1])[0])
+    min_hw = tuple(pixel_bounds(n, b)[0] for n, b in zip(src_shape, cfg.width_bounds))
     for _ in range(num_attempted):
-        half = (sample_half_width(rng, Hs, cfg.width_bounds[0], cfg.gamma), sample_half_width(rng, Ws, cfg.width_bounds[1], cfg.gamma))
+        half = tuple(sample_half_width(rng, n, b, cfg.gamma) for n, b in zip(src_shape, cfg.width_bounds))
         if min(half) < 1:
-            skipped.append(f"source {Hs}x{Ws} too small for this patch: its half-width {half} px rounds to zero")
+            skipped.append(f"source {'x'.join(map(str, src_shape))} too small for this patch: its half-width "
+                           f"{half} px rounds to zero")
             continue
-        src_box, attempts = sample_source_box(rng, (Hs, Ws), half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
+        src_box, attempts = sample_source_box(rng, src_shape, half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
         if src_box is None:
             skipped.append(f"no source position with more than {cfg.min_object:.0%} object in {attempts} draws")
             continue
-        box_size = (src_box[1] - src_box[0], src_box[3] - src_box[2])
+        cut = box_size(src_box)
         scale = 1.0
         if cfg.rescale:
             scale = sample_rescale(rng, cfg.rescale_bounds)
-            size = rescaled_size(box_size, scale, (H, W), cfg)
+            size = rescaled_size(cut, scale, shape, cfg)
         else:
-            size = (min(box_size[0], H), min(box_size[1], W))
-        if cfg.blend == "poisson" and size == (H, W):
-            size = (H - 1, W)  # the solver needs at least one boundary pixel
+            size = tuple(min(c, n) for c, n in zip(cut, shape))
+        if cfg.blend == "poisson" and size == shape:
+            size = (shape[0] - 1, *shape[1:])  # the solver needs at least one boundary pixel
         src_obj_patch = extract_mask(src_object, src_box, size) if src_object is not None else None
         if cfg.shift:
             dst_box, more = sample_destination_box(
-                rng, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap, cfg.max_attempts
+                rng, size, shape, dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap, cfg.max_attempts
             )
         else:
             dst_box, more = unshifted_destination_box(
-                src_box, size, (H, W), dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap
+                src_box, size, shape, dst_object, src_obj_patch, cfg.min_object, cfg.min_overlap
             )
         if dst_box is None:
             skipped.append(f"no destination position with object overlap above {cfg.min_overlap:.0%} in {more} draws")
@@ -270,31 +361,35 @@ def _patch_region(images: _Inputs, patch: PatchGeometry) -> np.ndarray | None:
     pairs = images.cfg.object_masks
     if pairs is None:
         return None
-    y0, y1, x0, x1 = patch.src_box
-    src_object = object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
-    src_patch = extract_mask(src_object, (0, y1 - y0, 0, x1 - x0), patch.dst_size)
-    return src_patch | object_mask(images.dst, pairs, box=patch.dst_box, intensity=images.dst_range)
+    src_object = spatial_object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
+    relative = tuple(v for n in box_size(patch.src_box) for v in (0, n))
+    src_patch = extract_mask(src_object, relative, patch.dst_size)
+    return src_patch | spatial_object_mask(images.dst, pairs, box=patch.dst_box, intensity=images.dst_range)
 
 
 def _render(images: _Inputs, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
-    cfg, dst3 = images.cfg, images.dst
-    H, W = dst3.shape[:2]
-    image = np.array(dst3, order="C", copy=True)
+    cfg, dst = images.cfg, images.dst
+    image = np.array(dst, order="C", copy=True)
     if not plan.patches:
-        return image, np.zeros((H, W), np.float32)
-    region = np.zeros((H, W), dtype=bool)
+        return image, np.zeros(dst.shape[:-1], np.float32)
+    region = np.zeros(dst.shape[:-1], dtype=bool)
+    render_patch = _render_patch if dst.ndim == 3 else _render_volume_patch
     with single_threaded_blas():  # one scope for the example's solves (poisson/blas.py)
         for p in plan.patches:
-            _render_patch(image, region, images, plan, p)
-    label = make_label(dst3, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
+            patch_region = _patch_region(images, p)
+            render_patch(image, images, plan, p, patch_region)
+            inside = box_slices(p.dst_box)
+            if patch_region is None:
+                region[inside] = True
+            else:
+                region[inside] |= patch_region
+    label = make_label(dst, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
                        intensity=images.dst_range)
     return image, label
 
 
-def _render_patch(image, region, images: _Inputs, plan: NSAPlan, p: PatchGeometry) -> None:
+def _render_patch(image, images: _Inputs, plan: NSAPlan, p: PatchGeometry, patch_region) -> None:
     cfg = images.cfg
-    dy0, dy1, dx0, dx1 = p.dst_box
-    patch_region = _patch_region(images, p)
     if cfg.blend == "poisson" and cfg.poisson == "opencv":
         patch = extract_patch(images.src, p.src_box, p.dst_size, margin=0)
         blend_patch_opencv(image, patch, p.dst_box, gradients=plan.gradients, factor=plan.factor, truncate=True,
@@ -303,7 +398,10 @@ def _render_patch(image, region, images: _Inputs, plan: NSAPlan, p: PatchGeometr
         patch = extract_patch(images.src, p.src_box, p.dst_size, margin=1)
         blend_patch(image, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal",
                     factor=plan.factor, paste_mask=patch_region, clip=images.clip)
-    if patch_region is None:
-        region[dy0:dy1, dx0:dx1] = True
-    else:
-        region[dy0:dy1, dx0:dx1] |= patch_region
+
+
+def _render_volume_patch(volume, images: _Inputs, plan: NSAPlan, p: PatchGeometry, patch_region) -> None:
+    cfg = images.cfg
+    patch = extract_patch_volume(images.src, p.src_box, p.dst_size, margin=1)
+    blend_patch(volume, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal", factor=plan.factor,
+                paste_mask=patch_region, clip=images.clip)
