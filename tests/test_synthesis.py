@@ -564,3 +564,15 @@ def test_config_intensity_range_is_validated():
     for bad in ("window", (5, 1), (0, float("inf")), 3):
         with pytest.raises(ValueError, match="intensity_range"):
             presets.get("mvtec/carpet").replace(intensity_range=bad)
+
+
+def test_small_images_never_get_a_patch_without_a_label(tiles128):
+    """On a 40x40 image a 2-px patch is possible; it would be blended without a label, so it is skipped."""
+    small = [np.ascontiguousarray(t[:40, :40]) for t in tiles128]
+    cfg = presets.get("mvtec/carpet").replace(label="binary")
+    thin = 0
+    for seed in range(60):
+        image, label, plan = synthesize(small[seed % 4], small[(seed + 1) % 4], cfg, np.random.default_rng(seed))
+        assert all(min(p.dst_size) >= 3 for p in plan.patches)
+        thin += any("thinner than 3 px" in r for r in plan.skipped)
+    assert thin > 0

@@ -184,3 +184,16 @@ def test_volume_dtypes_channels_and_labels(dtype, label):
         assert lab.shape == dst.shape[:3] and (lab.max() == 0 or plan.patches)
         labelled += lab.max() > 0
     assert labelled >= 3
+
+
+def test_no_patch_changes_voxels_its_label_cannot_mark(brain):
+    """A 2-voxel-thin cuboid would be blended but lose its label to the 5x5x5 median: it is skipped instead."""
+    a, b = brain
+    thin_seen = 0
+    for seed in range(12):
+        volume, label, plan = synthesize_volume(a, b, "medical/brain-mri", np.random.default_rng(seed))
+        assert all(min(p.dst_size) >= 3 for p in plan.patches)
+        thin_seen += any("thinner than 3 px along slices" in r for r in plan.skipped)
+        if plan.patches:
+            assert label.max() > 0, plan
+    assert thin_seen > 0

@@ -244,6 +244,9 @@ class _Inputs:
         return self.dst.dtype == np.float32 and self.dst_range == (0.0, 1.0)
 
 
+#: A patch thinner than this along any axis would change pixels but get no label (the 5-wide median keeps only
+#: runs of 3 or more); such patches are skipped.
+MIN_LABELLED_SIDE = 3
 #: Above this many channels an (H, W, C) image is far more likely a (D, H, W) volume passed to a 2-D function.
 MAX_IMAGE_CHANNELS = 16
 AXES = {2: ("rows", "cols"), 3: ("slices", "rows", "cols")}
@@ -332,6 +335,13 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
             size = tuple(min(c, n) for c, n in zip(cut, shape))
         if cfg.blend == "poisson" and size == shape:
             size = (shape[0] - 1, *shape[1:])  # the solver needs at least one boundary pixel
+        thin = [name for name, n in zip(names, size) if n < MIN_LABELLED_SIDE]
+        if thin:
+            # The label's 5-wide median keeps nothing thinner than 3: the patch would change pixels
+            # that no label marks, a silently wrong training example.
+            skipped.append(f"patch {'x'.join(map(str, size))} thinner than {MIN_LABELLED_SIDE} px along "
+                           f"{' and '.join(thin)}: the label's 5-wide median would remove its label")
+            continue
         src_obj_patch = extract_mask(src_object, src_box, size) if src_object is not None else None
         if cfg.shift:
             dst_box, more = sample_destination_box(
