@@ -401,6 +401,10 @@ for i in range(12):
         h.update(image.tobytes()); h.update(label.tobytes())
 mask = np.zeros((60, 60), bool); mask[5:50, 8:55] = True; mask[20:30, 20:30] = False
 h.update(nsa_augment.poisson_blend(d[:70, :70], d[:60, :60], mask, offset=(3, 4), gradients="mixed").tobytes())
+big = rng.integers(0, 256, (300, 280, 3), dtype=np.uint8)
+yy, xx = np.mgrid[:300, :280]
+blob = np.sin(yy / 11.0) * np.cos(xx / 13.0) > -0.2  # several multigrid levels, irregular
+h.update(nsa_augment.poisson_blend(big, big[::-1].copy(), blob).tobytes())
 after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 assert before == after, (before, after)
 print(h.hexdigest(), before)

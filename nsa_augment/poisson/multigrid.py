@@ -1,0 +1,555 @@
+"""Aggregation multigrid for the masked 5-point Laplacian: the preconditioner of the exact masked solve.
+
+A mask that is not a rectangle leaves no fast transform for the exact system, and the earlier
+preconditioner (the box solver on the mask's bounding box, a fictitious domain) needed 14-50
+conjugate-gradient iterations, each a full transform of the box.  Multigrid removes the error at
+every scale instead, at a few sweeps over the pixels per iteration:
+
+* **Coarse levels by aggregation**: each coarse cell is a 2x2 block of fine cells, prolongation
+  copies a cell's value to its block and restriction sums the block (``R = P^T``).  The coarse
+  operators are the exact Galerkin products ``R A P``, which stay 5-point stencils on any mask —
+  holes, thin bridges, disconnected parts — so nothing about the mask's geometry is approximated.
+* **W(1,1)-cycles**: one red-black Gauss-Seidel sweep before and after the coarse correction, which
+  is scaled by 1.5 (plain aggregation under-corrects smooth errors) and visited twice per level; the
+  coarsest level (a few hundred unknowns) is solved directly.
+* **As a CG preconditioner** the cycle is symmetric (red then black before, black then red after,
+  ``R = P^T``): 11 iterations reach a relative residual of 1e-7 for ellipses, rings and irregular
+  masks at 512 and at 2048 px alike (mesh-independent), each about ten sweeps over the box.
+
+The finest level is matrix-free (its stencil follows from the mask: 4 on the diagonal, less at the
+image border, -1 to each masked neighbour); kernels work on all channels at once, in float32, and
+only over each row's span of masked pixels.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba.typed import List
+
+from .blas import single_threaded_blas
+
+#: Aggregation under-corrects smooth errors by about half; this scaling restores most of it.
+OVER_CORRECTION = 1.5
+#: Below this many unknowns the coarsest level is solved with a dense inverse.
+COARSEST = 100
+#: The relative residual one float32 CG pass can be trusted to reach.
+FLOAT32_RTOL = 1e-5
+
+# Layout shared by the kernels.  Every level's arrays are padded: one ring of zeros around the box,
+# rounded up to even sizes, so the kernels need no bounds checks and a 2x2 block never leaves the
+# array.  All vectors are zero off the mask, and the stencils are zero there too, which keeps them
+# zero without branches.  ``spans[i] = (first, last + 1)`` are the padded columns a row touches.
+# Indices are unsigned and rows are taken as 1-D views: that is what lets LLVM vectorise the loops
+# (signed indices make Numba check for negative wrap-around on every access).
+
+
+def _padded_shape(h: int, w: int) -> tuple[int, int]:
+    return 2 * ((h + 1) // 2) + 2, 2 * ((w + 1) // 2) + 2
+
+
+def _pad(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(a.shape[:-2] + shape, np.float32)
+    out[..., 1 : a.shape[-2] + 1, 1 : a.shape[-1] + 1] = a
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _row_spans(inside, padded_rows):
+    """Padded ``(first, last + 1)`` masked columns per padded row (``(0, 0)`` for an empty row)."""
+    h, w = inside.shape
+    spans = np.zeros((padded_rows, 2), np.uint64)
+    for i in range(h):
+        first, last = -1, -1
+        for j in range(w):
+            if inside[i, j]:
+                if first < 0:
+                    first = j
+                last = j
+        if first >= 0:
+            spans[i + 1, 0] = first + 1
+            spans[i + 1, 1] = last + 2
+    return spans
+
+
+@nb.njit(cache=True, nogil=True)
+def _block_spans(spans, coarse_rows):
+    """Padded column range of every coarse row's 2x2 blocks: the union of its two fine rows' spans."""
+    out = np.zeros((coarse_rows, 2), np.uint64)
+    # A coarse level's padding can hold one more row than the fine level has blocks for.
+    for I in range(1, min(coarse_rows - 1, spans.shape[0] // 2)):
+        lo, hi = np.uint64(0), np.uint64(0)
+        for i in (2 * I - 1, 2 * I):
+            if spans[i, 1] > spans[i, 0]:
+                first = (spans[i, 0] + np.uint64(1)) >> np.uint64(1)
+                last = (spans[i, 1] - np.uint64(1) + np.uint64(1)) >> np.uint64(1)
+                if hi == 0 or first < lo:
+                    lo = first
+                if last + np.uint64(1) > hi:
+                    hi = last + np.uint64(1)
+        out[I, 0], out[I, 1] = lo, hi
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def fine_stencil_coarsened(inside, sides):
+    """The Galerkin operator ``R A P`` of the fine masked Laplacian: level 1's 5 stencil arrays and its mask."""
+    h, w = inside.shape
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    st = np.zeros((5, h2, w2), np.float32)  # centre, north, south, west, east
+    in2 = np.zeros((h2, w2), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            if not inside[i, j]:
+                continue
+            I, J = i // 2, j // 2
+            in2[I, J] = True
+            st[0, I, J] += 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) \
+                - ((j == w - 1) & sides[3])
+            if i > 0 and inside[i - 1, j]:
+                st[0 if (i - 1) // 2 == I else 1, I, J] -= 1.0
+            if i < h - 1 and inside[i + 1, j]:
+                st[0 if (i + 1) // 2 == I else 2, I, J] -= 1.0
+            if j > 0 and inside[i, j - 1]:
+                st[0 if (j - 1) // 2 == J else 3, I, J] -= 1.0
+            if j < w - 1 and inside[i, j + 1]:
+                st[0 if (j + 1) // 2 == J else 4, I, J] -= 1.0
+    return st, in2
+
+
+@nb.njit(cache=True, nogil=True)
+def coarsen(st, inside):
+    """``R A P`` of a stencil level: the next level's 5 stencil arrays and mask."""
+    _, h, w = st.shape
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    out = np.zeros((5, h2, w2), np.float32)
+    in2 = np.zeros((h2, w2), np.bool_)
+    for i in range(h):
+        for j in range(w):
+            if not inside[i, j]:
+                continue
+            I, J = i // 2, j // 2
+            in2[I, J] = True
+            out[0, I, J] += st[0, i, j]
+            out[0 if (i - 1) // 2 == I else 1, I, J] += st[1, i, j]
+            out[0 if (i + 1) // 2 == I else 2, I, J] += st[2, i, j]
+            out[0 if (j - 1) // 2 == J else 3, I, J] += st[3, i, j]
+            out[0 if (j + 1) // 2 == J else 4, I, J] += st[4, i, j]
+    return out, in2
+
+
+# --- Row operations.  A level is described by its stencil planes ``st``: the fine level is
+# matrix-free, (degree, mask, 1/degree) — the degree is 4, less on the image border, and every
+# masked neighbour is -1; a coarse level stores its Galerkin stencil, (centre, north, south, west,
+# east, 1/centre).  All planes are zero off the mask. ----------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def smooth_row(u, f, st, spans, i, color, from_zero):
+    """Gauss-Seidel update of row ``i``'s pixels of one colour (``(i + j) % 2 == color``).
+
+    With ``from_zero`` ``u`` is taken as zero: those pixels get ``f / centre``.
+    """
+    one, two = np.uint64(1), np.uint64(2)
+    j0, j1 = spans[i, 0], spans[i, 1]
+    if j1 == 0:
+        return
+    parity = (np.uint64(i) + np.uint64(color)) & one
+    start = j0 + ((j0 + parity) & one)
+    fine = st.shape[0] == 3
+    rc = st[2, i] if fine else st[5, i]
+    for c in range(u.shape[0]):
+        un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
+        if from_zero:
+            for j in range(start, j1, two):
+                uu[j] = rc[j] * fr[j]
+        elif fine:
+            for j in range(start, j1, two):
+                uu[j] = rc[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one])
+        else:
+            sn, ss, sw, se = st[1, i], st[2, i], st[3, i], st[4, i]
+            for j in range(start, j1, two):
+                uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one])
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def residual_restrict_rows(u, f, st, block_spans, row, out, I):
+    """``out[:, I] = R (f - A u)`` for coarse row ``I``: the residuals of fine rows ``2I - 1`` and ``2I`` summed per block."""
+    one, two = np.uint64(1), np.uint64(2)
+    J0, J1 = block_spans[I, 0], block_spans[I, 1]
+    if J1 == 0:
+        return
+    fine = st.shape[0] == 3
+    for k in range(2):
+        i = 2 * I - 1 + k
+        for c in range(u.shape[0]):
+            un, uu, us, fr, rr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i], row[c, k]
+            if fine:
+                dr, wr = st[0, i], st[1, i]
+                for j in range(two * J0 - one, two * J1 - one):
+                    rr[j] = wr[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one]) - dr[j] * uu[j]
+            else:
+                sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
+                for j in range(two * J0 - one, two * J1 - one):
+                    rr[j] = fr[j] - sc[j] * uu[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] \
+                        - se[j] * uu[j + one]
+    for c in range(u.shape[0]):
+        r0, r1, oc = row[c, 0], row[c, 1], out[c, I]
+        for J in range(J0, J1):
+            j = two * J - one
+            oc[J] = r0[j] + r0[j + one] + r1[j] + r1[j + one]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def prolong_row(u, e, scale, wt, spans, i):
+    """``u += scale * P e`` on row ``i``: every masked cell takes its 2x2 block's coarse value."""
+    one = np.uint64(1)
+    I = (i + 1) >> 1
+    wr = wt[i]
+    for c in range(u.shape[0]):
+        uu, er = u[c, i], e[c, I]
+        for j in range(spans[i, 0], spans[i, 1]):
+            uu[j] += scale * wr[j] * er[(j + one) >> one]
+
+
+# --- Sweeps.  Each walks the rows once, doing in one pass what would otherwise take two or three:
+# a Gauss-Seidel sweep updates one colour on row i and the other colour on row i - 1 (the same
+# arithmetic as two half-sweeps, as neither colour reads its own), and a coarse correction is added
+# to a row just before the rows that read it. -----------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def smooth(u, f, st, spans, first, from_zero):
+    """One red-black Gauss-Seidel sweep, colour ``first`` then the other."""
+    H = st.shape[1]
+    for i in range(1, H):
+        if i < H - 1:
+            smooth_row(u, f, st, spans, i, first, from_zero)
+        if i > 1:
+            smooth_row(u, f, st, spans, i - 1, 1 - first, False)
+
+
+@nb.njit(cache=True, nogil=True)
+def residual_restrict(u, f, st, block_spans, row, out):
+    """``out = R (f - A u)``."""
+    for I in range(1, min(out.shape[1] - 1, st.shape[1] // 2)):
+        residual_restrict_rows(u, f, st, block_spans, row, out, I)
+
+
+@nb.njit(cache=True, nogil=True)
+def prolong_residual_restrict(u, e, scale, wt, spans, f, st, block_spans, row, out):
+    """``u += scale * P e``, then ``out = R (f - A u)``, in one pass."""
+    H = st.shape[1]
+    done = 0
+    for I in range(1, min(out.shape[1] - 1, H // 2)):
+        while done < min(2 * I + 1, H - 2):
+            done += 1
+            prolong_row(u, e, scale, wt, spans, done)
+        residual_restrict_rows(u, f, st, block_spans, row, out, I)
+    while done < H - 2:
+        done += 1
+        prolong_row(u, e, scale, wt, spans, done)
+
+
+@nb.njit(cache=True, nogil=True)
+def prolong_smooth(u, e, scale, wt, spans, f, st, first):
+    """``u += scale * P e``, then a Gauss-Seidel sweep (colour ``first`` first), in one pass."""
+    H = st.shape[1]
+    prolong_row(u, e, scale, wt, spans, 1)
+    for i in range(1, H):
+        if i + 1 < H - 1:
+            prolong_row(u, e, scale, wt, spans, i + 1)
+        if i < H - 1:
+            smooth_row(u, f, st, spans, i, first, False)
+        if i > 1:
+            smooth_row(u, f, st, spans, i - 1, 1 - first, False)
+
+
+# --- The cycle, run by one compiled loop over a precomputed schedule ----------------------------
+# A recursive W-cycle in Python would cost a few hundred interpreter calls per iteration, more
+# than the arithmetic below 1024 px; the schedule flattens it once per hierarchy.
+
+PRE, RESTRICT, PROLONG_RESTRICT, SOLVE, PROLONG_POST = range(5)
+
+
+def w_cycle_schedule(levels: int) -> np.ndarray:
+    """The (operation, level) steps of a W(1,1)-cycle over ``levels`` levels (the last solved exactly).
+
+    Smoothing is red then black before the coarse corrections and black then red after, so the
+    cycle is a symmetric operator, as conjugate gradients needs.
+    """
+    def visit(level):
+        if level == levels - 1:
+            return [(SOLVE, level)]
+        ops = [(PRE, level), (RESTRICT, level)] + visit(level + 1)
+        if level + 1 < levels - 1:  # the exact coarsest solve needs one visit
+            ops += [(PROLONG_RESTRICT, level)] + visit(level + 1)
+        return ops + [(PROLONG_POST, level)]
+    return np.array(visit(0), np.int64)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def coarsest_solve(f, u, inverse, rows, cols):
+    """``u = A^-1 f`` on the coarsest level's masked cells (a dense inverse: at most :data:`COARSEST`)."""
+    n = rows.size
+    values = np.empty(n, np.float32)
+    for c in range(f.shape[0]):
+        for b in range(n):
+            values[b] = f[c, rows[b], cols[b]]
+        for a in range(n):
+            total = np.float32(0.0)
+            for b in range(n):
+                total += inverse[a, b] * values[b]
+            u[c, rows[a], cols[a]] = total
+
+
+@nb.njit(cache=True, nogil=True)
+def run_cycle(schedule, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j):
+    """``u[0] ≈ A^-1 f[0]`` by one cycle; level ``k``'s right-hand side and solution are ``f[k]``, ``u[k]``."""
+    for k in range(schedule.shape[0]):
+        op, lv = schedule[k, 0], schedule[k, 1]
+        if op == PRE:
+            smooth(u[lv], f[lv], stencils[lv], spans[lv], 0, True)
+        elif op == RESTRICT:
+            residual_restrict(u[lv], f[lv], stencils[lv], block_spans[lv], rows[lv], f[lv + 1])
+        elif op == PROLONG_RESTRICT:
+            prolong_residual_restrict(u[lv], u[lv + 1], OVER_CORRECTION, wts[lv], spans[lv], f[lv], stencils[lv],
+                                      block_spans[lv], rows[lv], f[lv + 1])
+        elif op == SOLVE:
+            coarsest_solve(f[lv], u[lv], inverse, cells_i, cells_j)
+        else:
+            prolong_smooth(u[lv], u[lv + 1], OVER_CORRECTION, wts[lv], spans[lv], f[lv], stencils[lv], 1)
+
+
+class Hierarchy:
+    """The levels of one mask's multigrid, built once per solve; :meth:`solve` runs the preconditioned CG.
+
+    Parameters
+    ----------
+    inside : ndarray, bool (h, w)
+        The masked pixels on their bounding box.
+    sides : (top, bottom, left, right)
+        Which sides of the box lie on the image border (no neighbour beyond: Neumann).
+    """
+
+    def __init__(self, inside: np.ndarray, sides):
+        inside = np.ascontiguousarray(inside, dtype=np.bool_)
+        sides = np.array(sides, dtype=np.bool_)
+        h, w = inside.shape
+        self.shape, self.sides = (h, w), tuple(bool(v) for v in sides)
+        self.padded = _padded_shape(h, w)
+        deg = inside * (4.0 - np.add.outer(_ends(h, sides[0], sides[1]), _ends(w, sides[2], sides[3])))
+        rdeg = np.divide(1.0, deg, out=np.zeros_like(deg), where=inside)
+        # Per level: stencil planes, mask weight, row spans (padded layout).
+        self.stencils = List([_pad(np.stack([deg, inside, rdeg]), self.padded)])
+        self.wts = List([self.stencils[0][1]])
+        self.spans = List([_row_spans(inside, self.padded[0])])
+        st, mask = fine_stencil_coarsened(inside, sides)
+        while True:
+            shape = _padded_shape(*mask.shape)
+            rc = np.divide(1.0, st[0], out=np.zeros_like(st[0]), where=mask)
+            self.stencils.append(_pad(np.concatenate([st, rc[None]]), shape))
+            self.wts.append(_pad(mask, shape))
+            self.spans.append(_row_spans(mask, shape[0]))
+            if int(mask.sum()) <= COARSEST or min(mask.shape) <= 2:
+                break
+            st, mask = coarsen(st, mask)
+        # block_spans[k]: the 2x2 blocks restricted from level k into level k + 1.
+        self.block_spans = List([_block_spans(self.spans[k], self.stencils[k + 1].shape[1])
+                                 for k in range(len(self.stencils) - 1)])
+        cells = np.nonzero(mask)
+        self.cells_i, self.cells_j = cells[0] + 1, cells[1] + 1  # padded coordinates
+        with single_threaded_blas():
+            self.inverse = np.linalg.inv(_dense(st, mask, np.flatnonzero(mask.ravel()))).astype(np.float32)
+        self.schedule = w_cycle_schedule(len(self.stencils))
+
+    def solve(self, rhs: np.ndarray, rtol: float, max_iter: int, refinements: int) -> tuple[np.ndarray, int, bool]:
+        """Solve ``A x = rhs`` to a float64 relative residual of ``rtol`` per channel.
+
+        Conjugate gradients in float32 with one W-cycle per iteration as preconditioner, each
+        channel with its own step sizes.  float32 rounding stalls CG near a relative residual of
+        1e-6, so the residual is recomputed in float64 after each pass and, while above ``rtol``,
+        solved for again (iterative refinement, the solution summed in float64).  Each pass aims
+        at what is left, no further than :data:`FLOAT32_RTOL`.
+
+        Parameters
+        ----------
+        rhs : ndarray, float64 (C, h, w)
+            Right-hand side on the mask's bounding box, zero off the mask.
+
+        Returns
+        -------
+        x : ndarray, float64 (C, h, w), zero off the mask
+        iterations : int
+            CG iterations, all passes together.
+        converged : bool
+        """
+        C = rhs.shape[0]
+        h, w = self.shape
+        r = _pad(rhs, self.padded)
+        d, p, ap, z = (np.zeros_like(r) for _ in range(4))
+        x = np.zeros(r.shape)  # the sum of the passes, in float64: float32 would floor the residual
+        f = List([r] + [np.zeros((C,) + s.shape[1:], np.float32) for s in self.stencils[1:]])
+        u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in self.stencils[1:]])
+        rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in self.stencils])
+        goal = rtol * np.sqrt(np.einsum("chw,chw->c", rhs, rhs))
+        left = goal / rtol
+        total = 0
+        fine = self.stencils[0]
+        for _ in range(refinements):
+            needed = goal[left > 0] / left[left > 0]
+            inner = max(FLOAT32_RTOL, 0.5 * float(needed.min())) if needed.size else 1.0
+            d[:] = 0.0
+            iterations, converged = pcg(
+                self.schedule, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans, f, u, rows,
+                self.inverse, self.cells_i, self.cells_j, inner, max_iter)
+            total += iterations
+            if not converged:
+                break
+            x += d
+            left = np.sqrt(residual64(x, rhs, fine[0], fine[1], self.spans[0], r))
+            if (left <= goal).all():
+                return x[:, 1 : h + 1, 1 : w + 1], total, True
+        return x[:, 1 : h + 1, 1 : w + 1], total, False
+
+
+def _ends(n: int, low: bool, high: bool) -> np.ndarray:
+    """Per index along one axis: how many of its neighbours lie beyond the image border (0, 1 or 2)."""
+    out = np.zeros(n)
+    out[0] += low
+    out[-1] += high
+    return out
+
+
+def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """The coarsest level's operator as a dense matrix over its masked cells."""
+    h, w = mask.shape
+    index = -np.ones(h * w, np.int64)
+    index[cells] = np.arange(cells.size)
+    A = np.zeros((cells.size, cells.size))
+    for k, p in enumerate(cells):
+        i, j = divmod(int(p), w)
+        A[k, k] = st[0, i, j]
+        for di, dj, s in ((-1, 0, 1), (1, 0, 2), (0, -1, 3), (0, 1, 4)):
+            ii, jj = i + di, j + dj
+            if 0 <= ii < h and 0 <= jj < w and index[ii * w + jj] >= 0:
+                A[k, index[ii * w + jj]] += st[s, i, j]
+    return A
+
+
+# --- Conjugate gradients with the cycle as preconditioner ---------------------------------------
+# Fused float32 kernels over the fine spans; sums per channel in float64.
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def apply_dot(p, deg, wt, spans, ap):
+    """``ap = A p``; returns ``<p, ap>`` per channel."""
+    C = p.shape[0]
+    one = np.uint64(1)
+    out = np.zeros(C)
+    for i in range(1, deg.shape[0] - 1):
+        dr, wr = deg[i], wt[i]
+        for c in range(C):
+            pn, pp, ps, qr = p[c, i - 1], p[c, i], p[c, i + 1], ap[c, i]
+            total = np.float32(0.0)
+            for j in range(spans[i, 0], spans[i, 1]):
+                q = dr[j] * pp[j] - wr[j] * (pn[j] + ps[j] + pp[j - one] + pp[j + one])
+                qr[j] = q
+                total += q * pp[j]
+            out[c] += total
+    return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def step(x, r, p, ap, alpha, spans):
+    """``x += alpha p``, ``r -= alpha ap`` (alpha per channel); returns ``<r, r>`` per channel."""
+    C = x.shape[0]
+    out = np.zeros(C)
+    for i in range(1, spans.shape[0] - 1):
+        for c in range(C):
+            a = np.float32(alpha[c])
+            xr, rr, pr, qr = x[c, i], r[c, i], p[c, i], ap[c, i]
+            total = np.float32(0.0)
+            for j in range(spans[i, 0], spans[i, 1]):
+                xr[j] += a * pr[j]
+                rr[j] -= a * qr[j]
+                total += rr[j] * rr[j]
+            out[c] += total
+    return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def dot(a, b, spans):
+    """``<a, b>`` per channel."""
+    C = a.shape[0]
+    out = np.zeros(C)
+    for i in range(1, spans.shape[0] - 1):
+        for c in range(C):
+            ar, br = a[c, i], b[c, i]
+            total = np.float32(0.0)
+            for j in range(spans[i, 0], spans[i, 1]):
+                total += ar[j] * br[j]
+            out[c] += total
+    return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def new_direction(p, z, beta, spans):
+    """``p = z + beta p`` (beta per channel)."""
+    C = p.shape[0]
+    for i in range(1, spans.shape[0] - 1):
+        for c in range(C):
+            b = np.float32(beta[c])
+            pr, zr = p[c, i], z[c, i]
+            for j in range(spans[i, 0], spans[i, 1]):
+                pr[j] = zr[j] + b * pr[j]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def residual64(x, rhs, deg, wt, spans, r):
+    """``r = rhs - A x`` evaluated in float64 (``rhs`` unpadded float64), stored as float32; returns ``|r|^2`` per channel."""
+    C = x.shape[0]
+    one = np.uint64(1)
+    out = np.zeros(C)
+    for i in range(1, deg.shape[0] - 1):
+        if spans[i, 1] == 0:
+            continue
+        dr, wr = deg[i], wt[i]
+        for c in range(C):
+            xn, xx, xs, br, rr = x[c, i - 1], x[c, i], x[c, i + 1], rhs[c, i - 1], r[c, i]
+            total = 0.0
+            for j in range(spans[i, 0], spans[i, 1]):
+                v = br[j - one] - np.float64(dr[j]) * xx[j] + np.float64(wr[j]) * (
+                    np.float64(xn[j]) + np.float64(xs[j]) + np.float64(xx[j - one]) + np.float64(xx[j + one]))
+                rr[j] = v
+                total += v * v
+            out[c] += total
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def pcg(schedule, x, r, p, ap, z, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j,
+        rtol, max_iter):
+    """Preconditioned CG on padded float32 arrays (``r`` holds ``b`` on entry and is ``f[0]``, ``z`` is ``u[0]``).
+
+    Returns (iterations, converged).
+    """
+    deg, wt, fine_spans = stencils[0][0], stencils[0][1], spans[0]
+    target = rtol * rtol * dot(r, r, fine_spans)
+    if (target == 0.0).all():
+        return 0, True
+    run_cycle(schedule, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
+    new_direction(p, z, np.zeros_like(target), fine_spans)
+    rz = dot(r, z, fine_spans)
+    for it in range(1, max_iter + 1):
+        pap = apply_dot(p, deg, wt, fine_spans, ap)
+        alpha = np.where(pap > 0.0, rz / np.where(pap > 0.0, pap, 1.0), 0.0)
+        rr = step(x, r, p, ap, alpha, fine_spans)
+        if (rr <= target).all():
+            return it, True
+        run_cycle(schedule, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
+        rz_new = dot(r, z, fine_spans)
+        beta = np.where(rz > 0.0, rz_new / np.where(rz > 0.0, rz, 1.0), 0.0)
+        new_direction(p, z, beta, fine_spans)
+        rz = rz_new
+    return max_iter, False

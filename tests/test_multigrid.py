@@ -1,0 +1,224 @@
+"""The multigrid preconditioner of the exact masked solve: each kernel against a NumPy/SciPy reference.
+
+The exact reference is the sparse masked Laplacian (``masked_solver.masked_laplacian_matrix``);
+aggregation's prolongation ``P`` copies a coarse cell to its 2x2 block.  Sizes are odd and even,
+and masks touch the image border, so the padding and the Neumann sides are exercised.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from nsa_augment.poisson import masked_solver
+from nsa_augment.poisson import multigrid as mg
+
+SIDES = [(False, False, False, False), (True, False, True, False), (False, True, False, True), (True, True, True, True)]
+
+
+def _masks(rng):
+    yy, xx = np.mgrid[:37, :50]
+    ellipse = ((yy - 18) / 17) ** 2 + ((xx - 25) / 22) ** 2 < 1
+    ring = ellipse & ~(((yy - 18) / 7) ** 2 + ((xx - 25) / 9) ** 2 < 1)
+    blobs = rng.random((37, 50)) < 0.6
+    blobs[0, :] = True  # a span to every row's end
+    bar = np.zeros((37, 50), bool)
+    bar[:, 10:13] = True
+    bar[18, :] = True
+    return {"ellipse": ellipse, "ring": ring, "random": blobs, "cross": bar, "full": np.ones((37, 50), bool)}
+
+
+def _prolongation(mask, coarse_mask):
+    """``P`` as a sparse matrix from the coarse level's masked cells to the fine level's (row-major)."""
+    fine = np.flatnonzero(mask.ravel())
+    coarse_index = -np.ones(coarse_mask.size, np.int64)
+    coarse_index[np.flatnonzero(coarse_mask.ravel())] = np.arange(int(coarse_mask.sum()))
+    w2 = coarse_mask.shape[1]
+    i, j = np.divmod(fine, mask.shape[1])
+    cols = coarse_index[(i // 2) * w2 + j // 2]
+    assert (cols >= 0).all()
+    return scipy.sparse.csr_matrix((np.ones(fine.size), (np.arange(fine.size), cols)),
+                                   shape=(fine.size, int(coarse_mask.sum())))
+
+
+def _level_matrix(stencil, mask):
+    return scipy.sparse.csr_matrix(mg._dense(stencil.astype(np.float64), mask, np.flatnonzero(mask.ravel())))
+
+
+@pytest.mark.parametrize("sides", SIDES)
+def test_coarse_levels_are_galerkin_products(sides):
+    rng = np.random.default_rng(1)
+    for name, mask in _masks(rng).items():
+        A = masked_solver.masked_laplacian_matrix(mask, sides)
+        st, coarse = mg.fine_stencil_coarsened(mask, np.array(sides))
+        P = _prolongation(mask, coarse)
+        assert abs(_level_matrix(st, coarse) - P.T @ A @ P).max() < 1e-6, name
+        st2, coarse2 = mg.coarsen(st, coarse)
+        P2 = _prolongation(coarse, coarse2)
+        expected = P2.T @ _level_matrix(st, coarse) @ P2
+        assert abs(_level_matrix(st2, coarse2) - expected).max() < 1e-5, name
+
+
+def _dense_level(h, level):
+    """Level ``level``'s operator as a dense matrix over its padded grid, and its masked cells."""
+    st = h.stencils[level]
+    if level == 0:
+        mask = st[1] > 0
+        inside = mask[1:-1, 1:-1][: h.shape[0], : h.shape[1]]
+        A = masked_solver.masked_laplacian_matrix(inside, h.sides).toarray()
+        return A, mask
+    mask = h.wts[level] > 0
+    return mg._dense(st[:5].astype(np.float64), mask, np.flatnonzero(mask.ravel())), mask
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level):
+    rng = np.random.default_rng(2)
+    mask = _masks(rng)["ring"]
+    h = mg.Hierarchy(mask, (True, False, False, True))
+    A, m = _dense_level(h, level)
+    shape = h.stencils[level].shape[1:]
+    f = np.zeros((2,) + shape, np.float32)
+    u = np.zeros((2,) + shape, np.float32)
+    f[:, m] = rng.normal(size=(2, int(m.sum())))
+    u[:, m] = rng.normal(size=(2, int(m.sum())))
+    ii, jj = np.nonzero(m)
+    for first, from_zero in ((0, True), (1, False), (0, False)):
+        got = u.copy()
+        mg.smooth(got, f, h.stencils[level], h.spans[level], first, from_zero)
+        x = np.zeros((2, ii.size)) if from_zero else u[:, m].astype(np.float64)
+        for color in (first, 1 - first):
+            sel = ((ii + jj) % 2) == color
+            x_new = x.copy()
+            for c in range(2):
+                off = A @ x[c] - np.diag(A) * x[c]
+                x_new[c, sel] = ((f[c, m] - off) / np.diag(A))[sel]
+            x = x_new
+        np.testing.assert_allclose(got[:, m], x, rtol=1e-4, atol=1e-4)
+        assert not got[:, ~m].any()
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_residual_restriction_and_prolongation_match_numpy(level):
+    rng = np.random.default_rng(3)
+    mask = _masks(rng)["random"]
+    h = mg.Hierarchy(mask, (False, True, True, False))
+    A, m = _dense_level(h, level)
+    coarse = h.wts[level + 1] > 0
+    shape, cshape = h.stencils[level].shape[1:], coarse.shape
+    # P between the padded grids: fine padded cell (i, j) -> coarse padded cell ((i + 1) // 2, (j + 1) // 2).
+    ii, jj = np.nonzero(m)
+    ci, cj = (ii + 1) // 2, (jj + 1) // 2
+    u = np.zeros((2,) + shape, np.float32)
+    f = np.zeros((2,) + shape, np.float32)
+    u[:, m] = rng.normal(size=(2, ii.size))
+    f[:, m] = rng.normal(size=(2, ii.size))
+    row = np.zeros((2, 2, shape[1]), np.float32)
+    out = np.zeros((2,) + cshape, np.float32)
+    mg.residual_restrict(u, f, h.stencils[level], h.block_spans[level], row, out)
+    residual = f[:, m] - (A @ u[:, m].astype(np.float64).T).T
+    expected = np.zeros((2,) + cshape)
+    for c in range(2):
+        np.add.at(expected[c], (ci, cj), residual[c])
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+    e = np.zeros((2,) + cshape, np.float32)
+    e[:, coarse] = rng.normal(size=(2, int(coarse.sum())))
+    for fused in (False, True):
+        got = u.copy()
+        if fused:  # prolong, then the residual of the corrected u
+            out2 = np.zeros_like(out)
+            mg.prolong_residual_restrict(got, e, 1.5, h.wts[level], h.spans[level], f, h.stencils[level],
+                                         h.block_spans[level], row, out2)
+        else:
+            for i in range(1, shape[0] - 1):
+                mg.prolong_row(got, e, 1.5, h.wts[level], h.spans[level], i)
+        want = u.astype(np.float64)
+        want[:, ii, jj] += 1.5 * e[:, ci, cj]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        if fused:
+            residual = f[:, m] - (A @ want[:, m].T).T
+            expected = np.zeros((2,) + cshape)
+            for c in range(2):
+                np.add.at(expected[c], (ci, cj), residual[c])
+            np.testing.assert_allclose(out2, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_prolong_then_smooth_is_the_two_steps():
+    rng = np.random.default_rng(4)
+    h = mg.Hierarchy(_masks(rng)["ellipse"], (False,) * 4)
+    m = h.wts[0] > 0
+    coarse = h.wts[1] > 0
+    u = np.zeros((3,) + m.shape, np.float32)
+    f = np.zeros_like(u)
+    u[:, m] = rng.normal(size=(3, int(m.sum())))
+    f[:, m] = rng.normal(size=(3, int(m.sum())))
+    e = np.zeros((3,) + coarse.shape, np.float32)
+    e[:, coarse] = rng.normal(size=(3, int(coarse.sum())))
+    fused = u.copy()
+    mg.prolong_smooth(fused, e, 1.5, h.wts[0], h.spans[0], f, h.stencils[0], 1)
+    steps = u.copy()
+    for i in range(1, m.shape[0] - 1):
+        mg.prolong_row(steps, e, 1.5, h.wts[0], h.spans[0], i)
+    mg.smooth(steps, f, h.stencils[0], h.spans[0], 1, False)
+    np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
+
+
+def test_cycle_is_a_symmetric_positive_definite_preconditioner():
+    """CG needs ``B`` symmetric positive definite: <a, B b> = <B a, b> and <a, B a> > 0."""
+    from numba.typed import List
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:150, :133]
+    mask = (np.sin(yy / 9.0) + np.cos(xx / 7.0) > -0.6) & (((yy - 75) / 74) ** 2 + ((xx - 66) / 66) ** 2 < 1)
+    h = mg.Hierarchy(mask, (False,) * 4)
+    assert len(h.stencils) >= 3
+    m = h.wts[0] > 0
+
+    def apply(v):
+        C = v.shape[0]
+        r = np.zeros((C,) + m.shape, np.float32)
+        r[:, m] = v
+        z = np.zeros_like(r)
+        f = List([r] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
+        u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
+        rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in h.stencils])
+        mg.run_cycle(h.schedule, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse, h.cells_i, h.cells_j)
+        assert not z[:, ~m].any()
+        return z[:, m].astype(np.float64)
+
+    a = rng.normal(size=(1, int(m.sum())))
+    b = rng.normal(size=(1, int(m.sum())))
+    Ba, Bb = apply(a), apply(b)
+    assert abs((a * Bb).sum() - (Ba * b).sum()) <= 1e-4 * abs((a * Bb).sum())
+    assert (a * Ba).sum() > 0 and (b * Bb).sum() > 0
+
+
+@pytest.mark.parametrize("sides", SIDES)
+def test_solve_matches_sparse_direct_solve_on_larger_masks(sides):
+    """Several levels deep, odd sizes, border sides; white-noise right-hand sides (the hardest)."""
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[:301, :257]
+    smooth = np.sin(yy / 13.0) * np.cos(xx / 17.0) + 0.4 * np.sin((yy + 2 * xx) / 23.0)
+    masks = {
+        "ellipse": ((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1,
+        "ring": (((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1)
+        & (((yy - 150) / 60) ** 2 + ((xx - 128) / 50) ** 2 > 1),
+        "irregular": smooth > 0.1,
+    }
+    for name, mask in masks.items():
+        rhs = rng.uniform(-255, 255, (3,) + mask.shape) * mask
+        x, iterations = masked_solver.solve_masked(rhs, mask, sides)
+        assert iterations > 0, name  # multigrid, not the direct fallback
+        ref = masked_solver._solve_direct(rhs, mask, sides)
+        assert np.abs(x - ref).max() <= 0.01, (name, np.abs(x - ref).max())
+        assert not x[:, ~mask].any()
+
+
+def test_zero_and_single_channel_right_hand_sides():
+    yy, xx = np.mgrid[:40, :40]
+    mask = ((yy - 20) / 19) ** 2 + ((xx - 20) / 15) ** 2 < 1
+    rhs = np.zeros((2, 40, 40))
+    rhs[1] = np.where(mask, 7.0, 0.0)
+    x, _ = masked_solver.solve_masked(rhs, mask, (False,) * 4)
+    assert not x[0].any()
+    np.testing.assert_allclose(x[1], masked_solver._solve_direct(rhs[1:], mask, (False,) * 4)[0], atol=1e-4)
