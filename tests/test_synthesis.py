@@ -576,3 +576,39 @@ def test_small_images_never_get_a_patch_without_a_label(tiles128):
         assert all(min(p.dst_size) >= 3 for p in plan.patches)
         thin += any("thinner than 3 px" in r for r in plan.skipped)
     assert thin > 0
+
+
+def _bilinear_reference(src, box, size, margin):
+    """Patch resampling by its definition, one output pixel at a time (float64, round half up)."""
+    H, W, C = src.shape
+    (y0, y1, x0, x1), (h, w) = box, size
+    out = np.zeros((h + 2 * margin, w + 2 * margin, C))
+    for a, i in enumerate(range(-margin, h + margin)):
+        y = min(max(y0 + (i + 0.5) * ((y1 - y0) / h) - 0.5, 0.0), H - 1)
+        ya = int(np.floor(y))
+        yb, fy = min(ya + 1, H - 1), y - np.floor(y)
+        for b, j in enumerate(range(-margin, w + margin)):
+            x = min(max(x0 + (j + 0.5) * ((x1 - x0) / w) - 0.5, 0.0), W - 1)
+            xa = int(np.floor(x))
+            xb, fx = min(xa + 1, W - 1), x - np.floor(x)
+            left = src[ya, xa] * (1 - fy) + src[yb, xa] * fy  # rows first, as the definition says
+            right = src[ya, xb] * (1 - fy) + src[yb, xb] * fy
+            out[a, b] = left * (1 - fx) + right * fx
+    return out
+
+
+def test_patch_resampling_is_separable_linear_interpolation():
+    from nsa_augment.methods.nsa.blending import extract_patch
+
+    rng = np.random.default_rng(7)
+    src = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    cases = [((5, 25, 10, 30), (13, 27), 1), ((0, 40, 0, 50), (17, 9), 0), ((30, 40, 45, 50), (20, 12), 2),
+             ((3, 13, 4, 20), (10, 16), 1), ((0, 7, 43, 50), (7, 11), 1)]
+    for box, size, margin in cases:
+        ref = _bilinear_reference(src.astype(np.float64), box, size, margin)
+        got = extract_patch(src, box, size, margin)
+        assert got.dtype == np.uint8
+        assert np.array_equal(got, np.clip(np.floor(ref + 0.5), 0, 255)), (box, size)
+        got32 = extract_patch(src.astype(np.float32) / 255, box, size, margin)
+        assert got32.dtype == np.float32
+        np.testing.assert_allclose(got32, ref / 255, atol=1e-6)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import cv2
+import numba as nb
 import numpy as np
 
 from ...poisson import kernels
@@ -18,48 +18,85 @@ OPENCV_MIN_SIDE = 5
 OPENCV_MIN_PIXELS = 50
 
 
-def _affine(src_box: Box, size: tuple[int, int], margin: int) -> np.ndarray:
-    """Inverse map from output pixels (with ``margin``) to source coordinates.
+def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margin: int = 1) -> np.ndarray:
+    """Cut ``src_box`` from ``source`` and resize it to ``size`` by linear interpolation, with a margin.
 
-    Pixel centres are aligned as in ``cv2.resize``: output pixel ``i`` samples
-    source coordinate ``y0 + (i + 0.5) * sh - 0.5`` with ``sh = box_h / out_h``.
-    """
-    y0, y1, x0, x1 = src_box
-    h, w = size
-    sy, sx = (y1 - y0) / h, (x1 - x0) / w
-    return np.array(
-        [[sx, 0.0, x0 + 0.5 * sx - 0.5 - sx * margin], [0.0, sy, y0 + 0.5 * sy - 0.5 - sy * margin]], dtype=np.float64
-    )
-
-
-def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, int], margin: int = 1) -> np.ndarray:
-    """Cut ``src_box`` from ``source`` and resize it (bilinear) to ``size``, with a margin.
+    One definition for images and volumes, and the one the batched PyTorch renderer
+    (:mod:`nsa_augment.torch`) reproduces: along each axis, output pixel ``i = -margin ..
+    size + margin - 1`` samples source coordinate ``b0 + (i + 1/2) s - 1/2`` with ``s = box / size``
+    (pixel centres aligned as in ``cv2.resize``), clipped to the source (edges replicated);
+    separable linear interpolation in float64, then rounded half up and clipped for integer
+    dtypes.  An axis the box is not resized along is an exact crop.
 
     Parameters
     ----------
-    source : ndarray, (H, W, C), uint8 or float32
-    src_box : (y0, y1, x0, x1)
-    size : (h, w)
+    source : ndarray, (H, W, C) or a volume (D, H, W, C)
+    src_box : (y0, y1, x0, x1), or (z0, z1, y0, y1, x0, x1)
+    size : (h, w) or (d, h, w)
         Output size without the margin.
     margin : int
-        Extra pixels on each side, sampled from around the box (edge-replicated
-        beyond the source image), so that the Poisson guidance has source
-        gradients across the patch boundary as in ``cv2.seamlessClone``.
+        Extra pixels on each side, sampled from around the box, so that the Poisson
+        guidance has source gradients across the patch boundary as in ``cv2.seamlessClone``.
 
     Returns
     -------
-    ndarray, (h + 2 margin, w + 2 margin, C), same dtype
+    ndarray, size + 2 margin along each axis, channels last, same dtype
     """
-    h, w = size
-    y0, y1, x0, x1 = src_box
-    if (y1 - y0, x1 - x0) == (h, w):
-        # No rescale: an exact crop (bilinear at integer positions is exact anyway).
-        return _crop_replicate(source, (y0 - margin, y1 + margin, x0 - margin, x1 + margin))
-    out = cv2.warpAffine(
-        source, _affine(src_box, size, margin), (w + 2 * margin, h + 2 * margin),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(h + 2 * margin, w + 2 * margin, source.shape[2])
+    axes = [_sample_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a]) for a, n in enumerate(size)]
+    if len(size) == 2:
+        (i0, i1, fy), (j0, j1, fx) = axes
+        out = np.empty((i0.size, j0.size, source.shape[2]), source.dtype)
+        kind = 1 if source.dtype.kind in "iu" else 0
+        info = np.iinfo(source.dtype) if kind else None
+        _resample_2d(source, i0, i1, fy, j0, j1, fx, out, kind, float(info.min) if kind else 0.0,
+                     float(info.max) if kind else 0.0)
+        return out
+    # Volumes: the same arithmetic in NumPy, on the part of the source the samples reach.
+    lows = [int(i0[0]) for i0, _, _ in axes]
+    highs = [int(i1[-1]) + 1 for _, i1, _ in axes]
+    out = source[tuple(slice(lo, hi) for lo, hi in zip(lows, highs))]
+    for axis, ((i0, i1, frac), lo) in enumerate(zip(axes, lows)):
+        w = frac.reshape([-1 if a == axis else 1 for a in range(out.ndim)])
+        out = np.take(out, i0 - lo, axis=axis) * (1.0 - w) + np.take(out, i1 - lo, axis=axis) * w
+    if source.dtype.kind in "iu":
+        info = np.iinfo(source.dtype)
+        out = np.clip(np.floor(out + 0.5), info.min, info.max)
+    return np.ascontiguousarray(out.astype(source.dtype))
+
+
+def _sample_positions(b0: int, b1: int, n: int, margin: int, length: int):
+    """Per output index along one axis: the two source indices and the weight of the second (float64).
+
+    Without a resize the samples are exact (second weight 0): ``v * 1.0 + v * 0.0`` is ``v``.
+    """
+    if b1 - b0 == n:
+        i0 = np.clip(np.arange(b0 - margin, b1 + margin), 0, length - 1)
+        return i0, i0, np.zeros(i0.size)
+    coords = np.clip(b0 + (np.arange(-margin, n + margin) + 0.5) * ((b1 - b0) / n) - 0.5, 0.0, length - 1)
+    i0 = np.floor(coords).astype(np.int64)
+    return i0, np.minimum(i0 + 1, length - 1), coords - i0
+
+
+@nb.njit(cache=True, nogil=True)
+def _resample_2d(source, i0, i1, fy, j0, j1, fx, out, integer, lo, hi):
+    """Separable linear interpolation, rows first, in float64; integer outputs rounded half up and clipped."""
+    C = source.shape[2]
+    first, last = j0.min(), j1.max() + 1
+    row = np.empty((last - first, C))
+    for a in range(i0.size):
+        w1 = fy[a]
+        w0 = 1.0 - w1
+        for x in range(first, last):
+            for c in range(C):
+                row[x - first, c] = np.float64(source[i0[a], x, c]) * w0 + np.float64(source[i1[a], x, c]) * w1
+        for b in range(j0.size):
+            v1 = fx[b]
+            v0 = 1.0 - v1
+            for c in range(C):
+                v = row[j0[b] - first, c] * v0 + row[j1[b] - first, c] * v1
+                if integer:
+                    v = min(max(np.floor(v + 0.5), lo), hi)
+                out[a, b, c] = v
 
 
 def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, ...]) -> np.ndarray:
@@ -74,35 +111,6 @@ def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, ...]) -> np.nd
     index = [src_box[2 * a] + (2 * np.arange(n) + 1) * (src_box[2 * a + 1] - src_box[2 * a]) // (2 * n)
              for a, n in enumerate(size)]
     return mask[np.ix_(*index)]
-
-
-def extract_patch_volume(source: np.ndarray, src_box: Box, size: tuple[int, int, int], margin: int = 1) -> np.ndarray:
-    """:func:`extract_patch` for a volume (D, H, W, C): trilinear, the same sample positions, edges replicated.
-
-    Output voxel ``i`` along an axis samples ``b0 + (i + 1/2) s - 1/2`` (``s =
-    box / size``) for ``i = -margin .. size + margin - 1``; separable linear
-    interpolation in float64, rounded half up and clipped for integer dtypes.
-    """
-    out = source
-    for axis, n in enumerate(size):
-        b0, b1 = src_box[2 * axis], src_box[2 * axis + 1]
-        length = source.shape[axis]
-        if b1 - b0 == n:  # no resize along this axis: an exact crop
-            index = np.clip(np.arange(b0 - margin, b1 + margin), 0, length - 1)
-            out = np.take(out, index, axis=axis)
-            continue
-        step = (b1 - b0) / n
-        coords = np.clip(b0 + (np.arange(-margin, n + margin) + 0.5) * step - 0.5, 0.0, length - 1)
-        i0 = np.floor(coords).astype(np.int64)
-        i1 = np.minimum(i0 + 1, length - 1)
-        frac = (coords - i0).reshape([-1 if a == axis else 1 for a in range(out.ndim)])
-        out = np.take(out, i0, axis=axis) * (1.0 - frac) + np.take(out, i1, axis=axis) * frac
-    if out.dtype == source.dtype:
-        return np.ascontiguousarray(out)
-    if source.dtype.kind in "iu":
-        info = np.iinfo(source.dtype)
-        out = np.clip(np.floor(out + 0.5), info.min, info.max)
-    return np.ascontiguousarray(out.astype(source.dtype))
 
 
 def _crop_replicate(image: np.ndarray, box: Box) -> np.ndarray:
@@ -176,7 +184,7 @@ def blend_patch(
     image : ndarray, (H, W, C) or a volume (D, H, W, C), C-contiguous
         Modified in place (only inside ``dst_box``).
     patch : ndarray, (h + 2 margin, w + 2 margin, C) (volumes: one more axis), same dtype
-        From :func:`extract_patch` / :func:`extract_patch_volume`.
+        From :func:`extract_patch`.
     dst_box : (y0, y1, x0, x1) (volumes: (z0, z1, y0, y1, x0, x1))
         Size ``h x w``.
     blend : {"poisson", "paste", "alpha"}

@@ -17,7 +17,6 @@ from .blending import (
     blend_patch_opencv,
     extract_mask,
     extract_patch,
-    extract_patch_volume,
     opencv_skip_reason,
 )
 from .config import NSAConfig
@@ -412,6 +411,6 @@ def _render_patch(image, images: _Inputs, plan: NSAPlan, p: PatchGeometry, patch
 
 def _render_volume_patch(volume, images: _Inputs, plan: NSAPlan, p: PatchGeometry, patch_region) -> None:
     cfg = images.cfg
-    patch = extract_patch_volume(images.src, p.src_box, p.dst_size, margin=1)
+    patch = extract_patch(images.src, p.src_box, p.dst_size, margin=1)
     blend_patch(volume, patch, p.dst_box, blend=cfg.blend, gradients=plan.gradients or "normal", factor=plan.factor,
                 paste_mask=patch_region, clip=images.clip)
