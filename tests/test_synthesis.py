@@ -14,6 +14,7 @@ from scipy import stats
 from skimage.morphology import disk
 
 from nsa_augment import NSAConfig, object_mask, presets, synthesize
+from nsa_augment.methods.nsa.labels import median_keeps
 from nsa_augment.methods.nsa.sampling import (
     pixel_bounds,
     rescaled_size,
@@ -567,15 +568,27 @@ def test_config_intensity_range_is_validated():
 
 
 def test_small_images_never_get_a_patch_without_a_label(tiles128):
-    """On a 40x40 image a 2-px patch is possible; it would be blended without a label, so it is skipped."""
+    """On a 40x40 image a 3x4-px patch is possible; the 5x5 label median would remove its label, so it is skipped."""
     small = [np.ascontiguousarray(t[:40, :40]) for t in tiles128]
     cfg = presets.get("mvtec/carpet").replace(label="binary")
     thin = 0
     for seed in range(60):
         image, label, plan = synthesize(small[seed % 4], small[(seed + 1) % 4], cfg, np.random.default_rng(seed))
-        assert all(min(p.dst_size) >= 3 for p in plan.patches)
-        thin += any("thinner than 3 px" in r for r in plan.skipped)
+        assert all(median_keeps(p.dst_size) for p in plan.patches)
+        thin += any("too small for the label's 5x5 median" in r for r in plan.skipped)
     assert thin > 0
+
+
+def test_median_keeps_is_the_label_median_on_a_box():
+    """The skip rule agrees with the label's own median for every small box placed inside an image."""
+    from nsa_augment.methods.nsa.objects import binary_median
+
+    for dims in (2, 3):
+        for size in np.ndindex(*(7,) * dims):
+            size = tuple(n + 1 for n in size)
+            canvas = np.zeros(tuple(n + 8 for n in size), np.uint8)
+            canvas[tuple(slice(4, 4 + n) for n in size)] = 1
+            assert median_keeps(size) == bool(binary_median(canvas, 5).any()), size
 
 
 def _bilinear_reference(src, box, size, margin):

@@ -413,15 +413,15 @@ def test_volume_transform_on_volume_targets():
     from nsa_augment import NaturalSyntheticAnomaly3D, render_volume_anomaly
 
     rng = np.random.default_rng(0)
-    volume = rng.integers(200, 900, (12, 40, 44)).astype(np.int16)
-    other = rng.integers(200, 900, (12, 40, 44)).astype(np.int16)
-    segmentation = np.zeros((12, 40, 44), np.uint8)
+    volume = rng.integers(200, 900, (24, 48, 48)).astype(np.int16)
+    other = rng.integers(200, 900, (24, 48, 48)).astype(np.int16)
+    segmentation = np.zeros((24, 48, 48), np.uint8)
     t = NaturalSyntheticAnomaly3D.from_preset("medical/brain-mri", p=1.0)
     pipeline = A.ReplayCompose([t], additional_targets={"seg3d": "mask3d"})
     pipeline.set_random_seed(1)
-    out = pipeline(volume=volume, mask3d=np.zeros((12, 40, 44), np.float32), seg3d=segmentation, nsa_source=other)
-    assert out["volume"].dtype == np.int16 and out["mask3d"].shape == (12, 40, 44)
-    assert (out["volume"] != volume).any() and np.array_equal(out["seg3d"], segmentation)
+    out = pipeline(volume=volume, mask3d=np.zeros((24, 48, 48), np.float32), seg3d=segmentation, nsa_source=other)
+    assert out["volume"].dtype == np.int16 and out["mask3d"].shape == (24, 48, 48)
+    assert (out["volume"] != volume).any() and out["mask3d"].max() > 0 and np.array_equal(out["seg3d"], segmentation)
     entry = out["replay"]["transforms"][0]
     params = entry["params"] if "params" in entry else entry.get("replay_params", {})
     plan = (params.get("params", params))["nsa_plan"]
@@ -430,7 +430,7 @@ def test_volume_transform_on_volume_targets():
     with pytest.raises(ValueError, match="mask3d"):
         A.Compose([t])(volume=volume, nsa_source=other)
     with pytest.raises(ValueError, match="needs a 'volume' target"):
-        A.Compose([t])(image=volume[0], mask=np.zeros((40, 44), np.float32))
+        A.Compose([t])(image=volume[0], mask=np.zeros((48, 48), np.float32))
     with pytest.raises(ValueError, match="width_bounds for 3 axes"):
         NaturalSyntheticAnomaly3D.from_preset("mvtec/carpet")
     with pytest.raises(ValueError, match="use NaturalSyntheticAnomaly3D"):

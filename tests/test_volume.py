@@ -19,7 +19,7 @@ from nsa_augment import (
     synthesize_volume,
 )
 from nsa_augment.io import load_volume
-from nsa_augment.methods.nsa.labels import footprint, make_label
+from nsa_augment.methods.nsa.labels import footprint, make_label, median_keeps
 from nsa_augment.methods.nsa.objects import spatial_object_mask
 
 nibabel_testing = pytest.importorskip("nibabel.testing")
@@ -187,13 +187,13 @@ def test_volume_dtypes_channels_and_labels(dtype, label):
 
 
 def test_no_patch_changes_voxels_its_label_cannot_mark(brain):
-    """A 2-voxel-thin cuboid would be blended but lose its label to the 5x5x5 median: it is skipped instead."""
+    """A cuboid too thin to fill half of the 5x5x5 label median would be blended unlabelled: it is skipped instead."""
     a, b = brain
     thin_seen = 0
     for seed in range(12):
         volume, label, plan = synthesize_volume(a, b, "medical/brain-mri", np.random.default_rng(seed))
-        assert all(min(p.dst_size) >= 3 for p in plan.patches)
-        thin_seen += any("thinner than 3 px along slices" in r for r in plan.skipped)
+        assert all(median_keeps(p.dst_size) for p in plan.patches)
+        thin_seen += any("too small for the label's 5x5x5 median" in r for r in plan.skipped)
         if plan.patches:
             assert label.max() > 0, plan
     assert thin_seen > 0

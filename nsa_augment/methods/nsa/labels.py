@@ -33,7 +33,32 @@ from .objects import binary_median
 _FLOAT_QUANT = 4
 
 DISK_RADIUS = 5
-_GROW = 2 + DISK_RADIUS
+#: Side of the binary median that decides which changed pixels count (5x5, 5x5x5 for volumes).
+MEDIAN_SIZE = 5
+_GROW = MEDIAN_SIZE // 2 + DISK_RADIUS
+
+
+def median_keeps(size: tuple[int, ...]) -> bool:
+    """Whether the label's binary median keeps anything of a box of ``size`` pixels placed anywhere.
+
+    A median keeps a pixel where the box fills more than half of the window centred on it; inside
+    the image the fullest window holds ``prod(min(side, 5))`` box pixels, so a 3x4 patch (12 of 25)
+    or a 3x5x4 cuboid (60 of 125) loses its whole label, while 3x5 (15 of 25) keeps its centre.
+    (At an image border the replicated edge can keep slightly smaller boxes; this test ignores
+    that, so it errs towards skipping a tiny patch, never towards an unlabelled one.)
+
+    Parameters
+    ----------
+    size : tuple of int
+        The box's sides, one per axis (2 for images, 3 for volumes).
+
+    Examples
+    --------
+    >>> median_keeps((3, 5)), median_keeps((3, 4)), median_keeps((3, 5, 5)), median_keeps((3, 5, 4))
+    (True, False, True, False)
+    """
+    filled = int(np.prod([min(int(n), MEDIAN_SIZE) for n in size]))
+    return 2 * filled > MEDIAN_SIZE ** len(size)
 
 
 def footprint(radius: int, dims: int) -> np.ndarray:
@@ -258,7 +283,7 @@ def make_label(
     b, a, reg = before[inner], after[inner], region[inner]
     diff = change_magnitude(b, a, (lo, hi))
     raw = ((diff > tol) & reg).view(np.uint8)
-    changed = binary_median(raw, 5)  # = cv2.medianBlur(raw, 5), replicated borders as the reference
+    changed = binary_median(raw, MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), replicated borders as the reference
     if mode == "binary":
         out = changed.astype(np.float32)
     elif mode == "continuous":

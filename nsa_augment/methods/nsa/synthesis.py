@@ -20,7 +20,7 @@ from .blending import (
     opencv_skip_reason,
 )
 from .config import NSAConfig
-from .labels import make_label
+from .labels import MEDIAN_SIZE, make_label, median_keeps
 from .objects import spatial_object_mask
 from .sampling import (
     PatchGeometry,
@@ -243,9 +243,6 @@ class _Inputs:
         return self.dst.dtype == np.float32 and self.dst_range == (0.0, 1.0)
 
 
-#: A patch thinner than this along any axis would change pixels but get no label (the 5-wide median keeps only
-#: runs of 3 or more); such patches are skipped.
-MIN_LABELLED_SIDE = 3
 #: Above this many channels an (H, W, C) image is far more likely a (D, H, W) volume passed to a 2-D function.
 MAX_IMAGE_CHANNELS = 16
 AXES = {2: ("rows", "cols"), 3: ("slices", "rows", "cols")}
@@ -334,12 +331,12 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
             size = tuple(min(c, n) for c, n in zip(cut, shape))
         if cfg.blend == "poisson" and size == shape:
             size = (shape[0] - 1, *shape[1:])  # the solver needs at least one boundary pixel
-        thin = [name for name, n in zip(names, size) if n < MIN_LABELLED_SIDE]
-        if thin:
-            # The label's 5-wide median keeps nothing thinner than 3: the patch would change pixels
+        if not median_keeps(size):
+            # The label's median would remove the whole label: the patch would change pixels
             # that no label marks, a silently wrong training example.
-            skipped.append(f"patch {'x'.join(map(str, size))} thinner than {MIN_LABELLED_SIDE} px along "
-                           f"{' and '.join(thin)}: the label's 5-wide median would remove its label")
+            side = "x".join([str(MEDIAN_SIZE)] * len(size))
+            skipped.append(f"patch {'x'.join(map(str, size))} too small for the label's {side} median: "
+                           "it would change pixels that no label marks")
             continue
         src_obj_patch = extract_mask(src_object, src_box, size) if src_object is not None else None
         if cfg.shift:
