@@ -63,14 +63,14 @@ def _frequencies(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def _eigenvalues(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
+def eigenvalues(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
     lam = 2.0 - 2.0 * np.cos(_frequencies(n, left_neumann, right_neumann))
     lam.setflags(write=False)
     return lam
 
 
 @lru_cache(maxsize=256)
-def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
+def eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
     """Orthonormal eigenvectors (columns, float32) of the 1-D operator, in :func:`_frequencies` order.
 
     Closed forms (second difference with Dirichlet ends, or half-sample Neumann
@@ -105,17 +105,17 @@ def _forward(rhs: np.ndarray, left: bool, right: bool):
     if w > _MAX_DENSE or _is_smooth(fft_len):
         if left and right:
             spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho")
-            return spec, _eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho")
+            return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho")
         if left or right:
             # Mirror about the Neumann side: the half-sample symmetric extension
             # is a Dirichlet-Dirichlet problem of width 2w.
             ext = np.concatenate((rhs[..., ::-1], rhs), axis=-1) if left else np.concatenate((rhs, rhs[..., ::-1]), axis=-1)
             spec = scipy.fft.dst(ext, type=1, axis=-1, norm="ortho")
             keep = slice(w, None) if left else slice(None, w)
-            return spec, _eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")[..., keep]
+            return spec, eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")[..., keep]
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho")
-        return spec, _eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")
-    lam, q = _eigenvalues(w, left, right), _eigenbasis(w, left, right)
+        return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")
+    lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
     shape = rhs.shape
     spec = (rhs.reshape(-1, w) @ q).reshape(shape)
     return spec, lam, lambda s: (s.reshape(-1, w) @ q.T).reshape(shape)

@@ -42,7 +42,7 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
     -------
     ndarray, size + 2 margin along each axis, channels last, same dtype
     """
-    axes = [_sample_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a]) for a, n in enumerate(size)]
+    axes = [sample_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a]) for a, n in enumerate(size)]
     if len(size) == 2:
         (i0, i1, fy), (j0, j1, fx) = axes
         out = np.empty((i0.size, j0.size, source.shape[2]), source.dtype)
@@ -64,7 +64,7 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
     return np.ascontiguousarray(out.astype(source.dtype))
 
 
-def _sample_positions(b0: int, b1: int, n: int, margin: int, length: int):
+def sample_positions(b0: int, b1: int, n: int, margin: int, length: int):
     """Per output index along one axis: the two source indices and the weight of the second (float64).
 
     Without a resize the samples are exact (second weight 0): ``v * 1.0 + v * 0.0`` is ``v``.

@@ -1,4 +1,4 @@
-"""PyTorch integration: a dataset of synthetic anomalies with correct seeding in DataLoader workers.
+"""A dataset of synthetic anomalies with correct seeding in DataLoader workers.
 
 Albumentations 2.0.8 transforms carry their random state inside the object.  A
 DataLoader copies that object into every worker, so on its own every worker
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from .io import load_image, match_channels
-from .methods.nsa.labels import image_label
+from ..io import load_image, match_channels
+from ..methods.nsa.labels import image_label
 
-__all__ = ["EpochSampler", "SyntheticAnomalyDataset", "load_image", "seed_everything_in", "worker_init_fn"]
+__all__ = ["EpochSampler", "PlannedAnomalyDataset", "SyntheticAnomalyDataset", "collate_plans", "load_image",
+           "seed_everything_in", "worker_init_fn"]
 # (load_image is re-exported from .io)
 
 
@@ -167,7 +168,8 @@ class SyntheticAnomalyDataset(Dataset):
         item = self.images[index]
         return item if isinstance(item, np.ndarray) else load_image(item)
 
-    def __getitem__(self, key):
+    def _pair(self, key) -> tuple[np.ndarray, np.ndarray, int]:
+        """Restart the item's streams, then its image, its source (another image, ``source_transform`` applied) and index."""
         if isinstance(key, tuple):  # (epoch, index) from EpochSampler: the item's own streams
             epoch, index = key
             self._restart(int(np.random.SeedSequence([self.seed, int(epoch), int(index)]).generate_state(1)[0]))
@@ -184,9 +186,84 @@ class SyntheticAnomalyDataset(Dataset):
         source = self._image(other)
         if self.source_transform is not None:
             source = self.source_transform(image=source)["image"]
-        source = match_channels(source, image)
+        return image, match_channels(source, image), index
+
+    def __getitem__(self, key):
+        image, source, _ = self._pair(key)
         out = self.transform(image=image, mask=np.zeros(image.shape[:2], np.float32), **{self.source_key: source})
         mask = out["mask"]
         mask = mask.float() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
         label = torch.tensor(float(image_label(mask.numpy())), dtype=torch.float32)
         return out["image"], mask, label
+
+
+class PlannedAnomalyDataset(SyntheticAnomalyDataset):
+    """Normal images in, ``(image, source, plan)`` out: NSA planned in the workers, rendered on the device.
+
+    The CPU side of :func:`nsa_augment.torch.render_batch`: each item is the (augmented) image,
+    its patch source (another image of the pool, ``source_transform`` applied) and an NSA plan
+    drawn for them with probability ``p`` (else a plan without patches).  Batch the items with
+    :func:`collate_plans` and render them on the training device.  Seeding is
+    :class:`SyntheticAnomalyDataset`'s: ``(epoch, index)`` keys give every item its own streams.
+
+    Parameters
+    ----------
+    images : sequence of ndarray or path
+        Normal images, uint8 or float32 in [0, 1], all of one size after ``transform``.
+    config : NSAConfig or str
+        The generator (``poisson="exact"``).
+    transform : callable, optional
+        Applied to the image before planning (``transform(image=...)["image"]``): the geometric
+        augmentation, not the anomaly, not normalisation.
+    p : float
+        Probability that an item gets an anomaly.
+    seed, source_transform :
+        As for :class:`SyntheticAnomalyDataset`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nsa_augment.torch import PlannedAnomalyDataset, collate_plans, render_batch
+    >>> rng = np.random.default_rng(0)
+    >>> pool = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    >>> ds = PlannedAnomalyDataset(pool, "mvtec/carpet")
+    >>> images, sources, plans = collate_plans([ds[(0, i)] for i in range(4)])
+    >>> anomalous, labels = render_batch(images, sources, plans, "mvtec/carpet")
+    >>> tuple(anomalous.shape), tuple(labels.shape)
+    ((4, 3, 64, 64), (4, 64, 64))
+    """
+
+    def __init__(self, images, config, *, transform=None, p: float = 1.0, seed: int = 0, source_transform=None):
+        from ..methods.nsa import presets
+        from ..methods.nsa.config import NSAConfig
+
+        cfg = presets.load(config) if isinstance(config, str) else config
+        if not isinstance(cfg, NSAConfig):
+            raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must lie in [0, 1], got {p}")
+        self.config, self.p = cfg, float(p)
+        super().__init__(images, transform if transform is not None else _identity, seed=seed,
+                         source_transform=source_transform)
+
+    def __getitem__(self, key):
+        from ..methods.nsa.synthesis import NSAPlan, plan_anomaly
+
+        image, source, _ = self._pair(key)
+        image = self.transform(image=image)["image"]
+        if self.rng.random() < self.p:
+            plan = plan_anomaly(image, source, self.config, self.rng)
+        else:
+            plan = NSAPlan(shape=image.shape[:2], source_shape=source.shape[:2])
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a.reshape(a.shape[0], a.shape[1], -1))).permute(2, 0, 1)  # noqa: E731
+        return as_tensor(image), as_tensor(source), plan
+
+
+def _identity(image):
+    return {"image": image}
+
+
+def collate_plans(items) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """DataLoader ``collate_fn`` for :class:`PlannedAnomalyDataset`: stacked images and sources, a list of plans."""
+    images, sources, plans = zip(*items)
+    return torch.stack(images), torch.stack(sources), list(plans)

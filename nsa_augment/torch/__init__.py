@@ -1,0 +1,22 @@
+"""PyTorch integration: datasets that seed DataLoader workers right, and NSA rendered on the accelerator.
+
+* :mod:`~nsa_augment.torch.dataset` — :class:`SyntheticAnomalyDataset`, :class:`EpochSampler`,
+  :func:`worker_init_fn`: synthesis on the CPU, in DataLoader workers.
+* :mod:`~nsa_augment.torch.render` — :func:`render_batch` / :class:`NSABatchRenderer`: plans drawn
+  on the CPU (cheap, seeded; :class:`PlannedAnomalyDataset` in DataLoader workers), a whole batch
+  rendered at once on any device (``docs/performance.md``).
+"""
+
+from .dataset import (
+    EpochSampler,
+    PlannedAnomalyDataset,
+    SyntheticAnomalyDataset,
+    collate_plans,
+    load_image,
+    seed_everything_in,
+    worker_init_fn,
+)
+from .render import NSABatchRenderer, render_batch
+
+__all__ = ["EpochSampler", "NSABatchRenderer", "PlannedAnomalyDataset", "SyntheticAnomalyDataset", "collate_plans",
+           "load_image", "render_batch", "seed_everything_in", "worker_init_fn"]

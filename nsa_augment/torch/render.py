@@ -1,0 +1,372 @@
+"""NSA on the accelerator: render a whole batch of plans at once in PyTorch.
+
+Plans come from :func:`nsa_augment.plan_anomaly` on the CPU (cheap, seeded, in DataLoader
+workers); :func:`render_batch` renders all of them with batched tensor operations on the
+images' device — no Python loop over pixels, one over the (at most ``num_patches``) patch
+rounds.  It computes what :func:`nsa_augment.render_anomaly` computes, in float32:
+
+1. **Patches**: each plan's source box, resampled to its destination size with a 1-px margin by
+   separable linear interpolation (:func:`nsa_augment.methods.nsa.blending.extract_patch`'s
+   definition), as two gathers over the padded batch.
+2. **Poisson**: the exact 5-point system on each patch's rectangle (destination as Dirichlet
+   boundary, no neighbour beyond the image border), solved by diagonalisation: ``U = Q_h [(Q_h^T R
+   Q_w) / (lambda_i + mu_j)] Q_w^T`` with the closed-form 1-D eigenbases of
+   :mod:`nsa_augment.poisson.box_solver`.  Boxes of different sizes share one batched product: each
+   basis is padded with an identity block, whose modes see a zero right-hand side.
+3. **Object masks** and **labels** (binary, continuous, intensity, logistic) as in
+   :mod:`nsa_augment.methods.nsa.labels`, over whole images (:mod:`nsa_augment.torch.labels`).
+
+Patches are blended one after another, as on the CPU: round ``k`` renders every example's
+``k``-th patch into the image left by round ``k - 1``.  Matrix products run at full float32
+precision (TF32 is switched off inside the call).  Supported: 2-D images, ``blend`` "poisson"
+(``poisson="exact"``), "paste" and "alpha"; ``poisson="opencv"`` and volumes render on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from ..methods.nsa import presets
+from ..methods.nsa.blending import sample_positions
+from ..methods.nsa.config import NSAConfig
+from ..methods.nsa.sampling import box_size
+from ..methods.nsa.synthesis import NSAPlan
+from ..poisson.box_solver import eigenbasis, eigenvalues
+from .labels import batch_labels, batch_object_mask, intensity_ranges
+
+__all__ = ["NSABatchRenderer", "render_batch"]
+
+DTYPES = (torch.uint8, torch.float32)
+
+
+def render_batch(images: torch.Tensor, sources: torch.Tensor | None, plans: Sequence[NSAPlan],
+                 config: NSAConfig | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render one plan per image, for the whole batch at once, on the images' device.
+
+    Parameters
+    ----------
+    images : Tensor, (B, C, H, W), uint8 or float32
+        Normal images (float32 in [0, 1] unless ``config.intensity_range`` says otherwise), on any
+        device.  Never modified.
+    sources : Tensor (B, C, Hs, Ws) or None
+        The images the patches are cut from (same dtype and device), or None to cut from
+        ``images`` themselves (``config.same_source``, or plans drawn with ``source=None``).
+    plans : sequence of B :class:`~nsa_augment.NSAPlan`
+        From :func:`nsa_augment.plan_anomaly`, drawn for these images' sizes (and their object
+        masks, which are recomputed here from the tensors).
+    config : NSAConfig or str
+        The config (or preset name) the plans were drawn with.
+
+    Returns
+    -------
+    images : Tensor, (B, C, H, W), same dtype and device
+    labels : Tensor, float32 (B, H, W)
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from nsa_augment import plan_anomaly, render_anomaly
+    >>> rng = np.random.default_rng(0)
+    >>> dst = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    >>> src = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    >>> plans = [plan_anomaly(d, s, "mvtec/carpet", rng) for d, s in zip(dst, src)]
+    >>> to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+    >>> images, labels = render_batch(to_tensor(dst), to_tensor(src), plans, "mvtec/carpet")
+    >>> ref_image, ref_label = render_anomaly(dst[0], src[0], "mvtec/carpet", plans[0])
+    >>> int((images[0].permute(1, 2, 0).numpy().astype(int) - ref_image).__abs__().max()) <= 1
+    True
+    """
+    cfg = _check(images, sources, plans, config)
+    same = sources is None or cfg.same_source
+    src_images = images if same else sources
+    B, C, H, W = images.shape
+    with _full_precision_matmul():
+        before = images.to(torch.float32)
+        dst_range = intensity_ranges(images, cfg.intensity_range)
+        src_range = dst_range if same else intensity_ranges(src_images, cfg.intensity_range)
+        source = before if same else src_images.to(torch.float32)
+        work = before.clone()
+        integer = images.dtype == torch.uint8
+        clip = (not integer) and bool(((dst_range[:, 0] == 0) & (dst_range[:, 1] == 1)).all())
+        region = torch.zeros(B, H, W, dtype=torch.bool, device=images.device)
+        dst_object = src_object = None
+        if cfg.object_masks is not None:
+            dst_object = batch_object_mask(before, cfg.object_masks, dst_range)
+            src_object = dst_object if same else batch_object_mask(source, cfg.object_masks, src_range)
+        rounds = max((len(p.patches) for p in plans), default=0)
+        for k in range(rounds):
+            members = [b for b, p in enumerate(plans) if len(p.patches) > k]
+            geometry = _Geometry([plans[b].patches[k] for b in members], (H, W), source.shape[2:], images.device)
+            index = torch.tensor(members, device=images.device)
+            patch = geometry.resample(source.index_select(0, index), integer)
+            patch_region = None
+            if dst_object is not None:
+                patch_region = geometry.source_mask(src_object.index_select(0, index)) \
+                    | geometry.destination_region(dst_object.index_select(0, index))
+            current = work.index_select(0, index)
+            if cfg.blend == "poisson":
+                modes = [plans[b].gradients or "normal" for b in members]
+                factors = torch.tensor([plans[b].factor for b in members], device=images.device)
+                values = _solve_boxes(current, patch, geometry, modes, factors)
+                write = geometry.box_mask
+            else:
+                inner = patch[:, :, 1:-1, 1:-1]
+                values = inner if cfg.blend == "paste" else None
+                if cfg.blend == "alpha":
+                    f = torch.tensor([plans[b].factor for b in members], device=images.device,
+                                     dtype=torch.float64).view(-1, 1, 1, 1)
+                    values = f * inner + (1.0 - f) * geometry.gather_box(current).to(torch.float64)
+                write = geometry.box_mask if patch_region is None else geometry.box_mask & patch_region
+            values = values.to(torch.float64)
+            if integer:
+                values = torch.floor(values + 0.5).clamp_(0.0, 255.0)
+            elif clip:
+                values = values.clamp(0.0, 1.0)
+            work.index_copy_(0, index, geometry.scatter_box(current, values.to(torch.float32), write))
+            patch_mask = geometry.box_mask if patch_region is None else geometry.box_mask & patch_region
+            region.index_copy_(0, index, geometry.scatter_box(region.index_select(0, index)[:, None].float(),
+                                                              torch.ones_like(values[:, :1], dtype=torch.float32),
+                                                              patch_mask)[:, 0] > 0.5)
+        factors = torch.tensor([p.factor for p in plans], device=images.device, dtype=torch.float32)
+        labels = batch_labels(before, work, region, cfg, factors, dst_range, integer)
+        out = work.to(images.dtype) if integer else work
+    return out, labels
+
+
+class NSABatchRenderer(torch.nn.Module):
+    """:func:`render_batch` as a module for training loops: ``renderer(images, sources, plans)``.
+
+    It holds the config and no parameters; move the images, not the module, to the device.
+
+    Examples
+    --------
+    >>> renderer = NSABatchRenderer("mvtec/carpet")
+    >>> renderer
+    NSABatchRenderer(config=mvtec/carpet)
+    """
+
+    def __init__(self, config: NSAConfig | str):
+        super().__init__()
+        self.config = presets.get(config) if isinstance(config, str) else config
+        if not isinstance(self.config, NSAConfig):
+            raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+
+    def forward(self, images: torch.Tensor, sources: torch.Tensor | None, plans: Sequence[NSAPlan]):
+        return render_batch(images, sources, plans, self.config)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config.name}"
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+
+def _check(images, sources, plans, config) -> NSAConfig:
+    cfg = presets.get(config) if isinstance(config, str) else config
+    if not isinstance(cfg, NSAConfig):
+        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    if cfg.dims != 2:
+        raise ValueError("render_batch renders images; volumes render on the CPU with render_volume_anomaly")
+    if cfg.blend == "poisson" and cfg.poisson != "exact":
+        raise ValueError("render_batch solves the exact formulation; poisson='opencv' renders on the CPU with "
+                         "render_anomaly")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise TypeError(f"images must be a (B, C, H, W) tensor, got {type(images).__name__} "
+                        f"{tuple(getattr(images, 'shape', ()))}")
+    if images.dtype not in DTYPES:
+        raise TypeError(f"images must be uint8 or float32 tensors, got {images.dtype}: convert other dtypes to "
+                        "float32 and set the config's intensity_range")
+    B, C, H, W = images.shape
+    if sources is not None:
+        if not isinstance(sources, torch.Tensor) or sources.ndim != 4:
+            raise TypeError("sources must be a (B, C, Hs, Ws) tensor or None")
+        if sources.dtype != images.dtype or sources.device != images.device:
+            raise TypeError(f"sources ({sources.dtype} on {sources.device}) must match images ({images.dtype} on "
+                            f"{images.device})")
+        if sources.shape[:2] != images.shape[:2]:
+            raise ValueError(f"sources have shape {tuple(sources.shape)}: need {B} images with {C} channels")
+    if isinstance(plans, NSAPlan) or len(plans) != B:
+        raise ValueError(f"give one plan per image: {B} images, "
+                         f"{'one plan' if isinstance(plans, NSAPlan) else f'{len(plans)} plans'}")
+    src_shape = (H, W) if sources is None or cfg.same_source else tuple(sources.shape[2:])
+    for i, plan in enumerate(plans):
+        if not isinstance(plan, NSAPlan):
+            raise TypeError(f"plans[{i}] is a {type(plan).__name__}, not an NSAPlan from plan_anomaly")
+        if tuple(plan.shape) != (H, W):
+            raise ValueError(f"plans[{i}] was drawn for a {plan.shape[0]}x{plan.shape[1]} image, these are {H}x{W}")
+        if plan.patches and tuple(plan.source_shape) != src_shape:
+            raise ValueError(f"plans[{i}] was drawn for a {plan.source_shape[0]}x{plan.source_shape[1]} source, the "
+                             f"sources are {src_shape[0]}x{src_shape[1]}")
+    return cfg
+
+
+@contextmanager
+def _full_precision_matmul():
+    """float32 products at full precision: TF32 (a 10-bit mantissa) would cost the solve a few grey levels."""
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+# --- one round of patches: geometry, resampling, the box solve -------------------------------------
+
+
+class _Geometry:
+    """Index tensors of one round's patches (n of them), padded to the largest box ``(hp, wp)``."""
+
+    def __init__(self, patches, shape, source_shape, device):
+        H, W = shape
+        n = len(patches)
+        sizes = np.array([p.dst_size for p in patches], np.int64).reshape(n, 2)
+        self.hp, self.wp = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+        hp, wp = self.hp, self.wp
+        # Resampling positions with the 1-px margin (padding: index 0, weight 0).
+        rows = np.zeros((3, n, hp + 2))
+        cols = np.zeros((3, n, wp + 2))
+        # Nearest-neighbour positions of the source object mask (no margin).
+        nearest_rows = np.zeros((n, hp), np.int64)
+        nearest_cols = np.zeros((n, wp), np.int64)
+        for e, p in enumerate(patches):
+            (h, w), (y0, y1, x0, x1) = p.dst_size, p.src_box
+            for table, near, b0, b1, m, length in ((rows, nearest_rows, y0, y1, h, source_shape[0]),
+                                                    (cols, nearest_cols, x0, x1, w, source_shape[1])):
+                i0, i1, f = sample_positions(b0, b1, m, 1, length)
+                table[0, e, : m + 2], table[1, e, : m + 2], table[2, e, : m + 2] = i0, i1, f
+                near[e, :m] = b0 + (2 * np.arange(m) + 1) * (b1 - b0) // (2 * m)
+        to = lambda a, dtype=torch.int64: torch.as_tensor(a, device=device).to(dtype)  # noqa: E731
+        self.rows = (to(rows[0]), to(rows[1]), to(rows[2], torch.float64))
+        self.cols = (to(cols[0]), to(cols[1]), to(cols[2], torch.float64))
+        self.nearest = (to(nearest_rows), to(nearest_cols))
+        boxes = np.array([p.dst_box for p in patches], np.int64).reshape(n, 4)
+        self.sizes, self.boxes = sizes, boxes
+        a, b = np.arange(hp), np.arange(wp)
+        inside = (a[None, :, None] < sizes[:, 0, None, None]) & (b[None, None, :] < sizes[:, 1, None, None])
+        self.box_mask = to(inside, torch.bool)  # (n, hp, wp)
+        # Destination coordinates of the box with a 1-px ring, clamped, and which lie in the image.
+        ys = boxes[:, 0, None] - 1 + np.arange(hp + 2)[None]
+        xs = boxes[:, 2, None] - 1 + np.arange(wp + 2)[None]
+        self.ring_rows, self.ring_cols = to(np.clip(ys, 0, H - 1)), to(np.clip(xs, 0, W - 1))
+        self.rows_in = to((ys >= 0) & (ys < H), torch.float32)
+        self.cols_in = to((xs >= 0) & (xs < W), torch.float32)
+        # Which ring positions lie outside the box (then their value is a Dirichlet boundary value).
+        self.rows_out = to((np.arange(hp + 2)[None] == 0) | (np.arange(hp + 2)[None] > sizes[:, 0, None]), torch.float32)
+        self.cols_out = to((np.arange(wp + 2)[None] == 0) | (np.arange(wp + 2)[None] > sizes[:, 1, None]), torch.float32)
+        self.shape = (H, W)
+        self.device = device
+
+    def resample(self, source: torch.Tensor, integer: bool) -> torch.Tensor:
+        """Each source box resized to its destination size with a 1-px margin: (n, C, hp + 2, wp + 2), float64.
+
+        In float64 like the CPU path: mixed gradients compare the patch's gradients with the
+        image's, and a patch pixel rounded the other way can flip that choice.
+        """
+        source = source.to(torch.float64)
+        n, C, Hs, Ws = source.shape
+        i0, i1, fy = self.rows
+        j0, j1, fx = self.cols
+        expand = lambda idx: idx[:, None, :, None].expand(n, C, idx.shape[1], Ws)  # noqa: E731
+        w = fy[:, None, :, None]
+        rows = source.gather(2, expand(i0)) * (1.0 - w) + source.gather(2, expand(i1)) * w
+        expand = lambda idx: idx[:, None, None, :].expand(n, C, rows.shape[2], idx.shape[1])  # noqa: E731
+        w = fx[:, None, None, :]
+        out = rows.gather(3, expand(j0)) * (1.0 - w) + rows.gather(3, expand(j1)) * w
+        return torch.floor(out + 0.5).clamp_(0.0, 255.0) if integer else out
+
+    def source_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The source object mask on each source box, resized (nearest) to the box: (n, hp, wp) bool."""
+        rows, cols = self.nearest
+        n = mask.shape[0]
+        picked = mask.gather(1, rows[:, :, None].expand(n, rows.shape[1], mask.shape[2]))
+        return picked.gather(2, cols[:, None, :].expand(n, rows.shape[1], cols.shape[1])) & self.box_mask
+
+    def destination_region(self, mask: torch.Tensor) -> torch.Tensor:
+        """A (n, H, W) mask on each destination box: (n, hp, wp) bool."""
+        return self._ring(mask[:, None].float())[:, 0, 1:-1, 1:-1] > 0.5
+
+    def _ring(self, image: torch.Tensor) -> torch.Tensor:
+        """Each box with its 1-px ring cut from ``image`` (n, C, H, W): (n, C, hp + 2, wp + 2), clamped."""
+        n, C, H, W = image.shape
+        rows = image.gather(2, self.ring_rows[:, None, :, None].expand(n, C, self.hp + 2, W))
+        return rows.gather(3, self.ring_cols[:, None, None, :].expand(n, C, self.hp + 2, self.wp + 2))
+
+    def gather_box(self, image: torch.Tensor) -> torch.Tensor:
+        return self._ring(image)[:, :, 1:-1, 1:-1]
+
+    def scatter_box(self, image: torch.Tensor, values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """``image`` (n, C, H, W) with ``values`` (n, C, hp, wp) written into each box where ``where``.
+
+        Positions outside ``where`` keep their pixel; the padding of smaller boxes goes to a scratch
+        element past the image, so it never races a real write for the same pixel.
+        """
+        n, C, H, W = image.shape
+        rows = self.ring_rows[:, 1:-1]
+        cols = self.ring_cols[:, 1:-1]
+        flat = rows[:, :, None] * W + cols[:, None, :]
+        flat = torch.where(self.box_mask, flat, torch.full_like(flat, H * W)).reshape(n, 1, -1).expand(n, C, -1)
+        out = torch.cat([image.reshape(n, C, H * W), image.new_zeros(n, C, 1)], dim=2)
+        keep = out.gather(2, flat)
+        merged = torch.where(where[:, None].reshape(n, 1, -1), values.reshape(n, C, -1), keep)
+        return out.scatter_(2, flat, merged)[:, :, : H * W].reshape(n, C, H, W)
+
+    def bases(self):
+        """Per box the padded 1-D eigenbases and eigenvalues along rows and columns (image border: Neumann)."""
+        H, W = self.shape
+        n = self.sizes.shape[0]
+        out = []
+        for axis, size in ((0, self.hp), (1, self.wp)):
+            q = np.zeros((n, size, size), np.float32)
+            lam = np.ones((n, size), np.float32)
+            q[:] = np.eye(size, dtype=np.float32)
+            for e in range(n):
+                m = int(self.sizes[e, axis])
+                low, high = bool(self.boxes[e, 2 * axis] == 0), bool(self.boxes[e, 2 * axis + 1] == (H, W)[axis])
+                q[e, :m, :m] = eigenbasis(m, low, high)
+                lam[e, :m] = eigenvalues(m, low, high)
+            out += [torch.from_numpy(q).to(self.device), torch.from_numpy(lam).to(self.device)]
+        return out
+
+
+def _solve_boxes(image: torch.Tensor, patch: torch.Tensor, g: _Geometry, modes, factors) -> torch.Tensor:
+    """The exact Poisson solution on every box: (n, C, hp, wp) (zero in the padding)."""
+    D = g._ring(image).to(torch.float64)  # the guidance in float64 (mixed gradients compare magnitudes)
+    S = patch
+    valid_y = g.rows_in[:, None, :, None]
+    valid_x = g.cols_in[:, None, None, :]
+    out_y = g.rows_out[:, None, :, None]
+    out_x = g.cols_out[:, None, None, :]
+    mixed = torch.tensor([m == "mixed" for m in modes], device=image.device).view(-1, 1, 1, 1)
+    interpolated = torch.tensor([m == "interpolated" for m in modes], device=image.device).view(-1, 1, 1, 1)
+    f = factors.to(torch.float64).view(-1, 1, 1, 1)
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    dp, sp = D[inner], S[inner]
+    rhs = torch.zeros_like(dp)
+    # The four neighbours q of each box pixel p: (shift of the padded arrays, in-image weight, outside-box weight).
+    neighbours = (
+        ((slice(0, -2), slice(1, -1)), valid_y[:, :, :-2], out_y[:, :, :-2]),
+        ((slice(2, None), slice(1, -1)), valid_y[:, :, 2:], out_y[:, :, 2:]),
+        ((slice(1, -1), slice(0, -2)), valid_x[:, :, :, :-2], out_x[:, :, :, :-2]),
+        ((slice(1, -1), slice(2, None)), valid_x[:, :, :, 2:], out_x[:, :, :, 2:]),
+    )
+    for (ys, xs), valid, outside in neighbours:
+        dq, sq = D[:, :, ys, xs], S[:, :, ys, xs]
+        gd, gs = dp - dq, sp - sq
+        v = torch.where(mixed, torch.where(gs.abs() > gd.abs(), gs, gd), gs)
+        v = torch.where(interpolated, f * gs + (1.0 - f) * gd, v)
+        rhs = rhs + valid * (v + outside * dq)
+    rhs = (rhs * g.box_mask[:, None].to(rhs.dtype)).to(torch.float32)
+    qh, lh, qw, lw = g.bases()
+    spectrum = qh.transpose(1, 2)[:, None] @ rhs @ qw[:, None]
+    spectrum = spectrum / (lh[:, None, :, None] + lw[:, None, None, :])
+    return qh[:, None] @ spectrum @ qw.transpose(1, 2)[:, None]
+
+
+def box_sizes(plan: NSAPlan) -> list[tuple[int, ...]]:
+    """The destination box sizes of a plan's patches (for grouping or logging)."""
+    return [box_size(p.dst_box) for p in plan.patches]
