@@ -103,6 +103,7 @@ def test_resume_with_other_settings_stops_with_the_differences(tmp_path, capsys,
     (["--anomaly-p", "1.5"], "--anomaly-p must lie in [0, 1]"),
     (["--batch-size", "8"], "--batch-size 8 exceeds the 6 training images"),
     (["--preset", "mvtec/nope"], "unknown preset"),
+    (["--synthesis", "gpu", "--method", "cutpaste"], "--synthesis gpu renders NSA"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
     root = make_category(tmp_path / "data")
@@ -168,6 +169,49 @@ def test_peer_methods_train_with_their_papers_anomaly_probability(tmp_path, meth
     assert _train(root, tmp_path / "r", "--steps", "1", "--method", method) == 0
     metrics = json.loads((tmp_path / "r" / "tiles" / "metrics.json").read_text())
     assert metrics["method"] == method and metrics["anomaly_p"] == p
+
+
+def test_synthesis_on_the_device_trains_on_the_same_kind_of_examples(tmp_path, capsys):
+    """--synthesis gpu: plans in the workers, batches rendered by render_batch on the training device
+    (CPU torch here); a worker process and the main process give the same run."""
+    root = make_category(tmp_path / "data")
+    runs = []
+    for workers in ("0", "1"):
+        out = tmp_path / f"gpu{workers}"
+        assert cli_main(["train", "--root", str(root), "--category", "tiles", "--out", str(out), "--image-size", "64",
+                         "--batch-size", "4", "--workers", workers, "--profile-data", "4", "--steps", "2",
+                         "--synthesis", "gpu"]) == 0
+        runs.append(json.loads((out / "tiles" / "metrics.json").read_text()))
+    assert "anomalies rendered on cpu (--synthesis gpu)" in capsys.readouterr().out
+    assert runs[0]["synthesis"] == "gpu" and runs[0]["image_auroc"] == runs[1]["image_auroc"]
+    state = torch.load(tmp_path / "gpu0" / "tiles" / "checkpoint.pt", weights_only=True)
+    assert state["settings"]["synthesis"] == "gpu"
+
+
+def test_device_batches_are_the_planned_examples(tmp_path):
+    """What the training step renders equals the NumPy renderer on the worker's own images and plans."""
+    from nsa_augment import render_anomaly
+    from nsa_augment.detection.settings import CategorySettings
+    from nsa_augment.torch import PlannedAnomalyDataset, collate_plans, render_batch
+
+    rng = np.random.default_rng(0)
+    pool = [cv2.GaussianBlur(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8), (0, 0), 2) for _ in range(4)]
+    cat = CategorySettings("tiles", "mvtec/tile", "texture", 1, 1.0)
+    image_geometry, source_geometry = train_module.planning_pipelines(cat, 64)
+    ds = PlannedAnomalyDataset(pool, "mvtec/tile", transform=image_geometry, source_transform=source_geometry, seed=3)
+    images, sources, plans = collate_plans([ds[(1, i)] for i in range(4)])
+    assert images.shape == (4, 3, 64, 64) and all(p.is_anomalous for p in plans)
+    again = collate_plans([ds[(1, i)] for i in range(4)])
+    assert torch.equal(again[0], images) and again[2] == plans  # (seed, epoch, index) alone decide an item
+    out, labels = render_batch(images, sources, plans, "mvtec/tile")
+    for i in range(4):
+        ref, ref_label = render_anomaly(images[i].permute(1, 2, 0).numpy(), sources[i].permute(1, 2, 0).numpy(),
+                                        "mvtec/tile", plans[i])
+        assert np.abs(out[i].permute(1, 2, 0).numpy().astype(int) - ref).max() <= 1
+        assert np.abs(labels[i].numpy() - ref_label).max() <= 0.02
+    normalized = train_module.normalize_batch(out)
+    expected = train_module.normalize(np.uint8)(image=out[0].permute(1, 2, 0).numpy())["image"]
+    np.testing.assert_allclose(normalized[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
 
 
 def test_category_all_writes_summary(tmp_path):

@@ -19,6 +19,7 @@ from ..methods import registry
 from ..methods.nsa import presets
 
 DEVICES = ("auto", "cpu", "cuda")
+SYNTHESIS = ("cpu", "gpu")
 POOLINGS = ("mean", "max", "top1")
 KINDS = ("object", "texture")
 
@@ -48,6 +49,7 @@ class TrainSettings:
     max_test: int = 0
     no_resume: bool = False
     profile_data: int = 64
+    synthesis: str = "cpu"
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
@@ -69,11 +71,18 @@ class TrainSettings:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.anomaly_p is not None and not 0.0 <= self.anomaly_p <= 1.0:
             raise ValueError(f"--anomaly-p must lie in [0, 1], got {self.anomaly_p}")
-        for name, options in (("device", DEVICES), ("pooling", POOLINGS)):
+        for name, options in (("device", DEVICES), ("pooling", POOLINGS), ("synthesis", SYNTHESIS)):
             if getattr(self, name) not in options:
                 raise ValueError(f"--{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
         if self.kind is not None and self.kind not in KINDS:
             raise ValueError(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.synthesis == "gpu":
+            if self.method != "nsa":
+                raise ValueError(f"--synthesis gpu renders NSA (--method nsa); --method {self.method} synthesises on "
+                                 "the CPU: drop --synthesis gpu")
+            if self.preset is not None and presets.load(self.preset).poisson != "exact":
+                raise ValueError("--synthesis gpu solves the exact Poisson formulation; this preset uses "
+                                 "poisson='opencv': use --synthesis cpu or a preset with poisson='exact'")
 
     def for_category(self, category: str) -> CategorySettings:
         """The per-category choices that follow from these settings."""
@@ -101,6 +110,7 @@ def model_settings(settings: TrainSettings, cat: CategorySettings, total_steps: 
         "method": settings.method, "preset": cat.preset, "kind": cat.kind, "anomaly_p": cat.anomaly_p,
         "image_size": settings.image_size, "batch_size": settings.batch_size, "lr": settings.lr,
         "seed": settings.seed, "total_steps": total_steps, "max_train": settings.max_train,
+        "synthesis": settings.synthesis,
     }
 
 
@@ -161,6 +171,10 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--no-resume", action="store_true", help="start over even if OUT holds a checkpoint")
     ap.add_argument("--profile-data", type=int, default=d.profile_data,
                     help="time the data pipeline alone on N samples (0: skip)")
+    ap.add_argument("--synthesis", default=d.synthesis, choices=SYNTHESIS,
+                    help="where NSA anomalies are rendered: 'cpu' (default) in the DataLoader workers, or 'gpu': "
+                    "plans drawn in the workers, the whole batch rendered on the training device "
+                    "(nsa_augment.torch.render_batch), so that synthesis keeps up with a GPU")
     return ap
 
 

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from ..gallery import grid, heatmap, outline, to_rgb8
 from ..io import replace_atomically, write_image, write_text
 from ..methods import registry
-from ..torch import EpochSampler, SyntheticAnomalyDataset
+from ..torch import EpochSampler, NSABatchRenderer, PlannedAnomalyDataset, SyntheticAnomalyDataset, collate_plans
 from ..transforms import transform_for
 from .datasets import as_one_dtype, check_test_set, find_categories, load_category, read_rgb, read_test_set
 from .metrics import evaluate, image_scores, roc_auc, roc_curve
@@ -119,6 +119,21 @@ def train_pipelines(method: str, cat: CategorySettings, size: int, dtype=np.uint
     anomaly = transform_for(method, cat.preset, p=cat.anomaly_p)
     pipeline = A.Compose([*geometry(cat.kind, size, rotate), anomaly, normalize(dtype), ToTensorV2()])
     return pipeline, A.Compose(geometry(cat.kind, size, rotate))
+
+
+def planning_pipelines(cat: CategorySettings, size: int) -> tuple[A.Compose, A.Compose]:
+    """``--synthesis gpu``: the image's and the source's augmentation before planning (the anomaly is
+    rendered on the device, normalisation after it: :func:`normalize_batch`)."""
+    rotate = cat.category in ROTATED
+    return A.Compose(geometry(cat.kind, size, rotate)), A.Compose(geometry(cat.kind, size, rotate))
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """:func:`normalize` on the device: uint8 (0..255) or float32 ([0, 1]) (B, C, H, W) to ImageNet-normalised float32."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    mean = torch.tensor(MEAN, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
 
 
 def normalize(dtype) -> A.Normalize:
@@ -252,8 +267,17 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
     epochs = math.ceil(total_steps / steps_per_epoch)
     current = model_settings(settings, cat_settings, total_steps)
 
-    pipeline, source_geometry = train_pipelines(settings.method, cat_settings, settings.image_size, images[0].dtype)
-    dataset = SyntheticAnomalyDataset(images, pipeline, seed=settings.seed, source_transform=source_geometry)
+    on_device = settings.synthesis == "gpu"
+    renderer = None
+    if on_device:  # plans drawn in the workers, batches rendered on the training device
+        image_geometry, source_geometry = planning_pipelines(cat_settings, settings.image_size)
+        config = registry.config(settings.method, cat_settings.preset)
+        dataset = PlannedAnomalyDataset(images, config, transform=image_geometry, p=cat_settings.anomaly_p,
+                                        seed=settings.seed, source_transform=source_geometry)
+        renderer = NSABatchRenderer(config)
+    else:
+        pipeline, source_geometry = train_pipelines(settings.method, cat_settings, settings.image_size, images[0].dtype)
+        dataset = SyntheticAnomalyDataset(images, pipeline, seed=settings.seed, source_transform=source_geometry)
     torch.manual_seed(settings.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     model = NSANet().to(ddp.device)
     if ddp.device.type == "cuda":
@@ -291,13 +315,15 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
               f"{int(test.labels.sum())} defective), preset {cat_settings.preset} ({cat_settings.kind}), method "
               f"{settings.method} with p = {cat_settings.anomaly_p:g}, {settings.image_size}px, global batch "
               f"{settings.batch_size} on {ddp.world} x {ddp.device}, {total_steps} steps ({epochs} epochs), "
-              f"{count_parameters(model) / 1e6:.1f} M parameters")
+              f"{count_parameters(model) / 1e6:.1f} M parameters, anomalies rendered "
+              f"{'on ' + str(ddp.device) + ' (--synthesis gpu)' if on_device else 'in the DataLoader workers'}")
         if cat.missing_masks:
             print(f"[{category}] {len(cat.missing_masks)} defect images have no mask file: image-level only")
 
     # One loader for the whole run; an item's randomness comes from (seed, epoch, index), not from the workers.
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=settings.workers, drop_last=True,
-                        persistent_workers=settings.workers > 0, pin_memory=ddp.device.type == "cuda")
+                        persistent_workers=settings.workers > 0, pin_memory=ddp.device.type == "cuda",
+                        collate_fn=collate_plans if on_device else None)
     train_samples_per_s = float("nan")
     for epoch in range(start_epoch, epochs):
         if step >= total_steps:
@@ -306,11 +332,16 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         net.train()
         losses, seen, t_epoch = [], 0, time.perf_counter()
         bar = _progress(loader, f"[{category}] epoch {epoch + 1}/{epochs}", ddp.main)
-        for x, y, _ in bar:
+        for x, y, third in bar:
             if step >= total_steps:
                 break
-            x = x.to(ddp.device, non_blocking=True)
-            y = y.to(ddp.device, non_blocking=True)[:, None]
+            if on_device:  # (images, sources, plans): render the batch here
+                with torch.no_grad():
+                    x, y = renderer(x.to(ddp.device, non_blocking=True), y.to(ddp.device, non_blocking=True), third)
+                x, y = normalize_batch(x), y[:, None]
+            else:
+                x = x.to(ddp.device, non_blocking=True)
+                y = y.to(ddp.device, non_blocking=True)[:, None]
             if ddp.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -357,7 +388,8 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
             "anomaly_p": cat_settings.anomaly_p, "seed": settings.seed, "image_size": settings.image_size,
             "batch_size": settings.batch_size, "steps": step, "epochs": epochs, "train_images": len(images),
             "test_images": len(test), "test_good": int((test.labels == 0).sum()), "test_defective": int(test.labels.sum()),
-            "processes": ddp.world, "device": str(ddp.device), **metrics, "pooling": settings.pooling,
+            "processes": ddp.world, "device": str(ddp.device), "synthesis": settings.synthesis, **metrics,
+            "pooling": settings.pooling,
             "missing_masks": [str(p) for p in cat.missing_masks],
             "throughput": {"train_samples_per_s": train_samples_per_s, "decode_images_per_s": decode_per_s,
                            "pipeline_samples_per_s_per_process": pipeline_rate},
@@ -367,9 +399,10 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         print(f"[{category}] on {len(test)} test images: {describe_metrics(metrics)} ({settings.pooling} of the map "
               f"for the image score) -> {out / 'metrics.json'}")
         if pipeline_rate:
-            bound = ("the data pipeline (CPU)" if pipeline_rate * max(settings.workers, 1) < train_samples_per_s
-                     else "the training step")
-            print(f"[{category}] data pipeline {pipeline_rate:.0f} samples/s per worker x {max(settings.workers, 1)} vs "
+            what = "planning (--synthesis gpu)" if on_device else "data pipeline"
+            bound = (f"the {what} (CPU)" if pipeline_rate * max(settings.workers, 1) < train_samples_per_s
+                     else "the training step" + (" (rendering included)" if on_device else ""))
+            print(f"[{category}] {what} {pipeline_rate:.0f} samples/s per worker x {max(settings.workers, 1)} vs "
                   f"training {train_samples_per_s:.1f} samples/s: limited by {bound}")
     ddp.barrier()
     return result
@@ -384,7 +417,8 @@ def write_log(path: Path, history: list[dict]) -> None:
 
 
 def profile_data(dataset, n: int) -> float:
-    """Samples/s of the data pipeline alone (NSA + augmentation + normalisation) in this process."""
+    """Samples/s of the data pipeline alone in this process (NSA + augmentation + normalisation; with
+    ``--synthesis gpu`` augmentation and planning only)."""
     n = min(n, len(dataset) * 4)
     t0 = time.perf_counter()
     for i in range(n):
