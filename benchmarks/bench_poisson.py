@@ -1,69 +1,90 @@
-"""Poisson blending: nsa_augment.poisson_blend against cv2.seamlessClone, side by side.
+"""Poisson blending against cv2.seamlessClone, side by side, in the default environment.
 
-Run:  python benchmarks/bench_poisson.py [--json results.json] [--quick]
+Run:  python benchmarks/bench_poisson.py [--json results.json] [--quick] [--sizes 64 256 ...]
 
-Both solvers blend the same real photographs (scikit-image's astronaut into
-coffee), 3-channel uint8, single thread, after warm-up.  Each repetition times
-ours and OpenCV's back to back so that machine noise hits both alike; the table
-reports medians and their ratio.  ``err`` is the max abs difference (0..255
-scale) of our float32 result from an exact sparse direct solve of the same
-discrete system (scipy.sparse.linalg.spsolve); ``err8`` is the same for the
-rounded uint8 output (rounding alone contributes up to 0.5).
+Two formulations of a seamless clone (docs/poisson.md), each timed against ``cv2.seamlessClone`` on
+the same images and mask:
 
-Also: our solver alone on elliptical and object-cut (silhouette) masks, and the
-first-call latency (import + JIT or cache load) in fresh processes with a cold
-and a warm Numba cache.
+* **opencv** — ``nsa_augment.seamless_clone`` solves the system OpenCV solves (one sine-transform
+  solve on the mask's bounding rectangle, destination gradients outside the eroded mask).
+  ``err`` is the largest difference from OpenCV's own output, in grey levels; up to ``--max-check``
+  px also ``exact_err``, ours against the exact (sparse direct) solution of OpenCV's system, and
+  ``cv2_exact_err``, OpenCV's own (both after truncation to uint8, as OpenCV converts): OpenCV's
+  float32 transforms drift by more than a level at 1024 px, which is where ``err`` exceeds 1.
+* **exact** — ``nsa_augment.poisson_blend`` solves the masked system exactly (the box solver for a
+  rectangle, multigrid-preconditioned CG for any other mask).  ``err`` is the largest difference of
+  its float32 result from the sparse direct solve of the same system
+  (``poisson_blend_reference``), in grey levels; measured up to ``--max-check`` px (a direct solve at
+  2048 px takes minutes and gigabytes).
+
+Masks fill most of a square canvas of each size: rectangle, ellipse, ring (an ellipse with an
+elliptical hole) and object (scikit-image's horse silhouette: a thresholded real image).  Images:
+scikit-image's astronaut (destination) and coffee (source), resized; 3-channel uint8.
+
+Timing: after a warm-up, repetitions alternate ours and OpenCV's so that machine noise hits both;
+medians and their ratio (``speedup`` > 1: ours is faster).  Nothing about threads is set: OpenCV
+uses its default pool (``cv2.getNumThreads()`` is printed), NumPy's BLAS its default, our kernels
+one thread.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import sys
+import time
+from pathlib import Path
 
-# Single thread everywhere, before numpy/OpenCV load their thread pools.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pathlib import Path  # noqa: E402
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from first_call import BLEND, first_call_latency  # noqa: E402
+from environment import thread_environment  # noqa: E402
 
-from nsa_augment import poisson_blend, poisson_blend_reference  # noqa: E402
+from nsa_augment import poisson_blend, poisson_blend_reference, seamless_clone  # noqa: E402
+from nsa_augment.poisson.reference import opencv_clone_reference  # noqa: E402
 
-cv2.setNumThreads(1)
+MASKS = ("rectangle", "ellipse", "ring", "object")
 
 
 def load_images(size: int) -> tuple[np.ndarray, np.ndarray]:
     from skimage import data
 
-    dst = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
-    src = cv2.resize(data.coffee(), (size, size), interpolation=cv2.INTER_AREA)
+    area = cv2.INTER_AREA if size <= 512 else cv2.INTER_CUBIC
+    dst = cv2.resize(data.astronaut(), (size, size), interpolation=area)
+    src = cv2.resize(data.coffee(), (size, size), interpolation=area)
     return np.ascontiguousarray(dst), np.ascontiguousarray(src)
 
 
-def object_mask(p: int) -> np.ndarray:
-    from skimage import data
+def make_mask(name: str, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` mask whose shape spans the canvas but for a 4 % margin."""
+    m = max(2, size // 25)
+    inner = size - 2 * m
+    yy, xx = np.mgrid[:inner, :inner]
+    c = (inner - 1) / 2
+    ellipse = ((yy - c) / (inner / 2)) ** 2 + ((xx - c) / (inner / 2 * 0.75)) ** 2 < 1
+    if name == "rectangle":
+        shape = np.ones((inner, inner), bool)
+    elif name == "ellipse":
+        shape = ellipse
+    elif name == "ring":
+        shape = ellipse & ~(((yy - c) / (inner / 4.5)) ** 2 + ((xx - c) / (inner / 6)) ** 2 < 1)
+    elif name == "object":
+        from skimage import data
 
-    horse = ~data.horse()  # True on the silhouette
-    return cv2.resize(horse.astype(np.uint8), (p, p), interpolation=cv2.INTER_NEAREST).astype(bool)
-
-
-def ellipse_mask(p: int) -> np.ndarray:
-    yy, xx = np.mgrid[:p, :p]
-    return ((yy - (p - 1) / 2) / (p / 2)) ** 2 + ((xx - (p - 1) / 2) / (p / 2 * 0.7)) ** 2 < 1
+        horse = (~data.horse()).astype(np.uint8)  # True on the silhouette
+        shape = cv2.resize(horse, (inner, inner), interpolation=cv2.INTER_NEAREST).astype(bool)
+    else:
+        raise ValueError(name)
+    mask = np.zeros((size, size), bool)
+    mask[m : m + inner, m : m + inner] = shape
+    return mask
 
 
 def interleaved(funcs, min_reps: int, min_seconds: float) -> list[float]:
-    """Median seconds of each function, timed in alternation."""
+    """Median seconds of each function, timed in alternation after one warm-up call each."""
     for f in funcs:
         f()
     times = [[] for _ in funcs]
@@ -78,112 +99,117 @@ def interleaved(funcs, min_reps: int, min_seconds: float) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
-def errors(dst, patch, mask, offset, gradients) -> tuple[float, float]:
-    exact = poisson_blend_reference(dst, patch, mask, offset=offset, gradients=gradients)
-    ours_f = poisson_blend(dst.astype(np.float32), patch.astype(np.float32), mask, offset=offset, gradients=gradients)
-    ours_8 = poisson_blend(dst, patch, mask, offset=offset, gradients=gradients)
-    inside = np.zeros(dst.shape[:2], bool)
-    h, w = mask.shape
-    inside[offset[0] : offset[0] + h, offset[1] : offset[1] + w] = mask
-    valid = inside[..., None] & (exact >= 0) & (exact <= 255)  # uint8 clipping is not an error
-    return float(np.abs(ours_f - exact).max()), float(np.abs(ours_8 - exact)[valid].max())
+def clone_center(mask: np.ndarray) -> tuple[int, int]:
+    """The ``center`` that makes OpenCV place the mask where it is (its rectangle after dropping the outer ring)."""
+    ring = np.zeros_like(mask)
+    ring[1:-1, 1:-1] = mask[1:-1, 1:-1]
+    ys, xs = np.nonzero(ring)
+    h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+    return int(xs.min() + w // 2), int(ys.min() + h // 2)
 
 
-def bench_rectangles(image_sizes, patch_sizes, min_reps, min_seconds, check_error=True):
+def bench(sizes, masks, min_reps, min_seconds, max_check) -> list[dict]:
     rows = []
-    for size in image_sizes:
+    for size in sizes:
         dst, src = load_images(size)
-        for p in patch_sizes:
-            if p + 2 >= size:
-                continue
-            y0 = x0 = (size - p) // 2
-            cv_mask = np.zeros((size, size), np.uint8)
-            cv_mask[y0 : y0 + p, x0 : x0 + p] = 255
-            center = (x0 + p // 2, y0 + p // 2)
-            # Same rectangle for us; the source comes with a 1-px margin so the
-            # guidance uses source gradients right up to the boundary, as OpenCV's does.
-            patch = src[y0 - 1 : y0 + p + 1, x0 - 1 : x0 + p + 1]
-            mask = np.zeros((p + 2, p + 2), bool)
-            mask[1:-1, 1:-1] = True
-            offset = (y0 - 1, x0 - 1)
-            for gradients, flag in (("normal", cv2.NORMAL_CLONE), ("mixed", cv2.MIXED_CLONE)):
+        reps = min_reps if size <= 512 else max(3, min_reps // 3)
+        for name in masks:
+            mask = make_mask(name, size)
+            cv_mask = mask.astype(np.uint8) * 255
+            center = clone_center(mask)
+            for mode, flag in (("normal", cv2.NORMAL_CLONE), ("mixed", cv2.MIXED_CLONE)):
                 ours, theirs = interleaved(
-                    [
-                        lambda: poisson_blend(dst, patch, mask, offset=offset, gradients=gradients),
-                        lambda: cv2.seamlessClone(src, dst, cv_mask, center, flag),
-                    ],
-                    min_reps,
-                    min_seconds,
-                )
-                err, err8 = errors(dst, patch, mask, offset, gradients) if check_error else (float("nan"),) * 2
-                rows.append(
-                    dict(image=size, patch=p, mask="rectangle", gradients=gradients, ours_ms=ours * 1e3,
-                         seamlessclone_ms=theirs * 1e3, speedup=theirs / ours, err=err, err8=err8)
-                )
+                    [lambda: seamless_clone(src, dst, cv_mask, center, mode),
+                     lambda: cv2.seamlessClone(src, dst, cv_mask.copy(), center, flag)], reps, min_seconds)
+                mine = seamless_clone(src, dst, cv_mask, center, mode).astype(int)
+                theirs_out = cv2.seamlessClone(src, dst, cv_mask.copy(), center, flag).astype(int)
+                exact_err = cv2_exact_err = None
+                if size <= max_check:  # clone_center places the mask where it is: the reference at offset 0
+                    exact = np.clip(np.floor(opencv_clone_reference(dst, src, mask, mixed=mode == "mixed")), 0, 255)
+                    exact_err = float(np.abs(mine - exact).max())
+                    cv2_exact_err = float(np.abs(theirs_out - exact).max())
+                rows.append(dict(size=size, mask=name, formulation="opencv", gradients=mode, ours_ms=ours * 1e3,
+                                 cv2_ms=theirs * 1e3, speedup=theirs / ours, err=float(np.abs(mine - theirs_out).max()),
+                                 err_what="max |ours - cv2.seamlessClone| (uint8 levels)", exact_err=exact_err,
+                                 cv2_exact_err=cv2_exact_err))
                 print_row(rows[-1])
-    return rows
-
-
-def bench_shapes(size, patch_sizes, min_reps, min_seconds, check_error=True):
-    rows = []
-    dst, src = load_images(size)
-    for p in patch_sizes:
-        y0 = x0 = (size - p) // 2
-        for name, mask in (("ellipse", ellipse_mask(p)), ("object-cut", object_mask(p))):
-            patch = src[y0 : y0 + p, x0 : x0 + p]
-            (ours,) = interleaved(
-                [lambda: poisson_blend(dst, patch, mask, offset=(y0, x0), gradients="mixed")], min_reps, min_seconds
-            )
-            err, err8 = errors(dst, patch, mask, (y0, x0), "mixed") if check_error else (float("nan"),) * 2
-            rows.append(dict(image=size, patch=p, mask=name, gradients="mixed", ours_ms=ours * 1e3,
-                             seamlessclone_ms=None, speedup=None, err=err, err8=err8))
+            ours, theirs = interleaved(
+                [lambda: poisson_blend(dst, src, mask),
+                 lambda: cv2.seamlessClone(src, dst, cv_mask.copy(), center, cv2.NORMAL_CLONE)], reps, min_seconds)
+            err = None
+            if size <= max_check:
+                exact = poisson_blend_reference(dst, src, mask)
+                err = float(np.abs(poisson_blend(dst.astype(np.float32), src.astype(np.float32), mask) - exact).max())
+            rows.append(dict(size=size, mask=name, formulation="exact", gradients="normal", ours_ms=ours * 1e3,
+                             cv2_ms=theirs * 1e3, speedup=theirs / ours, err=err,
+                             err_what="max |float32 result - sparse direct solve| (levels)", exact_err=err,
+                             cv2_exact_err=None))
             print_row(rows[-1])
     return rows
 
 
 def print_header():
-    print(f"{'image':>5} {'patch':>5} {'mask':<10} {'grad':<6} {'ours ms':>8} {'cv2 ms':>8} {'speedup':>7} {'err':>8} {'err8':>6}")
+    print(f"{'size':>5} {'mask':<10} {'formulation':<11} {'grad':<6} {'ours ms':>9} {'cv2 ms':>9} {'speedup':>8} "
+          f"{'err':>8} {'exact':>7} {'cv2 exact':>9}")
 
 
 def print_row(r):
-    cv = f"{r['seamlessclone_ms']:8.3f}" if r["seamlessclone_ms"] is not None else f"{'-':>8}"
-    sp = f"{r['speedup']:6.1f}x" if r["speedup"] is not None else f"{'-':>7}"
-    print(f"{r['image']:>5} {r['patch']:>5} {r['mask']:<10} {r['gradients']:<6} {r['ours_ms']:8.3f} {cv} {sp} {r['err']:8.4f} {r['err8']:6.3f}", flush=True)
+    def num(v, width, digits):
+        return f"{v:{width}.{digits}f}" if v is not None else f"{'-':>{width}}"
+
+    exact = num(r["exact_err"], 7, 4) if r["formulation"] == "opencv" else f"{'':>7}"
+    print(f"{r['size']:>5} {r['mask']:<10} {r['formulation']:<11} {r['gradients']:<6} {r['ours_ms']:9.2f} "
+          f"{r['cv2_ms']:9.2f} {r['speedup']:7.2f}x {num(r['err'], 8, 4)} {exact} {num(r['cv2_exact_err'], 9, 1)}",
+          flush=True)
 
 
-def thread_settings() -> dict:
-    info = {"cv2_threads": cv2.getNumThreads(), **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [{"api": p["internal_api"], "threads": p["num_threads"]} for p in threadpool_info()]
-    except ImportError:
-        pass
-    return info
+def summary(rows) -> dict:
+    """Worst speedup and error per formulation over the sizes from 512 px (the issue's range) and overall."""
+    out = {}
+    for formulation in ("opencv", "exact"):
+        # The exact formulation's rectangle is the box solver (not multigrid): reported, not summarised.
+        sel = [r for r in rows if r["formulation"] == formulation and (formulation == "opencv" or r["mask"] != "rectangle")]
+        if not sel:
+            continue
+        large = [r for r in sel if r["size"] >= 512]
+        errs = [r["exact_err"] for r in sel if r["exact_err"] is not None]
+        out[formulation] = {
+            "min_speedup": min(r["speedup"] for r in sel),
+            "min_speedup_from_512": min((r["speedup"] for r in large), default=None),
+            "max_err_vs_exact": max(errs, default=None),
+        }
+        if formulation == "opencv":
+            out[formulation]["max_diff_vs_cv2"] = max(r["err"] for r in sel)
+            out[formulation]["cv2_max_err_vs_exact"] = max((r["cv2_exact_err"] for r in sel
+                                                            if r["cv2_exact_err"] is not None), default=None)
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions (smoke test)")
+    ap.add_argument("--sizes", type=int, nargs="+", help="canvas sizes (default 64 128 256 512 1024 2048)")
+    ap.add_argument("--masks", nargs="+", choices=MASKS, default=list(MASKS))
+    ap.add_argument("--max-check", type=int, default=1024,
+                    help="largest size whose exact result is checked against the sparse direct solve")
     args = ap.parse_args(argv)
-
     if args.quick:
-        image_sizes, patch_sizes, reps, secs, shapes = [96], [32, 64], 3, 0.0, [32]
+        sizes, reps, secs = args.sizes or [64, 96], 3, 0.0
     else:
-        image_sizes, patch_sizes, reps, secs, shapes = [256, 1024], [32, 64, 128, 256], 25, 1.0, [64, 128, 256]
+        sizes, reps, secs = args.sizes or [64, 128, 256, 512, 1024, 2048], 9, 1.0
 
-    threads = thread_settings()
-    print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"threads: {threads}")
-    latency = first_call_latency(BLEND, "blend")
+    env = thread_environment()
+    print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"threads (default environment): {env}")
     print_header()
-    rows = bench_rectangles(image_sizes, patch_sizes, reps, secs)
-    rows += bench_shapes(max(image_sizes), shapes, reps, secs)
+    rows = bench(sizes, args.masks, reps, secs, args.max_check)
+    result = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": env, "rows": rows,
+              "summary": summary(rows)}
+    print(json.dumps(result["summary"], indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": platform.platform(), "cpus": os.cpu_count(), "threads": threads,
-                       "first_call": latency, "rows": rows}, f, indent=2)
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return rows
 
 

@@ -4,9 +4,11 @@ Run:  python benchmarks/bench_synthesis.py [--json results.json] [--quick] [--da
 
 Real images (../shared/data/magnetic_tile/train/good by default, converted to
 RGB and resized to 256 and 512 px; scikit-image photographs when the folder is
-absent), single thread, after warm-up.  Every method synthesises from the same
-(destination, source) pairs, and the methods take turns example by example, so
-that machine noise hits them alike.  Methods:
+absent), in the default environment (no thread variables set; the pools in use
+are printed), after warm-up.  Every method synthesises from the same
+(destination, source) pairs, and the methods take turns example by example in
+an order shuffled anew for every example, so that machine noise and cache
+effects hit them alike.  Methods:
 
 * ``nsa:<preset>`` — ours, with the paper's class presets: carpet (mixed
   gradients, up to 4 patches, logistic labels), hazelnut (object masks,
@@ -20,6 +22,14 @@ that machine noise hits them alike.  Methods:
 * the peer methods of ``nsa_augment.methods`` (CutPaste, CutPaste-Scar, the NSA
   paper's CutPaste variant, FPI, PII, DRAEM-style), with the carpet preset's
   patch geometry where they use NSA's sampler.  ``--no-peers`` skips them.
+
+Volumes (``--no-volumes`` skips them): ``synthesize_volume`` with the
+``medical/brain-mri`` preset on a real brain MRI (nibabel's test data, two
+frames, resampled to 64^3 and 128^3 voxels), examples per second; and the 3-D
+solver (``poisson_blend_volume``, box and ellipsoid masks) beside the sparse
+direct solve of the same system (``poisson_blend_volume_reference``), with the
+largest difference between the two.  The reference generator is 2-D only, so
+the volume rows have no reference peer.
 """
 
 from __future__ import annotations
@@ -35,26 +45,16 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from first_call import SYNTHESIS, first_call_latency  # noqa: E402
+from environment import thread_environment  # noqa: E402
+from first_call import REFERENCE, SYNTHESIS, first_call_latency  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import methods as nsa_methods  # noqa: E402
-from nsa_augment import presets, synthesize  # noqa: E402
+from nsa_augment import presets, synthesize, synthesize_volume  # noqa: E402
+from nsa_augment.poisson import poisson_blend_volume  # noqa: E402
+from nsa_augment.poisson.reference import poisson_blend_volume_reference  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
-
-
-def thread_environment() -> dict:
-    """What the run's thread settings were: the variables (if any were set) and each pool's size."""
-    import os
-
-    from threadpoolctl import threadpool_info
-
-    variables = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                            "NUMBA_NUM_THREADS") if k in os.environ}
-    pools = {f"{i['internal_api']}": i["num_threads"] for i in threadpool_info()}
-    return {"variables": variables or "none set (default environment)", "pools": pools,
-            "opencv": cv2.getNumThreads(), "cpus": os.cpu_count()}
 
 
 def load_images(folder: Path, size: int, count: int) -> list[np.ndarray]:
@@ -131,8 +131,11 @@ def run(images, fns, examples: int, seed: int = 0) -> dict[str, dict]:
         for d, s in pairs[:3]:
             fn(d, s, rngs[name])
     times = {name: [] for name in fns}
+    names = list(fns)
+    order = np.random.default_rng(seed + 1)
     for d, s in pairs:
-        for name, fn in fns.items():
+        for name in order.permutation(names):
+            fn = fns[name]
             t0 = time.perf_counter()
             fn(d, s, rngs[name])
             times[name].append(time.perf_counter() - t0)
@@ -142,6 +145,67 @@ def run(images, fns, examples: int, seed: int = 0) -> dict[str, dict]:
     }
 
 
+def load_volumes(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two frames of nibabel's real 24x96x128 brain MRI, resampled (linear) to size^3, int16."""
+    from scipy import ndimage
+
+    try:
+        import nibabel.testing
+
+        from nsa_augment.io import load_volume
+
+        path = str(Path(nibabel.testing.data_path) / "example4d.nii.gz")
+        frames = [load_volume(path, frame=f).astype(np.float32) for f in (0, 1)]
+    except ImportError:  # a smooth random volume keeps the benchmark running without nibabel
+        rng = np.random.default_rng(0)
+        frames = [ndimage.gaussian_filter(rng.normal(500, 200, (24, 96, 128)), 3) for _ in range(2)]
+    return tuple(np.round(ndimage.zoom(f, [size / n for n in f.shape], order=1)).astype(np.int16) for f in frames)
+
+
+def volume_rows(sizes, examples: int, solver_sizes) -> list[dict]:
+    rows = []
+    for size in sizes:
+        a, b = load_volumes(size)
+        rng = np.random.default_rng(0)
+        synthesize_volume(a, b, "medical/brain-mri", rng)  # warm-up (JIT)
+        times, patches = [], 0
+        for i in range(examples):
+            d, s = (a, b) if i % 2 == 0 else (b, a)
+            t0 = time.perf_counter()
+            _, _, plan = synthesize_volume(d, s, "medical/brain-mri", rng)
+            times.append(time.perf_counter() - t0)
+            patches += len(plan.patches)
+        row = {"size": f"{size}^3", "method": "nsa3d:brain-mri", "ms_mean": 1e3 * float(np.mean(times)),
+               "ms_median": 1e3 * float(np.median(times)), "examples_per_s": 1.0 / float(np.mean(times)),
+               "patches_per_example": patches / examples}
+        rows.append(row)
+        print(f"{row['size']:>7} {row['method']:<20} {row['ms_mean']:10.1f} ms/example, {row['examples_per_s']:6.1f} "
+              f"examples/s, {row['patches_per_example']:.1f} patches each", flush=True)
+    a, b = load_volumes(max(solver_sizes) + 8)
+    for n in solver_sizes:
+        zz, yy, xx = np.indices((n, n, n))
+        c = (n - 1) / 2
+        masks = {"box": np.ones((n, n, n), bool),
+                 "ellipsoid": ((zz - c) ** 2 + (yy - c) ** 2 + (xx - c) ** 2) < (0.45 * n) ** 2}
+        src = np.ascontiguousarray(b[:n, :n, :n])
+        for name, mask in masks.items():
+            kw = dict(offset=(4, 4, 4), gradients="mixed", factor=0.5)
+            poisson_blend_volume(a, src, mask, **kw)  # warm-up
+            t0 = time.perf_counter()
+            ours = poisson_blend_volume(a, src, mask, **kw)
+            t1 = time.perf_counter()
+            ref = poisson_blend_volume_reference(a, src, mask, **kw)
+            t2 = time.perf_counter()
+            row = {"size": f"{n}^3", "method": f"solver3d:{name}", "ours_ms": 1e3 * (t1 - t0),
+                   "sparse_ms": 1e3 * (t2 - t1), "speedup_vs_sparse": (t2 - t1) / (t1 - t0),
+                   "max_diff_levels": float(np.abs(ours.reshape(ref.shape) - ref).max())}
+            rows.append(row)
+            print(f"{row['size']:>7} {row['method']:<20} ours {row['ours_ms']:8.1f} ms, sparse direct "
+                  f"{row['sparse_ms']:8.1f} ms: {row['speedup_vs_sparse']:6.1f}x, max difference "
+                  f"{row['max_diff_levels']:.2f} levels (int16, rounded)", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -149,6 +213,7 @@ def main(argv=None):
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of normal images")
     ap.add_argument("--examples", type=int, default=300, help="examples per method and size")
     ap.add_argument("--no-peers", action="store_true", help="only NSA and the reference transcription")
+    ap.add_argument("--no-volumes", action="store_true", help="skip the 3-D rows")
     args = ap.parse_args(argv)
     sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
 
@@ -158,6 +223,7 @@ def main(argv=None):
     print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, images from "
           f"{args.data if args.data.is_dir() else 'scikit-image'}; threads: {env}")
     latency = first_call_latency(SYNTHESIS, "synthesis")
+    latency["reference"] = first_call_latency(REFERENCE, "reference generator")["cold_cache"]
     print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13} {'vs nsa:same':>11}")
     rows = []
     for size in sizes:
@@ -176,9 +242,13 @@ def main(argv=None):
             ref_col = f"{speedup:11.1f}x" if speedup is not None else f"{'-':>12}"
             same_col = f"{vs_same:10.2f}x" if vs_same is not None else f"{'-':>11}"
             print(f"{size:>5} {name:<20} {r['ms_mean']:10.2f} {r['ms_median']:9.2f} {r['examples_per_s']:10.1f} {ref_col} {relative:12.2f}x {same_col}", flush=True)
+    volumes = []
+    if not args.no_volumes:
+        volumes = volume_rows([32] if args.quick else [64, 128], 3 if args.quick else 20,
+                              [12] if args.quick else [24, 40])
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": env, "examples": examples,
-                                               "first_call": latency, "rows": rows}, indent=2))
+                                               "first_call": latency, "rows": rows, "volumes": volumes}, indent=2))
     return rows
 
 

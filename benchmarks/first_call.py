@@ -1,9 +1,16 @@
-"""First-call latency of nsa_augment in fresh processes, with a cold and then a warm Numba cache."""
+"""First-call latency of nsa_augment in fresh processes, with a cold and then a warm Numba cache.
+
+Run:  python benchmarks/first_call.py
+
+Beside it, the peer: the reference generator's work (``reference_nsa.py``: OpenCV and
+scikit-image, nothing to compile) in a fresh process, import included.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 import sys
 import tempfile
 
@@ -31,6 +38,17 @@ for name in ("mvtec/hazelnut", "mvtec/carpet"):   # object masks, mixed + normal
 """
 
 
+REFERENCE = """
+import sys
+sys.path.insert(0, {benchmarks!r})
+from reference_nsa import reference_nsa
+rng = np.random.default_rng(0)
+d = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+for name in ("mvtec/hazelnut", "mvtec/carpet"):
+    reference_nsa(d, d[::-1].copy(), nsa_augment.presets.get(name), rng)
+""".format(benchmarks=str(Path(__file__).resolve().parent))
+
+
 def first_call_latency(body: str, label: str) -> dict:
     """Run ``body`` after ``import nsa_augment`` in two fresh processes sharing a new cache directory."""
     out = {}
@@ -43,3 +61,10 @@ def first_call_latency(body: str, label: str) -> dict:
             out[key] = {"import_s": imp, "first_call_s": first}
             print(f"first {label}, {key.replace('_', ' ')}: import {imp:.2f} s, first call (JIT or cache load) {first:.2f} s")
     return out
+
+
+if __name__ == "__main__":
+    first_call_latency(BLEND, "blend")
+    first_call_latency(SYNTHESIS, "synthesis")
+    # The peer's first call: its imports (OpenCV, scikit-image) in the call, no cache to warm.
+    first_call_latency(REFERENCE, "reference generator")

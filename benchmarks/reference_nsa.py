@@ -31,13 +31,18 @@ def _object_mask(img, pairs):
     return obj
 
 
-def reference_nsa(dst, src, cfg, rng):
-    """One example the reference way; RGB uint8 only (as the reference)."""
+def reference_nsa(dst, src, cfg, rng, with_region: bool = False):
+    """One example the reference way; RGB uint8 only (as the reference).
+
+    Returns ``(image, label)``, and with ``with_region`` also the blended patches' boxes
+    (a list of ``(y0, y1, x0, x1)``), for strength measurements.
+    """
     H, W = dst.shape[:2]
     src_obj = dst_obj = None
     if cfg.object_masks is not None:
         src_obj, dst_obj = _object_mask(src, cfg.object_masks), _object_mask(dst, cfg.object_masks)
     mask = np.zeros((H, W, 1), np.uint8)
+    boxes = []
     out = dst.copy()
     (rlo, rhi), (clo, chi) = pixel_bounds(H, cfg.width_bounds[0]), pixel_bounds(W, cfg.width_bounds[1])
     flag = cv2.MIXED_CLONE if cfg.gradients == "mixed" else cv2.NORMAL_CLONE
@@ -85,14 +90,19 @@ def reference_nsa(dst, src, cfg, rng):
         if (solve > 0).sum() < 50:
             continue
         center = (dx1 - (dx1 - dx0) // 2, dy0 + (dy1 - dy0) // 2)
-        out = cv2.seamlessClone(patch, out, solve, center, flag)
+        try:
+            out = cv2.seamlessClone(patch, out, solve, center, flag)
+        except cv2.error:  # very thin masks (e.g. 4 px wide) fail inside OpenCV: the reference skips the patch
+            continue
         mask[dy0:dy1, dx0:dx1] = pmask
+        boxes.append((dy0, dy1, dx0, dx1))
     diff = np.mean(np.abs(1.0 * mask * dst - 1.0 * mask * out), axis=-1, keepdims=True)
     changed = np.uint8(diff > cfg.tol)
     changed[..., 0] = cv2.medianBlur(changed[..., 0], 5)
     if cfg.label == "binary":
-        return out, changed[..., 0].astype(np.float32)
-    label = np.mean(np.abs(changed * dst * 1.0 - changed * out * 1.0), axis=-1)
-    label = sk_median(label, _DISK5)
-    k, x0 = cfg.logistic
-    return out, (changed[..., 0] / (1 + np.exp(-k * (label - x0)))).astype(np.float32)
+        label = changed[..., 0].astype(np.float32)
+    else:
+        intensity = sk_median(np.mean(np.abs(changed * dst * 1.0 - changed * out * 1.0), axis=-1), _DISK5)
+        k, x0 = cfg.logistic
+        label = (changed[..., 0] / (1 + np.exp(-k * (intensity - x0)))).astype(np.float32)
+    return (out, label, boxes) if with_region else (out, label)

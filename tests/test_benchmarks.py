@@ -18,11 +18,38 @@ def _run(script, tmp_path):
 
 def test_bench_poisson_quick(tmp_path):
     result, stdout = _run("bench_poisson.py", tmp_path)
-    rect = [r for r in result["rows"] if r["mask"] == "rectangle"]
-    assert rect and all(r["seamlessclone_ms"] > 0 and r["ours_ms"] > 0 for r in rect)
-    assert all(r["err"] <= 0.01 and r["err8"] <= 0.51 for r in result["rows"])
-    assert {"cold_cache", "warm_cache"} <= set(result["first_call"])
-    assert "speedup" in stdout and result["threads"]["cv2_threads"] == 1
+    rows = result["rows"]
+    masks = {"rectangle", "ellipse", "ring", "object"}
+    assert {(r["mask"], r["formulation"]) for r in rows} == {(m, f) for m in masks for f in ("opencv", "exact")}
+    assert all(r["cv2_ms"] > 0 and r["ours_ms"] > 0 and r["speedup"] > 0 for r in rows)
+    assert all(r["exact_err"] <= 0.01 for r in rows if r["formulation"] == "exact")
+    assert all(r["exact_err"] <= 1 and r["err"] <= 2 for r in rows if r["formulation"] == "opencv")
+    assert "speedup" in stdout and result["threads"]["opencv"] >= 1 and set(result["summary"]) == {"opencv", "exact"}
+
+
+def test_bench_batch_quick(tmp_path):
+    result, stdout = _run("bench_batch.py", tmp_path)
+    renderers = {(r["renderer"], r["threads"]) for r in result["rows"]}
+    assert ("numpy", 1) in renderers and ("torch", 1) in renderers
+    assert all(r["examples_per_s"] > 0 and r["plans_per_s"] > 0 for r in result["rows"])
+
+
+def test_bench_pipeline_quick(tmp_path):
+    result, stdout = _run("bench_pipeline.py", tmp_path)
+    pipelines = {(r["pipeline"], r["workers"]) for r in result["rows"]}
+    assert pipelines == {(p, w) for p in ("nsa", "reference", "nsa-planning (--synthesis gpu)") for w in (0, 1)}
+    assert all(r["examples_per_s"] > 0 for r in result["rows"])
+    assert all(r["vs_reference"] > 0 for r in result["rows"] if r["pipeline"] != "reference")
+    assert {"variables", "pools", "opencv"} <= set(result["threads"])
+
+
+def test_blend_strength_quick(tmp_path):
+    result, stdout = _run("blend_strength.py", tmp_path)
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert "nsa" in rows and "nsa reference-compatible (both)" in rows and len(rows) == 5
+    assert all(r["patches_per_example"] > 0 and r["change_in_boxes"] > 0 and 0 < r["label_in_boxes"] < 1
+               for r in rows.values())
+    assert "| nsa |" in stdout
 
 
 def test_bench_synthesis_quick(tmp_path):
@@ -30,7 +57,10 @@ def test_bench_synthesis_quick(tmp_path):
     methods = {r["method"] for r in result["rows"]}
     assert {"nsa:carpet", "nsa:hazelnut", "nsa:cable", "reference:carpet", "peer:cutpaste", "peer:pii", "peer:draem"} <= methods
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
-    assert {"cold_cache", "warm_cache"} <= set(result["first_call"])
+    assert {"cold_cache", "warm_cache", "reference"} <= set(result["first_call"])
+    volumes = {r["method"]: r for r in result["volumes"]}
+    assert volumes["nsa3d:brain-mri"]["examples_per_s"] > 0
+    assert all(volumes[f"solver3d:{m}"]["max_diff_levels"] <= 0.5 + 1e-6 for m in ("box", "ellipsoid"))
 
 
 def test_bench_detection_runs_resumes_and_reports(tmp_path):

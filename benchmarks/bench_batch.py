@@ -1,0 +1,185 @@
+"""The batched PyTorch renderer against the NumPy renderer, side by side in one run.
+
+Run:  python benchmarks/bench_batch.py [--json results.json] [--quick] [--device cpu|cuda]
+                                       [--batches 16 64 256] [--sizes 256 512] [--train-step]
+
+Real images (../shared/data/magnetic_tile/train/good, resized; scikit-image photographs when the
+folder is absent), uint8 RGB, the ``mvtec/carpet`` preset (mixed gradients, up to 4 patches,
+logistic labels: the most expensive) and ``mvtec/hazelnut`` (object masks).  For each size and
+batch, the same plans (drawn once with :func:`nsa_augment.plan_anomaly`) are rendered
+
+* by ``numpy``: :func:`nsa_augment.render_anomaly`, example by example, in this process;
+* by ``torch``: :func:`nsa_augment.torch.render_batch` on ``--device``; on the CPU once with one
+  torch thread and once with all of them (``torch.get_num_threads()`` by default).
+
+Reported: examples/s (medians of repetitions after a warm-up; CUDA timings synchronised) and the
+ratio to the NumPy path; planning's own examples/s (the part that stays in DataLoader workers).
+With ``--train-step`` also the training step's images/s of the paper's network (forward and
+backward, bf16 autocast on CUDA, as ``nsa-augment train`` runs it) at the same size and batch: the
+rate the renderer has to beat.  No thread variables are set by this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from environment import thread_environment  # noqa: E402
+
+from nsa_augment import plan_anomaly, render_anomaly  # noqa: E402
+from nsa_augment.torch import render_batch  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
+PRESETS = ("mvtec/carpet", "mvtec/hazelnut")
+
+
+def load_images(size: int, count: int) -> np.ndarray:
+    files = sorted(DEFAULT_DATA.glob("*.jpg"))[:count] if DEFAULT_DATA.is_dir() else []
+    images = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA)
+              for f in files]
+    if len(images) < count:
+        from skimage import data
+
+        photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+        images += [cv2.resize(photos[i % 4], (size, size), interpolation=cv2.INTER_AREA) for i in range(count - len(images))]
+    return np.stack(images[:count])
+
+
+def median_time(fn, reps: int, sync=lambda: None) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def train_step_rate(size: int, batch: int, device: torch.device, reps: int) -> float:
+    """Images/s of one optimiser step of the paper's network (as nsa-augment train runs it)."""
+    from nsa_augment.detection.network import NSANet
+
+    torch.manual_seed(0)
+    model = NSANet().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.rand(batch, 1, size, size, device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        else:
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    return batch / median_time(step, reps, sync)
+
+
+def bench(sizes, batches, device, reps, thread_counts, with_train_step, numpy_limit) -> list[dict]:
+    rows = []
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for size in sizes:
+        pool = load_images(size, 16)
+        for preset in PRESETS:
+            for batch in batches:
+                rng = np.random.default_rng(batch)
+                idx = np.arange(batch) % len(pool)
+                dst, src = pool[idx], pool[(idx + 5) % len(pool)]
+                t0 = time.perf_counter()
+                plans = [plan_anomaly(d, s, preset, rng) for d, s in zip(dst, src)]
+                plan_rate = batch / (time.perf_counter() - t0)
+                base = dict(size=size, preset=preset, batch=batch, plans_per_s=plan_rate)
+                # NumPy: example by example (at most numpy_limit examples timed; the rate is per example).
+                k = min(batch, numpy_limit)
+                numpy_s = median_time(lambda: [render_anomaly(d, s, preset, p) for d, s, p in
+                                               zip(dst[:k], src[:k], plans[:k])], max(1, reps // 2))
+                numpy_rate = k / numpy_s
+                rows.append({**base, "renderer": "numpy", "device": "cpu", "threads": 1, "examples_per_s": numpy_rate,
+                             "vs_numpy": 1.0})
+                print_row(rows[-1])
+                x = torch.from_numpy(dst).permute(0, 3, 1, 2).contiguous().to(device)
+                s = torch.from_numpy(src).permute(0, 3, 1, 2).contiguous().to(device)
+                for threads in (thread_counts if device.type == "cpu" else [None]):
+                    saved = torch.get_num_threads()
+                    if threads is not None:
+                        torch.set_num_threads(threads)
+                    try:
+                        seconds = median_time(lambda: render_batch(x, s, plans, preset), reps, sync)
+                    finally:
+                        torch.set_num_threads(saved)
+                    rate = batch / seconds
+                    rows.append({**base, "renderer": "torch", "device": str(device), "threads": threads,
+                                 "examples_per_s": rate, "vs_numpy": rate / numpy_rate})
+                    print_row(rows[-1])
+                if with_train_step and preset == PRESETS[0]:
+                    rate = train_step_rate(size, batch, device, reps)
+                    rows.append({**base, "renderer": "train-step", "device": str(device), "threads": None,
+                                 "examples_per_s": rate, "vs_numpy": rate / numpy_rate})
+                    print_row(rows[-1])
+    return rows
+
+
+def print_row(r):
+    threads = "-" if r["threads"] is None else str(r["threads"])
+    print(f"{r['size']:>5} {r['preset']:<15} {r['batch']:>5} {r['renderer']:<10} {r['device']:<7} {threads:>7} "
+          f"{r['examples_per_s']:12.1f} {r['vs_numpy']:8.2f}x {r['plans_per_s']:10.0f}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--quick", action="store_true", help="one small size and batch (smoke test)")
+    ap.add_argument("--device", default="cpu", help="torch device for render_batch (default: cpu)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--train-step", action="store_true", help="also time the training step at each size and batch")
+    ap.add_argument("--numpy-limit", type=int, default=64,
+                    help="time the NumPy path on at most this many examples per batch (its rate is per example)")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_batch.py: --device cuda, but torch sees no CUDA GPU")
+    sizes, batches, reps = (args.sizes, args.batches, args.reps) if not args.quick else ([96], [8], 2)
+    all_threads = torch.get_num_threads()
+    thread_counts = sorted({1, all_threads})
+    env = thread_environment()
+    env["torch_threads"] = all_threads
+    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(f"threads (default environment): {env}")
+    print(f"{'size':>5} {'preset':<15} {'batch':>5} {'renderer':<10} {'device':<7} {'threads':>7} {'examples/s':>12} "
+          f"{'vs numpy':>9} {'plans/s':>10}")
+    rows = bench(sizes, batches, device, reps, thread_counts, args.train_step, args.numpy_limit)
+    result = {"machine": platform.platform(), "cpus": os.cpu_count(), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": env,
+              "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
