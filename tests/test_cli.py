@@ -1,8 +1,10 @@
 """nsa-augment preview: runs on bundled samples and folders, and fails with a message, never a traceback."""
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +14,7 @@ from nsa_augment.cli import main
 
 
 def test_console_script_help():
-    exe = shutil.which("nsa-augment")
+    exe = shutil.which("nsa-augment", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [exe, "preview", "--help"] if exe else [sys.executable, "-m", "nsa_augment.cli", "preview", "--help"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "--preset" in out and "gallery.png" in out and "scikit-image" in out
@@ -120,7 +122,7 @@ def test_ctrl_c_in_a_real_process(tmp_path):
     import signal
     import time
 
-    exe = shutil.which("nsa-augment")
+    exe = shutil.which("nsa-augment", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     proc = subprocess.Popen([exe, "preview", "--out", str(tmp_path), "--size", "512"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
     deadline = time.monotonic() + 120
