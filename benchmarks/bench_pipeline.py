@@ -10,7 +10,8 @@ examples/s after the workers have started (the first batch is not timed) and the
 the same pipeline in the main process.  The same loader with the reference generator's work
 (``reference_nsa.py``, in place of our NSA) runs in the same process, worker count by worker count,
 and so does planning alone (:class:`nsa_augment.torch.PlannedAnomalyDataset`, what stays in the
-workers with ``--synthesis gpu``).
+workers with ``--synthesis gpu``), and a dataset that only hands out ready tensors of the same shapes
+("transfer only": the DataLoader's own cost of moving a batch out of a worker).
 
 Nothing about threads is set: no thread variables, OpenCV's and BLAS's default pools — the
 environment a user's training script has.  Workers are forked (Linux's default).
@@ -77,6 +78,20 @@ class ReferenceDataset(SyntheticAnomalyDataset):
         return self.finish(image=image)["image"], torch.from_numpy(label), torch.tensor(float(label.max() > 0))
 
 
+class TransferOnly(torch.utils.data.Dataset):
+    """Ready tensors of the pipeline's shapes: what moving a batch out of a worker costs with no work at all."""
+
+    def __init__(self, size: int, count: int):
+        self.count = count
+        self.item = (torch.zeros(3, size, size), torch.zeros(size, size), torch.tensor(1.0))
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, index):
+        return tuple(t.clone() for t in self.item)
+
+
 def datasets(images, size: int) -> dict[str, object]:
     cfg = presets.get(PRESET)
     pipeline = A.Compose([*geometry(size), NaturalSyntheticAnomaly.from_preset(PRESET, p=1.0), A.Normalize(MEAN, STD),
@@ -84,7 +99,8 @@ def datasets(images, size: int) -> dict[str, object]:
     ours = SyntheticAnomalyDataset(images, pipeline, source_transform=A.Compose(geometry(size)))
     planning = PlannedAnomalyDataset(images, cfg, transform=A.Compose(geometry(size)),
                                      source_transform=A.Compose(geometry(size)))
-    return {"nsa": ours, "reference": ReferenceDataset(images, size, cfg), "nsa-planning (--synthesis gpu)": planning}
+    return {"nsa": ours, "reference": ReferenceDataset(images, size, cfg), "nsa-planning (--synthesis gpu)": planning,
+            "transfer only": TransferOnly(size, len(images))}
 
 
 def rate(dataset, workers: int, batches: int, batch_size: int) -> float:
