@@ -292,3 +292,12 @@ def test_training_on_16_bit_images(tmp_path):
     assert _train(root, tmp_path / "o", "--steps", "1", "--preset", "chestxray") == 0
     metrics = json.loads((tmp_path / "o" / "tiles" / "metrics.json").read_text())
     assert 0 <= metrics["image_auroc"] <= 1 and metrics["test_images"] == 6
+
+
+def test_checkpoints_from_before_a_setting_existed_still_resume():
+    """A checkpoint written before --synthesis existed holds no such key: it was a CPU-synthesis run."""
+    from nsa_augment.detection.settings import settings_differences
+
+    old = {"method": "nsa", "image_size": 64}
+    assert settings_differences(old, {**old, "synthesis": "cpu"}) == []
+    assert settings_differences(old, {**old, "synthesis": "gpu"}) == ["synthesis: checkpoint 'cpu', now 'gpu'"]

@@ -114,8 +114,13 @@ def model_settings(settings: TrainSettings, cat: CategorySettings, total_steps: 
     }
 
 
+#: Settings added after checkpoints were first written, with the value every older run had.
+ADDED_LATER = {"synthesis": "cpu"}
+
+
 def settings_differences(stored: dict, current: dict) -> list[str]:
     """Human-readable differences between a checkpoint's settings and this run's."""
+    stored = {**ADDED_LATER, **stored}
     keys = sorted(set(stored) | set(current))
     return [f"{k}: checkpoint {stored.get(k)!r}, now {current.get(k)!r}" for k in keys if stored.get(k) != current.get(k)]
 
