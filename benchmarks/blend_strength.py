@@ -68,8 +68,8 @@ def strength(pairs, fn, seed: int = 0) -> dict:
         for y0, y1, x0, x1 in box_list:
             boxes[y0:y1, x0:x1] = True
         diff = np.abs(image.astype(np.float64) - d.astype(np.float64)).mean(axis=-1)
-        change += diff[boxes].sum()
-        mass += label[boxes].sum()
+        change += float(diff[boxes].sum())
+        mass += float(label[boxes].sum())
         pixels += int(boxes.sum())
         labelled += bool(label.max() > 0)
         patches.append(len(box_list))
