@@ -53,8 +53,11 @@ def load_images(size: int, count: int) -> list[np.ndarray]:
     if not images:
         from skimage import data
 
-        images = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+        photos = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
                   for im in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket())]
+        # As many images as asked for (a batch of 16 needs at least 16): the photos and their mirror images.
+        images = [photos[i % 4] if (i // 4) % 2 == 0 else np.ascontiguousarray(photos[i % 4][:, ::-1])
+                  for i in range(count)]
     return images
 
 
