@@ -149,6 +149,14 @@ def check_volume(volume, name: str, *, min_size: int = 1) -> np.ndarray:
     return volume
 
 
+def check_same_kind(source: np.ndarray, destination: np.ndarray) -> None:
+    """A source that can be blended into ``destination``: the same dtype and, channels last, as many channels."""
+    if source.dtype != destination.dtype:
+        raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
+    if source.shape[-1] != destination.shape[-1]:
+        raise ValueError(f"source has {source.shape[-1]} channels but destination has {destination.shape[-1]}")
+
+
 def as_dhwc(volume: np.ndarray) -> np.ndarray:
     """View a (D, H, W) or (D, H, W, C) volume as (D, H, W, C) without copying."""
     return volume[..., None] if volume.ndim == 3 else volume

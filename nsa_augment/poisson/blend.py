@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ..validation import as_hwc, check_image, check_mask
+from ..validation import as_hwc, check_image, check_mask, check_same_kind
 from . import kernels
 from .blas import single_threaded_blas
 from .masked_solver import solve_masked
@@ -102,11 +102,8 @@ def poisson_blend(
     """
     destination = check_image(destination, "destination")
     source = check_image(source, "source")
-    if source.dtype != destination.dtype:
-        raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
     dst3, src3 = as_hwc(destination), as_hwc(source)
-    if src3.shape[2] != dst3.shape[2]:
-        raise ValueError(f"source has {src3.shape[2]} channels but destination has {dst3.shape[2]}")
+    check_same_kind(src3, dst3)
     mask = check_mask(mask, "mask", source.shape[:2])
     oy, ox = _check_offset(offset, source.shape[:2], destination.shape[:2])
     if gradients not in GRADIENT_MODES:

@@ -22,7 +22,7 @@ import numbers
 import cv2
 import numpy as np
 
-from ..validation import as_hwc, check_image, check_mask
+from ..validation import as_hwc, check_image, check_mask, check_same_kind
 from . import kernels
 from .box_solver import solve_box
 
@@ -112,11 +112,8 @@ def seamless_clone(source: np.ndarray, destination: np.ndarray, mask: np.ndarray
     """
     destination = check_image(destination, "destination")
     source = check_image(source, "source")
-    if source.dtype != destination.dtype:
-        raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
     dst3, src3 = as_hwc(destination), as_hwc(source)
-    if src3.shape[2] != dst3.shape[2]:
-        raise ValueError(f"source has {src3.shape[2]} channels but destination has {dst3.shape[2]}")
+    check_same_kind(src3, dst3)
     mask = check_mask(mask, "mask", source.shape[:2])
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ..validation import as_dhwc, check_volume
+from ..validation import as_dhwc, check_same_kind, check_volume
 from . import kernels
 from .blas import single_threaded_blas
 from .blend import GRADIENT_MODES, _check_finite
@@ -60,11 +60,8 @@ def poisson_blend_volume(
     """
     destination = check_volume(destination, "destination")
     source = check_volume(source, "source")
-    if source.dtype != destination.dtype:
-        raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
     dst4, src4 = as_dhwc(destination), as_dhwc(source)
-    if src4.shape[3] != dst4.shape[3]:
-        raise ValueError(f"source has {src4.shape[3]} channels but destination has {dst4.shape[3]}")
+    check_same_kind(src4, dst4)
     if not isinstance(mask, np.ndarray) or mask.shape != src4.shape[:3]:
         raise ValueError(f"mask must be an array of the source's shape {src4.shape[:3]}, got "
                          f"{getattr(mask, 'shape', type(mask).__name__)}")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...intensity import intensity_range
 from ...poisson.blas import single_threaded_blas
-from ...validation import as_dhwc, as_hwc, check_generator, check_image, check_volume
+from ...validation import as_dhwc, as_hwc, check_generator, check_image, check_same_kind, check_volume
 from ..plan import Plan, check_plan_shape
 from . import presets
 from .blending import (
@@ -270,11 +270,7 @@ def _check_inputs(destination, source, config, volume: bool = False) -> _Inputs:
         source = destination
     else:
         source = check(source, "source", min_size=2)
-        if source.dtype != destination.dtype:
-            raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
-        if as_channels(source).shape[-1] != as_channels(destination).shape[-1]:
-            raise ValueError(f"source has {as_channels(source).shape[-1]} channels but destination has "
-                             f"{as_channels(destination).shape[-1]}")
+        check_same_kind(as_channels(source), as_channels(destination))
     if volume and cfg.poisson == "opencv":
         raise ValueError("poisson='opencv' reproduces cv2.seamlessClone, which is 2-D: use poisson='exact' for volumes")
     dst_range = intensity_range(destination, cfg.intensity_range)
