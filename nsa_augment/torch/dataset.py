@@ -235,11 +235,8 @@ class PlannedAnomalyDataset(SyntheticAnomalyDataset):
 
     def __init__(self, images, config, *, transform=None, p: float = 1.0, seed: int = 0, source_transform=None):
         from ..methods.nsa import presets
-        from ..methods.nsa.config import NSAConfig
 
-        cfg = presets.load(config) if isinstance(config, str) else config
-        if not isinstance(cfg, NSAConfig):
-            raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+        cfg = presets.resolve(config, files=True)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
         self.config, self.p = cfg, float(p)

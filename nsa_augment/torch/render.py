@@ -151,9 +151,7 @@ class NSABatchRenderer(torch.nn.Module):
 
     def __init__(self, config: NSAConfig | str):
         super().__init__()
-        self.config = presets.get(config) if isinstance(config, str) else config
-        if not isinstance(self.config, NSAConfig):
-            raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+        self.config = presets.resolve(config)
 
     def forward(self, images: torch.Tensor, sources: torch.Tensor | None, plans: Sequence[NSAPlan]):
         return render_batch(images, sources, plans, self.config)
@@ -166,9 +164,7 @@ class NSABatchRenderer(torch.nn.Module):
 
 
 def _check(images, sources, plans, config) -> NSAConfig:
-    cfg = presets.get(config) if isinstance(config, str) else config
-    if not isinstance(cfg, NSAConfig):
-        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    cfg = presets.resolve(config)
     if cfg.dims != 2:
         raise ValueError("render_batch renders images; volumes render on the CPU with render_volume_anomaly")
     if cfg.blend == "poisson" and cfg.poisson != "exact":

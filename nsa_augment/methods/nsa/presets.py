@@ -132,3 +132,18 @@ def load(name_or_path: str | Path) -> NSAConfig:
         return NSAConfig(**{"name": path.stem, **data})
     except TypeError as exc:
         raise ValueError(f"preset file {path}: {exc}") from None
+
+
+def resolve(config: NSAConfig | str, *, files: bool = False) -> NSAConfig:
+    """``config`` itself if it is an :class:`NSAConfig`, else the preset it names (with ``files``, also a
+    JSON file, as :func:`load`): the one way every function taking ``config`` reads it.
+
+    Raises
+    ------
+    TypeError
+        For anything that is neither a config nor a string.
+    """
+    cfg = (load(config) if files else get(config)) if isinstance(config, str) else config
+    if not isinstance(cfg, NSAConfig):
+        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    return cfg

@@ -249,9 +249,7 @@ AXES = {2: ("rows", "cols"), 3: ("slices", "rows", "cols")}
 
 
 def _check_inputs(destination, source, config, volume: bool = False) -> _Inputs:
-    cfg = presets.get(config) if isinstance(config, str) else config
-    if not isinstance(cfg, NSAConfig):
-        raise TypeError(f"config must be an NSAConfig or a preset name, got {type(config).__name__}")
+    cfg = presets.resolve(config)
     dims = 3 if volume else 2
     if cfg.dims != dims:
         raise ValueError(
