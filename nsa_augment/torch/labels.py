@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..intensity import dtype_range
-from ..methods.nsa.labels import _BELOW_ONE, _FLOAT_QUANT, DISK_RADIUS, footprint
+from ..methods.nsa.labels import _BELOW_ONE, _FLOAT_QUANT, DISK_RADIUS, MEDIAN_SIZE, footprint
+from ..methods.nsa.objects import OBJECT_MEDIAN
 
 #: Pixels per median chunk (x 81 window values): about 128 MB of float32 and as much of indices.
 _MEDIAN_CHUNK = 2**25 // 81
@@ -64,7 +65,7 @@ def batch_object_mask(images: torch.Tensor, pairs, ranges: torch.Tensor) -> torc
     votes = torch.ones_like(mean, dtype=torch.bool)
     for level, threshold in pairs:
         votes &= (mean - float(level)).abs() > float(threshold)
-    return binary_median(votes, 7)
+    return binary_median(votes, OBJECT_MEDIAN)
 
 
 def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
@@ -102,7 +103,7 @@ def batch_labels(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor
     # float64 from here, as on the CPU: a change of exactly ``tol`` must fall on the same side.
     scale = (255.0 / (ranges[:, 1] - ranges[:, 0])).view(-1, 1, 1) / C
     diff = (before.to(torch.float64) - after.to(torch.float64)).abs().sum(1) * scale
-    changed = binary_median((diff > cfg.tol) & region, 5)
+    changed = binary_median((diff > cfg.tol) & region, MEDIAN_SIZE)
     if cfg.label == "binary":
         return changed.to(torch.float32)
     if cfg.label == "continuous":

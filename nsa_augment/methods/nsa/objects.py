@@ -10,7 +10,7 @@ from ...intensity import intensity_range
 from ...validation import as_hwc
 
 #: Reach of the 7x7 median that removes grain from the thresholded mask.
-_MEDIAN = 7
+OBJECT_MEDIAN = 7
 
 
 @nb.njit(cache=True, nogil=True)
@@ -104,7 +104,7 @@ def spatial_object_mask(array: np.ndarray, pairs, box=None, intensity: tuple[flo
     if box is not None:
         # The median sees 3 px around each pixel; beyond the image the full-image filter
         # replicates the border, which a crop that stops at the image border does too.
-        r = _MEDIAN // 2
+        r = OBJECT_MEDIAN // 2
         grown = [(max(box[2 * a] - r, 0), min(box[2 * a + 1] + r, n)) for a, n in enumerate(spatial)]
         mask = spatial_object_mask(array[tuple(slice(g0, g1) for g0, g1 in grown)], pairs, intensity=(lo, hi))
         return mask[tuple(slice(box[2 * a] - g0, box[2 * a + 1] - g0) for a, (g0, _) in enumerate(grown))]
@@ -112,4 +112,4 @@ def spatial_object_mask(array: np.ndarray, pairs, box=None, intensity: tuple[flo
     rows, cols = flat.shape[:2]
     votes = _threshold_channel_mean(flat, pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo), float(hi - lo),
                                     np.empty((rows, cols)), np.ones((rows, cols), np.uint8))
-    return binary_median(votes.reshape(spatial), _MEDIAN).view(bool)
+    return binary_median(votes.reshape(spatial), OBJECT_MEDIAN).view(bool)
