@@ -29,30 +29,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import thread_environment  # noqa: E402
+from images import load_images  # noqa: E402
 
 from nsa_augment import plan_anomaly, render_anomaly  # noqa: E402
 from nsa_augment.torch import render_batch  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
 PRESETS = ("mvtec/carpet", "mvtec/hazelnut")
-
-
-def load_images(size: int, count: int) -> np.ndarray:
-    files = sorted(DEFAULT_DATA.glob("*.jpg"))[:count] if DEFAULT_DATA.is_dir() else []
-    images = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA)
-              for f in files]
-    if len(images) < count:
-        from skimage import data
-
-        photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-        images += [cv2.resize(photos[i % 4], (size, size), interpolation=cv2.INTER_AREA) for i in range(count - len(images))]
-    return np.stack(images[:count])
 
 
 def median_time(fn, reps: int, sync=lambda: None) -> float:
@@ -100,7 +87,7 @@ def bench(sizes, batches, device, reps, thread_counts, with_train_step, numpy_li
     rows = []
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for size in sizes:
-        pool = load_images(size, 16)
+        pool = np.stack(load_images(size, 16))
         for preset in PRESETS:
             for batch in batches:
                 rng = np.random.default_rng(batch)

@@ -36,29 +36,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import thread_environment  # noqa: E402
+from images import load_images  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import NaturalSyntheticAnomaly, presets  # noqa: E402
 from nsa_augment.torch import PlannedAnomalyDataset, SyntheticAnomalyDataset, collate_plans, worker_init_fn  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
 PRESET = "mvtec/carpet"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def load_images(size: int, count: int) -> list[np.ndarray]:
-    files = sorted(DEFAULT_DATA.glob("*.jpg"))[:count] if DEFAULT_DATA.is_dir() else []
-    images = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA)
-              for f in files]
-    if not images:
-        from skimage import data
-
-        photos = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
-                  for im in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket())]
-        # As many images as asked for (a batch of 16 needs at least 16): the photos and their mirror images.
-        images = [photos[i % 4] if (i // 4) % 2 == 0 else np.ascontiguousarray(photos[i % 4][:, ::-1])
-                  for i in range(count)]
-    return images
 
 
 def geometry(size: int) -> list:

@@ -46,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import thread_environment  # noqa: E402
+from images import DEFAULT_DATA, load_images  # noqa: E402
 from first_call import REFERENCE, SYNTHESIS, first_call_latency  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
@@ -54,21 +55,6 @@ from nsa_augment import presets, synthesize, synthesize_volume  # noqa: E402
 from nsa_augment.poisson import poisson_blend_volume  # noqa: E402
 from nsa_augment.poisson.reference import poisson_blend_volume_reference  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "magnetic_tile" / "train" / "good"
-
-
-def load_images(folder: Path, size: int, count: int) -> list[np.ndarray]:
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:count] if folder.is_dir() else []
-    images = []
-    for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)  # grayscale files come back as 3-channel
-        images.append(cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
-    if not images:
-        from skimage import data
-
-        for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
-            images.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
-    return images
 
 
 def configs() -> dict[str, object]:
@@ -227,7 +213,7 @@ def main(argv=None):
     print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13} {'vs nsa:same':>11}")
     rows = []
     for size in sizes:
-        images = load_images(args.data, size, 16)
+        images = load_images(size, 16, args.data)
         res = run(images, fns, examples)
         nsa_ms = res["nsa:carpet"]["ms_mean"]
         for name, r in res.items():

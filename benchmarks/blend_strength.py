@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_synthesis import DEFAULT_DATA, load_images  # noqa: E402
+from images import DEFAULT_DATA, load_images  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import presets, synthesize  # noqa: E402
@@ -89,7 +89,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="20 pairs (smoke test)")
     args = ap.parse_args(argv)
     count = 20 if args.quick else args.pairs
-    images = load_images(args.data, args.size, 64)
+    images = load_images(args.size, 64, args.data)
     n = len(images)
     pairs = [(images[i % n], images[(i + 1 + i // n) % n]) for i in range(count)]
     base = presets.get(args.preset)
