@@ -27,6 +27,18 @@ def _masks(rng):
     return {"ellipse": ellipse, "ring": ring, "random": blobs, "cross": bar, "full": np.ones((37, 50), bool)}
 
 
+def _large_masks():
+    """Masks several multigrid levels deep, on an odd-sized 301 x 257 box."""
+    yy, xx = np.mgrid[:301, :257]
+    smooth = np.sin(yy / 13.0) * np.cos(xx / 17.0) + 0.4 * np.sin((yy + 2 * xx) / 23.0)
+    return {
+        "ellipse": ((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1,
+        "ring": (((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1)
+        & (((yy - 150) / 60) ** 2 + ((xx - 128) / 50) ** 2 > 1),
+        "irregular": smooth > 0.1,
+    }
+
+
 def _prolongation(mask, coarse_mask):
     """``P`` as a sparse matrix from the coarse level's masked cells to the fine level's (row-major)."""
     fine = np.flatnonzero(mask.ravel())
@@ -197,14 +209,7 @@ def test_cycle_is_a_symmetric_positive_definite_preconditioner():
 def test_solve_matches_sparse_direct_solve_on_larger_masks(sides):
     """Several levels deep, odd sizes, border sides; white-noise right-hand sides (the hardest)."""
     rng = np.random.default_rng(6)
-    yy, xx = np.mgrid[:301, :257]
-    smooth = np.sin(yy / 13.0) * np.cos(xx / 17.0) + 0.4 * np.sin((yy + 2 * xx) / 23.0)
-    masks = {
-        "ellipse": ((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1,
-        "ring": (((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1)
-        & (((yy - 150) / 60) ** 2 + ((xx - 128) / 50) ** 2 > 1),
-        "irregular": smooth > 0.1,
-    }
+    masks = _large_masks()
     for name, mask in masks.items():
         rhs = rng.uniform(-255, 255, (3,) + mask.shape) * mask
         x, iterations = masked_solver.solve_masked(rhs, mask, sides)
@@ -243,14 +248,8 @@ def test_error_estimate_stop_bounds_the_true_error(sides):
     resolution, so the solve must refine in float64 rather than stop early or fall back).
     """
     rng = np.random.default_rng(9)
+    masks = _large_masks()
     yy, xx = np.mgrid[:301, :257]
-    smooth = np.sin(yy / 13.0) * np.cos(xx / 17.0) + 0.4 * np.sin((yy + 2 * xx) / 23.0)
-    masks = {
-        "ellipse": ((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1,
-        "ring": (((yy - 150) / 150) ** 2 + ((xx - 128) / 128) ** 2 < 1)
-        & (((yy - 150) / 60) ** 2 + ((xx - 128) / 50) ** 2 > 1),
-        "irregular": smooth > 0.1,
-    }
     image = 127 + 100 * np.sin(yy / 29.0 + xx / 41.0)  # a smooth "image"
     for name, mask in masks.items():
         A = masked_solver.masked_laplacian_matrix(mask, sides)
