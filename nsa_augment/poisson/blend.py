@@ -66,7 +66,9 @@ def poisson_blend(
         Clip float32 results to [0, 1].  uint8 results are always rounded to the
         nearest integer and clipped to 0..255.
     formulation : {"exact", "opencv"}
-        "exact": the masked system above.  "opencv": OpenCV's — the mask
+        "exact": the masked system above, solved directly for a rectangle
+        and iteratively for any other mask, to within :data:`ERROR_LEVELS`
+        (0.003) grey levels of the exact solution.  "opencv": OpenCV's — the mask
         array's outer ring is dropped, the whole bounding rectangle of the rest
         is solved with its border fixed, source gradients count only where a
         7x7 erosion of the mask survives (destination gradients elsewhere), mixed
