@@ -5,9 +5,9 @@ solved by conjugate gradients preconditioned with aggregation multigrid
 (:mod:`nsa_augment.poisson.multigrid`), in float32 inside an iterative
 refinement whose residuals are computed in float64: about 12 iterations for any
 shape and size to a relative residual of 1e-7, 8 to an estimated error of 0.003
-grey levels (what :func:`~nsa_augment.poisson_blend` asks for).  3-D masks use conjugate gradients preconditioned with the
-exact box solver on the bounding box (a fictitious-domain preconditioner; a few
-tens of iterations for compact shapes).  Should either fail to reach the
+grey levels (what :func:`~nsa_augment.poisson_blend` asks for).  3-D masks use
+conjugate gradients preconditioned with the exact box solver on the bounding box
+(a fictitious-domain preconditioner; a few tens of iterations for compact shapes).  Should either fail to reach the
 tolerance, we fall back to a sparse direct solve rather than return a wrong
 answer.
 """
@@ -114,7 +114,7 @@ def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, ...],
 
 
 def _solve_multigrid(rhs, inside, sides, atol=None):
-    """Multigrid-preconditioned CG in float32, refined until the float64 residual meets MULTIGRID_RTOL (or the error estimate ``atol``)."""
+    """Multigrid-preconditioned CG in float32, refined in float64 to MULTIGRID_RTOL or the error estimate ``atol``."""
     x, iterations, converged = Hierarchy(inside, sides).solve(rhs, MULTIGRID_RTOL, MAX_ITER, REFINEMENTS, atol)
     if converged:
         return x, iterations

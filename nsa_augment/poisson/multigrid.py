@@ -385,12 +385,15 @@ class Hierarchy:
         solved for again (iterative refinement, the solution summed in float64).  Each pass aims
         at what is left, no further than :data:`FLOAT32_RTOL`.
 
-        With ``atol`` a channel is done as soon as its *estimated error* is within ``atol``
+        With ``atol`` the solve ends once every channel's *estimated error* is within ``atol``
         everywhere: the preconditioned residual ``B r`` is the cycle's approximation of the error
-        ``A^-1 r`` (off by the cycle's contraction, about a quarter, tested against the exact error
-        in tests/test_multigrid.py), and CG computes it every iteration anyway.  A relative
-        residual says nothing about the error in the solution's units — a smooth error hides behind
-        a small residual — so this is the criterion for "exact to a fraction of a grey level".
+        ``A^-1 r``, and CG computes it every iteration anyway.  It falls short by about
+        ``1 / (1 - rho)``, ``rho`` the cycle's contraction, so the bound is tightened by the rate at
+        which the estimate falls (:func:`pcg`), and a pass that stops on it is confirmed by the
+        next pass's first estimate, from the float64 residual.  A relative residual says nothing
+        about the error in the solution's units — a smooth error hides behind a small residual —
+        so this is the criterion for "exact to a fraction of a grey level" (tested against the
+        exact error in tests/test_multigrid.py).
 
         Parameters
         ----------
