@@ -15,10 +15,11 @@ from .opencv import blend_opencv_inplace, opencv_weights
 GRADIENT_MODES = {"normal": kernels.NORMAL, "mixed": kernels.MIXED, "interpolated": kernels.INTERPOLATED}
 FORMULATIONS = ("exact", "opencv")
 #: The exact solve of a non-rectangular mask stops once its estimated error is within this many grey
-#: levels (a level is 1 for integer images; for float images 1/255 of the largest magnitude in the
-#: blended region, so 1/255 for images in [0, 1]).  Measured against the sparse direct solve: at
-#: most 0.005 levels on real and random images (tests/test_poisson.py, benchmarks/bench_poisson.py),
-#: 100x inside half a level, where rounding to integers could change.
+#: levels.  A level is 1 for integer images, and for float images 1/65535 of the largest magnitude in
+#: the blended region: float data may hold a 16-bit scan, so it gets 16-bit precision (1/255 would
+#: leave 0.8 16-bit levels of error in a scan scaled to [0, 1]).  Measured against the sparse direct
+#: solve: at most 0.005 levels on real and random images (tests/test_poisson.py,
+#: benchmarks/bench_poisson.py), 100x inside half a level, where rounding to integers could change.
 ERROR_LEVELS = 3e-3
 
 
@@ -68,7 +69,8 @@ def poisson_blend(
     formulation : {"exact", "opencv"}
         "exact": the masked system above, solved directly for a rectangle
         and iteratively for any other mask, to within :data:`ERROR_LEVELS`
-        (0.003) grey levels of the exact solution.  "opencv": OpenCV's — the mask
+        (0.003) grey levels of the exact solution (16-bit levels for float
+        images).  "opencv": OpenCV's — the mask
         array's outer ring is dropped, the whole bounding rectangle of the rest
         is solved with its border fixed, source gradients count only where a
         7x7 erosion of the mask survives (destination gradients elsewhere), mixed
@@ -185,12 +187,12 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
 
 
 def _level(image: np.ndarray, source: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """One grey level in the images' units: 1 for integers, the blended region's peak / 255 for floats."""
+    """One grey level in the images' units: 1 for integers, the blended region's peak / 65535 for floats."""
     if image.dtype.kind in "iu":
         return 1.0
     y0, y1, x0, x1 = box
     peak = max(float(np.abs(image[y0:y1, x0:x1]).max()), float(np.abs(source).max()))
-    return peak / 255.0 if np.isfinite(peak) and peak > 0.0 else 1.0
+    return peak / 65535.0 if np.isfinite(peak) and peak > 0.0 else 1.0
 
 
 def _check_offset(offset, src_shape, dst_shape) -> tuple[int, int]:
