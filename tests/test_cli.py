@@ -130,9 +130,12 @@ def test_ctrl_c_in_a_real_process(tmp_path):
         cv2.imwrite(str(inputs / f"n{i:03d}.png"), rng.integers(60, 200, (64, 64, 3), dtype=np.uint8))
     out = tmp_path / "out"
     exe = shutil.which("nsa-augment", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # A job started in the background (`cmd &` without job control, as some CI runners do) inherits
+    # SIGINT as ignored, and Python then keeps it ignored: give the child a terminal's Ctrl-C.
     proc = subprocess.Popen([exe, "preview", str(inputs), "--out", str(out), "--size", "512", "--limit", "200"],
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list((out / "labels").glob("*.png"))) < 2:
         time.sleep(0.05)
