@@ -176,12 +176,13 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     x0, x1 = ox + int(cols[0]), ox + int(cols[-1]) + 1
     sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
     mode = GRADIENT_MODES[gradients]
-    if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel
+    if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel, a direct solve
         rhs = kernels.assemble_rhs_box(image, source, oy, ox, y0, y1, x0, x1, mode, factor)
-        inside = np.ones(rhs.shape[1:], dtype=np.bool_)
-    else:
+        inside, atol = np.ones(rhs.shape[1:], dtype=np.bool_), None
+    else:  # iterative: stop on the error in grey levels
         rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, mode, factor)
-    solution, _ = solve_masked(rhs, inside, sides, ERROR_LEVELS * _level(image, source, (y0, y1, x0, x1)))
+        atol = ERROR_LEVELS * _level(image, source, (y0, y1, x0, x1))
+    solution, _ = solve_masked(rhs, inside, sides, atol)
     lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
     kernels.write_solution(image, solution, inside, y0, x0, lo, hi, rounding)
 
@@ -191,7 +192,8 @@ def _level(image: np.ndarray, source: np.ndarray, box: tuple[int, int, int, int]
     if image.dtype.kind in "iu":
         return 1.0
     y0, y1, x0, x1 = box
-    peak = max(float(np.abs(image[y0:y1, x0:x1]).max()), float(np.abs(source).max()))
+    region = image[y0:y1, x0:x1]  # max |v| from min and max: no full-size temporary
+    peak = float(np.max([-region.min(), region.max(), -source.min(), source.max()]))  # NaN stays NaN
     return peak / 65535.0 if np.isfinite(peak) and peak > 0.0 else 1.0
 
 

@@ -596,7 +596,7 @@ def pcg(schedule, x, r, p, ap, z, stencils, wts, spans, block_spans, f, u, rows,
         return 0, RESIDUAL
     estimate = (atol > 0.0).all()
     run_cycle(schedule, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
-    first = max_abs(z, fine_spans)
+    first = max_abs(z, fine_spans) if estimate else np.zeros_like(target)
     if estimate and (first <= atol * (1.0 - rate)).all():
         return 0, ERROR_ESTIMATE
     new_direction(p, z, np.zeros_like(target), fine_spans)
