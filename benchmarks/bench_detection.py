@@ -21,6 +21,7 @@ t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with t
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -78,8 +79,7 @@ def collect(out: Path) -> dict:
     for path in sorted(out.rglob("metrics.json")):
         m = json.loads(path.read_text())
         label = path.relative_to(out).parts[1]
-        timing_path = path.parents[1] / "timing.json"
-        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        timing = _timing(path.parents[1] / "timing.json", path.parent / "train_log.csv")
         runs.append({"category": m["category"], "arm": label, "method": m.get("method"), "seed": m.get("seed"),
                      "steps": m.get("steps"), "image_size": m.get("image_size"), "batch_size": m.get("batch_size"),
                      "anomaly_p": m.get("anomaly_p"), "preset": m.get("preset"),
@@ -98,8 +98,28 @@ def collect(out: Path) -> dict:
         for k in ("wall_s", "cpu_s"):
             t = [r[k] for r in rs if r.get(k) is not None]
             row[k] = float(np.mean(t)) if t else None
+        row["timed_runs"] = sum(r.get("wall_s") is not None for r in rs)
+        row["resumed_runs"] = sum(bool(r.get("resumed")) for r in rs)
         summary.append(row)
     return {"runs": runs, "summary": summary}
+
+
+def _timing(timing_path: Path, log_path: Path) -> dict:
+    """The ``train`` command's wall and CPU seconds (``timing.json``), or nothing where they would undercount.
+
+    ``timing.json`` times one invocation; a run that was interrupted and resumed trained partly in
+    earlier ones, which its per-epoch log shows (more training seconds than the invocation's wall
+    time).  Such a run's time is unknown here and is left out rather than reported short.
+    """
+    if not timing_path.exists():
+        return {}
+    timing = json.loads(timing_path.read_text())
+    if log_path.exists():
+        with log_path.open() as f:
+            trained = sum(float(row["seconds"]) for row in csv.DictReader(f))
+        if trained > timing["wall_s"]:
+            return {"resumed": True}
+    return timing
 
 
 def paired(runs: list[dict], category: str, arm: str, reference: str, metric: str = "image_auroc") -> dict | None:
@@ -127,6 +147,8 @@ def markdown(result: dict, reference: str) -> str:
         rng = r["image_auroc"]
         span = f"{100 * rng['min']:.1f}..{100 * rng['max']:.1f}" if rng else "-"
         t = f"{r['wall_s'] / 60:.1f} / {r['cpu_s'] / 60:.1f} min" if r.get("wall_s") else "-"
+        if r["resumed_runs"]:  # their time is unknown: say so rather than average a part of it
+            t += f" ({r['timed_runs']} of {len(r['seeds'])} runs timed, {r['resumed_runs']} resumed)"
         lines.append(f"| {r['category']} | {r['arm']} | {len(r['seeds'])} | " + " | ".join(pct(r[k]) for k in METRICS)
                      + f" | {span} | {t} |")
     lines += ["", f"Image AUROC of each arm minus `{reference}`, paired over seeds (percentage points; 95% t-interval; "

@@ -87,3 +87,23 @@ def test_bench_detection_runs_resumes_and_reports(tmp_path):
     assert (out / "auroc_tiles.png").exists() and (out / "roc_tiles.png").exists()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.stdout.count("done already") == 6  # resumes: nothing retrained
+
+
+def test_bench_detection_leaves_resumed_runs_out_of_the_time_per_run(tmp_path):
+    """timing.json times one invocation: a resumed run's earlier segments would be missing from it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for seed, wall, epochs in ((0, 100.0, [40.0, 50.0]), (1, 60.0, [40.0, 50.0])):  # seed 1: 90 s trained in 60 s
+        run = tmp_path / "tiles" / "nsa" / f"seed{seed}"
+        (run / "tiles").mkdir(parents=True)
+        (run / "timing.json").write_text(json.dumps({"wall_s": wall, "cpu_s": 2 * wall}))
+        (run / "tiles" / "train_log.csv").write_text("epoch,seconds\n" + "".join(f"{i},{s}\n" for i, s in enumerate(epochs)))
+        (run / "tiles" / "metrics.json").write_text(json.dumps(
+            {"category": "tiles", "method": "nsa", "seed": seed, "image_auroc": 0.6, "pixel_auroc": 0.6, "au_pro": 0.3}))
+    result = bench.collect(tmp_path)
+    (row,) = result["summary"]
+    assert row["wall_s"] == 100.0 and row["cpu_s"] == 200.0 and row["timed_runs"] == 1 and row["resumed_runs"] == 1
+    assert "| 1.7 / 3.3 min (1 of 2 runs timed, 1 resumed) |" in bench.markdown(result, "nsa")

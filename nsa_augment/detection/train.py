@@ -330,7 +330,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
             break
         sampler.set_epoch(epoch)
         net.train()
-        losses, seen, t_epoch = [], 0, time.perf_counter()
+        losses, seen, t_epoch, cpu_epoch = [], 0, time.perf_counter(), time.process_time()
         bar = _progress(loader, f"[{category}] epoch {epoch + 1}/{epochs}", ddp.main)
         for x, y, third in bar:
             if step >= total_steps:
@@ -364,8 +364,11 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{seen / (time.perf_counter() - t_epoch):.1f}")
         seconds = time.perf_counter() - t_epoch
         train_samples_per_s = seen / seconds
+        # This process's CPU time, all its threads (DataLoader worker processes are not included): with the
+        # wall time per epoch in the checkpointed history, a resumed run still reports its whole cost.
         row = {"epoch": epoch + 1, "step": step, "loss": ddp.mean(float(np.mean(losses)) if losses else float("nan")),
-               "lr": scheduler.get_last_lr()[0], "samples_per_s": train_samples_per_s, "seconds": seconds}
+               "lr": scheduler.get_last_lr()[0], "samples_per_s": train_samples_per_s, "seconds": seconds,
+               "cpu_seconds": time.process_time() - cpu_epoch}
         history.append(row)
         if ddp.main:
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -393,6 +396,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
             "missing_masks": [str(p) for p in cat.missing_masks],
             "throughput": {"train_samples_per_s": train_samples_per_s, "decode_images_per_s": decode_per_s,
                            "pipeline_samples_per_s_per_process": pipeline_rate},
+            "train_time": training_time(history),
             "roc": {"fpr": fpr[:: max(1, len(fpr) // 200)].tolist(), "tpr": tpr[:: max(1, len(tpr) // 200)].tolist()},
         }
         write_text(out / "metrics.json", json.dumps(json_safe(result), indent=2))
@@ -408,9 +412,22 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
     return result
 
 
+def training_time(history: list[dict]) -> dict:
+    """Wall and CPU seconds of the training epochs, all resumed segments together (evaluation not included).
+
+    ``cpu_s`` is the main process's CPU time (DataLoader workers not included); None when an epoch
+    predates that column (a checkpoint from an older version), rather than a silent undercount.
+    """
+    cpu = [row.get("cpu_seconds") for row in history]
+    return {"epochs": len(history), "wall_s": float(sum(row["seconds"] for row in history)),
+            "cpu_s": float(sum(cpu)) if cpu and all(c is not None for c in cpu) else None}
+
+
 def write_log(path: Path, history: list[dict]) -> None:
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    # every column any epoch has, in first-seen order: a resumed run's older epochs may lack newer ones
+    fields = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(history)
     write_text(path, buffer.getvalue())
