@@ -107,3 +107,18 @@ def test_bench_detection_leaves_resumed_runs_out_of_the_time_per_run(tmp_path):
     (row,) = result["summary"]
     assert row["wall_s"] == 100.0 and row["cpu_s"] == 200.0 and row["timed_runs"] == 1 and row["resumed_runs"] == 1
     assert "| 1.7 / 3.3 min (1 of 2 runs timed, 1 resumed) |" in bench.markdown(result, "nsa")
+
+
+def test_multigrid_study_converges_to_the_sparse_solution(tmp_path):
+    out = tmp_path / "study.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multigrid_study.py"), "--sizes", "96",
+                           "--masks", "ring", "object", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert [r["mask"] for r in results] == ["ring", "object"]
+    for r in results:
+        assert r["w-aggregation"]["iterations"] > 0
+        for name in ("v-aggregation", "v-smoothed-3x3"):
+            assert r[name]["iterations"] > 0 and r[name]["max_error"] < 0.01  # relative residual 1e-5 on 0..255 data
+        assert r["v-smoothed-3x3"]["level_unknowns"][1] < r["unknowns"] / 6  # 3x3 aggregates: ~9x fewer unknowns
