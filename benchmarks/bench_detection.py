@@ -13,8 +13,8 @@ balanced.  Finished runs (``metrics.json`` exists) are skipped and an interrupte
 its checkpoint, so the command can be re-run until done.
 
 Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU time per run, and
-each arm against the reference arm paired over seeds: mean difference, its 95% interval and a paired
-t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed range) and
+each arm against the reference arm paired over seeds, per metric: mean difference, its 95% interval
+and a paired t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed range) and
 ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
 
@@ -151,16 +151,19 @@ def markdown(result: dict, reference: str) -> str:
             t += f" ({r['timed_runs']} of {len(r['seeds'])} runs timed, {r['resumed_runs']} resumed)"
         lines.append(f"| {r['category']} | {r['arm']} | {len(r['seeds'])} | " + " | ".join(pct(r[k]) for k in METRICS)
                      + f" | {span} | {t} |")
-    lines += ["", f"Image AUROC of each arm minus `{reference}`, paired over seeds (percentage points; 95% t-interval; "
-              "paired t-test):", "", "| category | arm | seeds | difference | 95% interval | p | seeds won |",
-              "|---|---|---|---|---|---|---|"]
-    for r in result["summary"]:
-        if r["arm"] == reference:
-            continue
-        s = paired(result["runs"], r["category"], r["arm"], reference)
-        if s:
-            lines.append(f"| {r['category']} | {r['arm']} | {s['n']} | {100 * s['mean']:+.1f} | "
-                         f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | {s['wins']}/{s['n']} |")
+    names = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
+    lines += ["", f"Each arm minus `{reference}`, paired over seeds (percentage points; 95% t-interval; paired t-test):",
+              "", "| category | arm | metric | seeds | difference | 95% interval | p | seeds won |",
+              "|---|---|---|---|---|---|---|---|"]
+    for metric in METRICS:
+        for r in result["summary"]:
+            if r["arm"] == reference:
+                continue
+            s = paired(result["runs"], r["category"], r["arm"], reference, metric)
+            if s:
+                lines.append(f"| {r['category']} | {r['arm']} | {names[metric]} | {s['n']} | {100 * s['mean']:+.1f} | "
+                             f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | "
+                             f"{s['wins']}/{s['n']} |")
     return "\n".join(lines) + "\n"
 
 
