@@ -14,8 +14,8 @@ its checkpoint, so the command can be re-run until done.
 
 Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU time per run, and
 each arm against the reference arm paired over seeds, per metric: mean difference, its 95% interval
-and a paired t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed range) and
-``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
+and a paired t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed
+range) and ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
 
 from __future__ import annotations
@@ -109,7 +109,9 @@ def _timing(timing_path: Path, log_path: Path) -> dict:
 
     ``timing.json`` times one invocation; a run that was interrupted and resumed trained partly in
     earlier ones, which its per-epoch log shows (more training seconds than the invocation's wall
-    time).  Such a run's time is unknown here and is left out rather than reported short.
+    time).  Such a run's time is unknown here and is left out rather than reported short.  (A resume
+    after only a few epochs can pass this test, short by those epochs; runs of this version also
+    record ``train_time`` in ``metrics.json``, summed over every segment.)
     """
     if not timing_path.exists():
         return {}
