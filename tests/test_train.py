@@ -76,7 +76,7 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkey
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["steps"] == 4
     # the time of the epoch trained before the interruption counts too: a resumed run reports its whole cost
-    log = list(csv.DictReader((run / "train_log.csv").open()))
+    log = list(csv.DictReader((run / "train_log.csv").read_text().splitlines()))
     assert len(log) == 4 and metrics["train_time"]["epochs"] == 4
     assert metrics["train_time"]["wall_s"] == pytest.approx(sum(float(r["seconds"]) for r in log))
     assert metrics["train_time"]["cpu_s"] == pytest.approx(sum(float(r["cpu_seconds"]) for r in log))
@@ -88,7 +88,7 @@ def test_training_time_and_log_with_epochs_from_an_older_version(tmp_path):
     old = {"epoch": 1, "step": 1, "loss": 0.5, "lr": 1e-3, "samples_per_s": 10.0, "seconds": 2.0}
     new = {**old, "epoch": 2, "step": 2, "cpu_seconds": 3.0}
     train_module.write_log(tmp_path / "log.csv", [old, new])
-    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
     assert rows[0]["cpu_seconds"] == "" and rows[1]["cpu_seconds"] == "3.0"
     assert train_module.training_time([old, new]) == {"epochs": 2, "wall_s": 4.0, "cpu_s": None}
     assert train_module.training_time([new]) == {"epochs": 1, "wall_s": 2.0, "cpu_s": 3.0}
