@@ -122,3 +122,23 @@ def test_multigrid_study_converges_to_the_sparse_solution(tmp_path):
         for name in ("v-aggregation", "v-smoothed-3x3"):
             assert r[name]["iterations"] > 0 and r[name]["max_error"] < 0.01  # relative residual 1e-5 on 0..255 data
         assert r["v-smoothed-3x3"]["level_unknowns"][1] < r["unknowns"] / 6  # 3x3 aggregates: ~9x fewer unknowns
+
+
+def test_bench_detection_pairs_every_metric(tmp_path):
+    """The paired comparison covers pixel AUROC and AU-PRO too, and skips a metric that is undefined."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    values = {"nsa": (0.60, 0.55, None), "cutpaste": (0.70, 0.75, None)}  # no masks: AU-PRO undefined
+    for arm, (image, pixel, pro) in values.items():
+        for seed, shift in ((0, 0.0), (1, 0.02)):
+            run = tmp_path / "tiles" / arm / f"seed{seed}" / "tiles"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({"category": "tiles", "method": arm, "seed": seed,
+                                                          "image_auroc": image + shift, "pixel_auroc": pixel + shift,
+                                                          "au_pro": pro}))
+    md = bench.markdown(bench.collect(tmp_path), "nsa")
+    assert "| tiles | cutpaste | image AUROC | 2 | +10.0 |" in md and "| tiles | cutpaste | pixel AUROC | 2 | +20.0 |" in md
+    assert "AU-PRO | 2 |" not in md
