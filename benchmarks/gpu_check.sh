@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# One-command GPU check of the batched renderer: examples/s of nsa_augment.torch.render_batch on CUDA
-# beside the NumPy renderer and the training step's images/s, at 256 and 512 px, batches 16/64/256.
+# One-command GPU check: the batched renderer's agreement with the NumPy renderer on the GPU, its
+# examples/s beside the NumPy renderer and the training step's images/s (256 and 512 px, batches
+# 16/64/256), and end to end: `nsa-augment train` on the GPU with anomalies rendered in the
+# DataLoader workers (--synthesis cpu) and on the GPU (--synthesis gpu), samples/s and which side
+# limits the run.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]        (default OUT_DIR: gpu_check)
+#   bash benchmarks/gpu_check.sh [OUT_DIR [DATA_ROOT]]   (defaults: gpu_check, ../shared/data)
 #
 # Needs a CUDA build of torch (README: "PyTorch: CPU or CUDA") and the package installed
-# (pip install -e ".[test]").  Writes OUT_DIR/bench_batch.json and OUT_DIR/bench_batch.txt, and
-# checks on the GPU that a batch renders as the NumPy renderer does (within 1 grey level; 99% of label
-# pixels within 0.02).
-# The goal (docs/performance.md): at least 20,000 examples/s at 256 px with logistic labels, well
-# above the training step's rate.
+# (pip install -e ".[all]").  DATA_ROOT must hold magnetic_tile/ in MVTec layout for the training
+# part (skipped, with a message, when it does not).  Writes into OUT_DIR: bench_batch.json/.txt,
+# train_cpu/ and train_gpu/ (metrics.json, train_log.csv), train_cpu.txt, train_gpu.txt, summary.txt.
+# No thread variables are set: the default environment, as users run it.  The interpreter is
+# $PYTHON, else python3 (many CUDA images have no `python`).
 set -euo pipefail
+py="${PYTHON:-python3}"
 out="${1:-gpu_check}"
+root="${2:-../shared/data}"
 mkdir -p "$out"
-export NO_ALBUMENTATIONS_UPDATE=1
-python - <<'PY'
+export NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
+"$py" - <<'PY'
 import numpy as np, torch
 from nsa_augment import plan_anomaly, render_anomaly
 from nsa_augment.torch import render_batch
@@ -32,4 +37,31 @@ for i in range(8):
     assert (np.abs(lab[i].cpu().numpy() - rl) <= 0.02).mean() >= 0.99
 print("GPU batch agrees with the NumPy renderer:", torch.cuda.get_device_name())
 PY
-python benchmarks/bench_batch.py --device cuda --train-step --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
+"$py" benchmarks/bench_batch.py --device cuda --train-step --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
+
+if [ ! -d "$root/magnetic_tile/train/good" ]; then
+    echo "no $root/magnetic_tile/train/good: end-to-end training part skipped (pass DATA_ROOT)" | tee "$out/summary.txt"
+    exit 0
+fi
+# All CPUs but one as DataLoader workers, 256 px, batch 64: a GPU user's run of the default preset.
+workers=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
+for synthesis in cpu gpu; do
+    "$py" -m nsa_augment train --root "$root" --category magnetic_tile --device cuda --image-size 256 \
+        --batch-size 64 --steps 400 --workers "$workers" --synthesis "$synthesis" --max-test 10 \
+        --profile-data 256 --no-resume --out "$out/train_$synthesis" 2>&1 | tee "$out/train_$synthesis.txt"
+done
+"$py" - "$out" "$workers" <<'PY' | tee "$out/summary.txt"
+import csv, json, sys
+from pathlib import Path
+out, workers = Path(sys.argv[1]), sys.argv[2]
+print(f"nsa-augment train, magnetic_tile, 256 px, batch 64, 400 steps, {workers} workers, default threads")
+for synthesis in ("cpu", "gpu"):
+    run = out / f"train_{synthesis}" / "magnetic_tile"
+    rows = list(csv.DictReader(open(run / "train_log.csv")))
+    rates = sorted(float(r["samples_per_s"]) for r in rows[1:])  # the first epoch starts the workers
+    m = json.loads((run / "metrics.json").read_text())
+    pipe = m["throughput"]["pipeline_samples_per_s_per_process"]
+    print(f"--synthesis {synthesis}: median {rates[len(rates) // 2]:.0f} samples/s over epochs 2-{len(rows)} "
+          f"(range {rates[0]:.0f}-{rates[-1]:.0f}); whole run {m['train_time']['wall_s']:.1f} s for "
+          f"{m['steps']} steps; one worker's pipeline alone {pipe:.0f} samples/s")
+PY
