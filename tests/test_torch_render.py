@@ -124,6 +124,65 @@ def test_reruns_are_bit_identical_and_inputs_untouched(scenes):
     assert torch.equal(x, x0) and torch.equal(s, s0)
 
 
+def test_bases_built_on_the_device_match_the_host_bases():
+    """On an accelerator the padded eigenbases are built there (render._bases_on_device): the same
+    closed forms in float64 as box_solver's, rounded to float32, identity in the padding."""
+    from nsa_augment.poisson.box_solver import eigenbasis, eigenvalues
+    from nsa_augment.torch.render import eigenbases
+
+    rng = np.random.default_rng(0)
+    m = np.array([1, 2, 3, 17, 40, 64, 64, 9, 33])
+    low, high = rng.random(m.size) < 0.5, rng.random(m.size) < 0.5
+    low[-3:], high[-3:] = [True, False, True], [True, True, False]  # every pair of sides
+    q, lam = eigenbases(torch.from_numpy(m), torch.from_numpy(low), torch.from_numpy(high), 64)
+    assert q.dtype == lam.dtype == torch.float32 and q.shape == (m.size, 64, 64)
+    for e, n in enumerate(m):
+        ref_q, ref_lam = eigenbasis(int(n), bool(low[e]), bool(high[e])), eigenvalues(int(n), bool(low[e]), bool(high[e]))
+        assert np.abs(q[e, :n, :n].numpy() - ref_q).max() <= 2e-7, (n, low[e], high[e])
+        assert np.abs(lam[e, :n].numpy() - ref_lam.astype(np.float32)).max() <= 2e-7
+        pad = q[e].numpy().copy()
+        pad[:n, :n] = 0
+        assert np.array_equal(pad, np.diag((np.arange(64) >= n).astype(np.float32)))
+        assert (lam[e, n:] == 1).all()
+
+
+def test_positions_for_all_boxes_at_once_match_sample_positions():
+    from nsa_augment.methods.nsa.blending import sample_positions
+    from nsa_augment.torch.render import _positions
+
+    rng = np.random.default_rng(1)
+    length = 50
+    b0 = rng.integers(0, 40, 30)
+    b1 = np.minimum(b0 + rng.integers(1, 30, 30), length)
+    m = rng.integers(1, 45, 30)
+    m[:5] = (b1 - b0)[:5]  # unresized boxes: exact copies
+    b0[5], b1[5] = 0, length  # touching both ends: the margin is clamped
+    i0, i1, w = _positions(b0, b1, m, 45, length)
+    for e in range(30):
+        r0, r1, rw = sample_positions(int(b0[e]), int(b1[e]), int(m[e]), 1, length)
+        n = int(m[e]) + 2
+        assert np.array_equal(i0[e, :n], r0) and np.array_equal(i1[e, :n], r1) and np.array_equal(w[e, :n], rw)
+        assert not i0[e, n:].any() and not i1[e, n:].any() and not w[e, n:].any()
+
+
+def test_rendering_with_bases_built_on_the_device(scenes, monkeypatch):
+    """The accelerator's path (bases from each box's size and sides, built where they are used) on
+    CPU torch: the same images and labels as the host path."""
+    from nsa_augment.torch import render
+
+    images = scenes[0][:6]
+    sources = images[1:] + images[:1]
+    rng = np.random.default_rng(4)
+    for cfg in (presets.get("mvtec/carpet"), dataclasses.replace(presets.get("mvtec/carpet"), gradients="interpolated")):
+        plans = [plan_anomaly(d, o, cfg, rng) for d, o in zip(images, sources)]
+        host = render_batch(_tensor(images), _tensor(sources), plans, cfg)
+        monkeypatch.setattr(render, "_bases_on_device", lambda device: True)
+        device = render_batch(_tensor(images), _tensor(sources), plans, cfg)
+        monkeypatch.undo()
+        assert (host[0].int() - device[0].int()).abs().max() <= 1
+        assert (host[1] - device[1]).abs().max() <= 0.02
+
+
 def test_examples_without_patches_come_back_unchanged(scenes):
     images = scenes[0][:3]
     cfg = dataclasses.replace(presets.get("mvtec/carpet"), num_patches=1)

@@ -20,15 +20,26 @@ from ..methods.nsa.objects import OBJECT_MEDIAN
 _MEDIAN_CHUNK = 2**25 // 81
 
 
+def fixed_range(dtype: torch.dtype, rule) -> tuple[float, float] | None:
+    """The ``(lo, hi)`` that the ``intensity_range`` rule gives every image of ``dtype``, or None for ``"image"``.
+
+    Known on the host, so decisions that follow from it need no copy back from the device.
+    """
+    if isinstance(rule, tuple):
+        return float(rule[0]), float(rule[1])
+    if rule == "image":
+        return None
+    return dtype_range({torch.uint8: "uint8", torch.float32: "float32"}[dtype])
+
+
 def intensity_ranges(images: torch.Tensor, rule) -> torch.Tensor:
     """``(lo, hi)`` per image under the config's ``intensity_range`` rule: float64 (B, 2) on the images' device.
 
     ``None`` / ``"dtype"``: uint8 -> (0, 255), float32 -> (0, 1) (values outside [0, 1] are an error
     with ``None``, as on the CPU); ``"image"``: each image's min and max; ``(lo, hi)``: as given.
+    A fixed range is filled on the device (no host-to-device copy, which would wait for the GPU).
     """
     B = images.shape[0]
-    if isinstance(rule, tuple):
-        return torch.tensor([[float(rule[0]), float(rule[1])]], dtype=torch.float64, device=images.device).expand(B, 2)
     if rule == "image":
         flat = images.reshape(B, -1).to(torch.float64)
         lo, hi = flat.amin(1), flat.amax(1)
@@ -38,8 +49,9 @@ def intensity_ranges(images: torch.Tensor, rule) -> torch.Tensor:
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"float32 images are read as [0, 1] unless told otherwise, got values in [{lo:g}, {hi:g}]: "
                              "set intensity_range='image' or (lo, hi) in the config")
-    lo, hi = dtype_range({torch.uint8: "uint8", torch.float32: "float32"}[images.dtype])
-    return torch.tensor([[lo, hi]], dtype=torch.float64, device=images.device).expand(B, 2)
+    lo, hi = fixed_range(images.dtype, rule)
+    return torch.stack([torch.full((B,), lo, dtype=torch.float64, device=images.device),
+                        torch.full((B,), hi, dtype=torch.float64, device=images.device)], 1)
 
 
 def _window_count(mask: torch.Tensor, size: int) -> torch.Tensor:
@@ -79,8 +91,8 @@ def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
     Hp, Wp = H + 2 * R, W + 2 * R
     padded = F.pad(values[:, None], (R, R, R, R), mode="replicate").reshape(-1)
     rows = footprint(R, 2)
-    offsets = torch.tensor([(R + int(dy)) * Wp + R + int(dx) for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)],
-                           device=values.device)
+    offsets = torch.tensor([(R + int(dy)) * Wp + R + int(dx) for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)])
+    offsets = offsets.to(values.device, non_blocking=True)  # queued behind the GPU's work, not waiting for it
     b, y, x = need.nonzero(as_tuple=True)
     corner = b * (Hp * Wp) + y * Wp + x  # the window's top-left corner in the padded images
     target = (b * H + y) * W + x
@@ -93,11 +105,12 @@ def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
 
 
 def batch_labels(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor, cfg, factors: torch.Tensor,
-                 ranges: torch.Tensor, exact_uint8: bool) -> torch.Tensor:
+                 ranges: torch.Tensor, exact_uint8: bool, fixed: tuple[float, float] | None = None) -> torch.Tensor:
     """:func:`nsa_augment.methods.nsa.labels.make_label` for a batch: float32 (B, H, W).
 
     ``before``/``after`` are float32 (B, C, H, W) in the images' own units, ``region`` the union of
-    the patch regions, ``factors`` each example's ``f``, ``ranges`` each destination's (lo, hi).
+    the patch regions, ``factors`` each example's ``f``, ``ranges`` each destination's (lo, hi),
+    ``fixed`` that range when every image has it (:func:`fixed_range`; None: read ``ranges``).
     """
     C = before.shape[1]
     # float64 from here, as on the CPU: a change of exactly ``tol`` must fall on the same side.
@@ -108,7 +121,10 @@ def batch_labels(before: torch.Tensor, after: torch.Tensor, region: torch.Tensor
         return changed.to(torch.float32)
     if cfg.label == "continuous":
         return changed.to(torch.float32) * factors.to(torch.float32).view(-1, 1, 1)
-    exact = exact_uint8 and bool(((ranges[:, 0] == 0) & (ranges[:, 1] == 255)).all())
+    if fixed is not None:  # decided on the host: no wait for the device
+        exact = exact_uint8 and fixed == (0.0, 255.0)
+    else:
+        exact = exact_uint8 and bool(((ranges[:, 0] == 0) & (ranges[:, 1] == 255)).all())
     quant = C * (1 if exact else _FLOAT_QUANT)
     binned = torch.where(changed, torch.round(diff * quant).clamp(max=255 * quant), torch.zeros_like(diff))
     # Logistic labels need the median only where a pixel changed; intensity labels wherever the

@@ -24,6 +24,7 @@ precision (TF32 is switched off inside the call).  Supported: 2-D images, ``blen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -31,12 +32,11 @@ import numpy as np
 import torch
 
 from ..methods.nsa import presets
-from ..methods.nsa.blending import sample_positions
 from ..methods.nsa.config import NSAConfig
 from ..methods.nsa.sampling import box_size
 from ..methods.nsa.synthesis import NSAPlan
 from ..poisson.box_solver import eigenbasis, eigenvalues
-from .labels import batch_labels, batch_object_mask, intensity_ranges
+from .labels import batch_labels, batch_object_mask, fixed_range, intensity_ranges
 
 __all__ = ["NSABatchRenderer", "render_batch"]
 
@@ -91,7 +91,9 @@ def render_batch(images: torch.Tensor, sources: torch.Tensor | None, plans: Sequ
         source = before if same else src_images.to(torch.float32)
         work = before.clone()
         integer = images.dtype == torch.uint8
-        clip = (not integer) and bool(((dst_range[:, 0] == 0) & (dst_range[:, 1] == 1)).all())
+        fixed = fixed_range(images.dtype, cfg.intensity_range)  # None: each image's own (read from the device)
+        clip = (not integer) and (fixed == (0.0, 1.0) if fixed is not None
+                                  else bool(((dst_range[:, 0] == 0) & (dst_range[:, 1] == 1)).all()))
         region = torch.zeros(B, H, W, dtype=torch.bool, device=images.device)
         dst_object = src_object = None
         if cfg.object_masks is not None:
@@ -100,8 +102,12 @@ def render_batch(images: torch.Tensor, sources: torch.Tensor | None, plans: Sequ
         rounds = max((len(p.patches) for p in plans), default=0)
         for k in range(rounds):
             members = [b for b, p in enumerate(plans) if len(p.patches) > k]
-            geometry = _Geometry([plans[b].patches[k] for b in members], (H, W), source.shape[2:], images.device)
-            index = torch.tensor(members, device=images.device)
+            modes = [plans[b].gradients or "normal" for b in members]
+            geometry = _Geometry([plans[b].patches[k] for b in members], (H, W), source.shape[2:], images.device,
+                                 members=np.array(members), factors=np.array([plans[b].factor for b in members]),
+                                 mixed=np.array([m == "mixed" for m in modes]),
+                                 interpolated=np.array([m == "interpolated" for m in modes]))
+            index = geometry.members
             patch = geometry.resample(source.index_select(0, index), integer)
             patch_region = None
             if dst_object is not None:
@@ -109,16 +115,13 @@ def render_batch(images: torch.Tensor, sources: torch.Tensor | None, plans: Sequ
                     | geometry.destination_region(dst_object.index_select(0, index))
             current = work.index_select(0, index)
             if cfg.blend == "poisson":
-                modes = [plans[b].gradients or "normal" for b in members]
-                factors = torch.tensor([plans[b].factor for b in members], device=images.device)
-                values = _solve_boxes(current, patch, geometry, modes, factors)
+                values = _solve_boxes(current, patch, geometry)
                 write = geometry.box_mask
             else:
                 inner = patch[:, :, 1:-1, 1:-1]
                 values = inner if cfg.blend == "paste" else None
                 if cfg.blend == "alpha":
-                    f = torch.tensor([plans[b].factor for b in members], device=images.device,
-                                     dtype=torch.float64).view(-1, 1, 1, 1)
+                    f = geometry.factors.view(-1, 1, 1, 1)
                     values = f * inner + (1.0 - f) * geometry.gather_box(current).to(torch.float64)
                 write = geometry.box_mask if patch_region is None else geometry.box_mask & patch_region
             values = values.to(torch.float64)
@@ -131,8 +134,8 @@ def render_batch(images: torch.Tensor, sources: torch.Tensor | None, plans: Sequ
             region.index_copy_(0, index, geometry.scatter_box(region.index_select(0, index)[:, None].float(),
                                                               torch.ones_like(values[:, :1], dtype=torch.float32),
                                                               patch_mask)[:, 0] > 0.5)
-        factors = torch.tensor([p.factor for p in plans], device=images.device, dtype=torch.float32)
-        labels = batch_labels(before, work, region, cfg, factors, dst_range, integer)
+        factors = upload({"f": (np.array([p.factor for p in plans]), torch.float32)}, images.device)["f"]
+        labels = batch_labels(before, work, region, cfg, factors, dst_range, integer, fixed)
         out = work.to(images.dtype) if integer else work
     return out, labels
 
@@ -214,46 +217,207 @@ def _full_precision_matmul():
 # --- one round of patches: geometry, resampling, the box solve -------------------------------------
 
 
-class _Geometry:
-    """Index tensors of one round's patches (n of them), padded to the largest box ``(hp, wp)``."""
+class _Staging:
+    """Host arrays bound for the device, laid out in one buffer per dtype so that each buffer travels in one copy.
 
-    def __init__(self, patches, shape, source_shape, device):
+    A blocking host-to-device copy (``torch.tensor(..., device=)``, ``.to(device)``) makes the host
+    wait until the GPU has finished all the work queued before it, so a round of a dozen small
+    copies would drain the GPU's queue a dozen times.  Here ``specs`` (``{name: (shape, dtype)}``)
+    lays out a float32 buffer (float32 arrays) and a float64 buffer (everything else: exact for the
+    int64 indices and bools used here); the caller fills the arrays in place (``staging[name]``, a
+    NumPy view: no copies), and :meth:`upload` sends each buffer with ``non_blocking=True`` (CUDA
+    stages pageable memory before the call returns, so the buffers may go) and cuts it into views on
+    the device, cast there.
+    """
+
+    #: Host buffer -> the dtypes travelling in it, each dtype's arrays side by side (one cast per dtype).
+    GROUPS = ((np.float32, (torch.float32,)), (np.float64, (torch.float64, torch.int64, torch.bool)))
+
+    def __init__(self, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]):
+        unsupported = {str(t) for _, t in specs.values()} - {str(t) for _, ts in self.GROUPS for t in ts}
+        if unsupported:
+            raise TypeError(f"_Staging carries float32, float64, int64 and bool arrays, not {', '.join(unsupported)}")
+        self.specs = specs
+        sizes = {name: int(np.prod(shape)) for name, (shape, _) in specs.items()}
+        self.buffers, self.views, self.runs = {}, {}, []
+        for host_dtype, dtypes in self.GROUPS:
+            runs = [(t, [name for name, (_, u) in specs.items() if u == t]) for t in dtypes]
+            buffer = self.buffers[host_dtype] = np.empty(sum(sizes[name] for _, names in runs for name in names),
+                                                         host_dtype)
+            start = 0
+            for dtype, names in runs:
+                if names:
+                    self.runs.append((host_dtype, dtype, start, [(name, sizes[name]) for name in names]))
+                for name in names:
+                    self.views[name] = buffer[start : start + sizes[name]].reshape(specs[name][0])
+                    start += sizes[name]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.views[name]
+
+    def upload(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Each buffer copied to ``device`` at once: ``{name: tensor of its shape and dtype}``."""
+        buffers = {g: torch.from_numpy(b).to(device, non_blocking=True) for g, b in self.buffers.items() if b.size}
+        out = {}
+        for host_dtype, dtype, start, names in self.runs:
+            run = buffers[host_dtype][start : start + sum(size for _, size in names)].to(dtype)
+            offset = 0
+            for name, size in names:
+                out[name] = run[offset : offset + size].view(self.specs[name][0])
+                offset += size
+        return out
+
+
+def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device: torch.device) -> dict[str, torch.Tensor]:
+    """Small host arrays on ``device`` without waiting for the GPU: ``{name: (array, dtype)}`` -> tensors (:class:`_Staging`)."""
+    staging = _Staging({name: (np.shape(a), dtype) for name, (a, dtype) in arrays.items()})
+    for name, (a, _) in arrays.items():
+        staging[name][...] = a
+    return staging.upload(device)
+
+
+def eigenbases(m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~nsa_augment.poisson.box_solver.eigenbasis` and ``eigenvalues`` of n boxes, padded to ``size``, on their device.
+
+    Parameters
+    ----------
+    m : Tensor, int64 (n,), each box's length along the axis (1 <= m <= size)
+    low, high : Tensor, bool (n,), whether the box's first / last pixel lies on the image border (Neumann)
+    size : int, the padded length
+
+    Returns
+    -------
+    q : Tensor, float32 (n, size, size)
+        Orthonormal eigenvectors as columns (the same closed forms and float64 arithmetic as the
+        NumPy function, then rounded to float32), an identity block in the padding.
+    lam : Tensor, float32 (n, size)
+        Eigenvalues ``2 - 2 cos(theta)``, 1 in the padding.
+    """
+    k = torch.arange(size, dtype=torch.float64, device=m.device)[None]
+    n_ = m.to(torch.float64)[:, None]
+    lo, hi = low[:, None], high[:, None]
+    theta = torch.where(~lo & ~hi, math.pi * (k + 1) / (n_ + 1),
+                        torch.where(lo & hi, math.pi * k / n_, math.pi * (2 * k + 1) / (2 * n_ + 1)))  # (n, modes)
+    j = k[:, :, None]  # rows
+    t = theta[:, None, :]
+    both = (lo & hi)[:, :, None]
+    arg = torch.where(both, t * (j + 0.5), torch.where(lo[:, :, None], t * (n_[:, :, None] - j), t * (j + 1)))
+    q = torch.where(both, torch.cos(arg), torch.sin(arg))
+    valid = (j < n_[:, :, None]) & (k[:, None, :] < n_[:, :, None])
+    q = torch.where(valid, q, 0.0)
+    q = q / torch.sqrt((q * q).sum(1, keepdim=True)).clamp(min=1e-300)
+    eye = torch.eye(size, dtype=torch.float32, device=m.device)
+    q = torch.where(valid, q.to(torch.float32), eye)
+    lam = torch.where(k < n_, 2.0 - 2.0 * torch.cos(theta), 1.0).to(torch.float32)
+    return q, lam
+
+
+def _positions(b0: np.ndarray, b1: np.ndarray, m: np.ndarray, size: int, length: int):
+    """:func:`~nsa_augment.methods.nsa.blending.sample_positions` with a 1-px margin for n boxes at once.
+
+    Row ``e`` holds box ``e``'s ``m[e] + 2`` samples (the same float64 arithmetic, so the same
+    values) and index 0 / weight 0 in the padding up to ``size + 2``: ``(i0, i1, weight)``, each (n, size + 2).
+    """
+    k = np.arange(-1, size + 1)[None]
+    b0, b1, m = b0[:, None], b1[:, None], m[:, None]
+    coords = np.clip(b0 + (k + 0.5) * ((b1 - b0) / m) - 0.5, 0.0, length - 1)
+    i0 = np.floor(coords).astype(np.int64)
+    i1 = np.minimum(i0 + 1, length - 1)
+    weight = coords - i0
+    same = b1 - b0 == m  # no resize: exact copies, second weight 0
+    copy = np.clip(b0 + k, 0, length - 1)
+    i0, i1, weight = np.where(same, copy, i0), np.where(same, copy, i1), np.where(same, 0.0, weight)
+    pad = k + 1 >= m + 2
+    return np.where(pad, 0, i0), np.where(pad, 0, i1), np.where(pad, 0.0, weight)
+
+
+def _bases_on_device(device) -> bool:
+    """Whether the eigenbases are built on ``device`` (an accelerator) rather than taken from the host's cache."""
+    return torch.device(device).type != "cpu"
+
+
+class _Geometry:
+    """Index tensors of one round's patches (n of them), padded to the largest box ``(hp, wp)``.
+
+    The per-patch arrays are computed on the host with array operations over the n patches and
+    reach the device in one :class:`_Staging` upload, with ``extra`` per-patch arrays
+    (``name=array``; floats become float64, bools bool, integers int64), which become attributes.
+    The dense per-box arrays (the box masks, and on an accelerator the eigenbases) are built on
+    the device from each box's size.
+    """
+
+    def __init__(self, patches, shape, source_shape, device, **extra):
         H, W = shape
         n = len(patches)
         sizes = np.array([p.dst_size for p in patches], np.int64).reshape(n, 2)
+        src_boxes = np.array([p.src_box for p in patches], np.int64).reshape(n, 4)
+        boxes = np.array([p.dst_box for p in patches], np.int64).reshape(n, 4)
         self.hp, self.wp = int(sizes[:, 0].max()), int(sizes[:, 1].max())
         hp, wp = self.hp, self.wp
-        # Resampling positions with the 1-px margin (padding: index 0, weight 0).
-        rows = np.zeros((3, n, hp + 2))
-        cols = np.zeros((3, n, wp + 2))
-        # Nearest-neighbour positions of the source object mask (no margin).
-        nearest_rows = np.zeros((n, hp), np.int64)
-        nearest_cols = np.zeros((n, wp), np.int64)
-        for e, p in enumerate(patches):
-            (h, w), (y0, y1, x0, x1) = p.dst_size, p.src_box
-            for table, near, b0, b1, m, length in ((rows, nearest_rows, y0, y1, h, source_shape[0]),
-                                                    (cols, nearest_cols, x0, x1, w, source_shape[1])):
-                i0, i1, f = sample_positions(b0, b1, m, 1, length)
-                table[0, e, : m + 2], table[1, e, : m + 2], table[2, e, : m + 2] = i0, i1, f
-                near[e, :m] = b0 + (2 * np.arange(m) + 1) * (b1 - b0) // (2 * m)
-        to = lambda a, dtype=torch.int64: torch.as_tensor(a, device=device).to(dtype)  # noqa: E731
-        self.rows = (to(rows[0]), to(rows[1]), to(rows[2], torch.float64))
-        self.cols = (to(cols[0]), to(cols[1]), to(cols[2], torch.float64))
-        self.nearest = (to(nearest_rows), to(nearest_cols))
-        boxes = np.array([p.dst_box for p in patches], np.int64).reshape(n, 4)
-        self.sizes, self.boxes = sizes, boxes
-        a, b = np.arange(hp), np.arange(wp)
-        inside = (a[None, :, None] < sizes[:, 0, None, None]) & (b[None, None, :] < sizes[:, 1, None, None])
-        self.box_mask = to(inside, torch.bool)  # (n, hp, wp)
+        f32, f64, i64 = torch.float32, torch.float64, torch.int64
+        specs = {"size_h": ((n,), i64), "size_w": ((n,), i64), "ring_rows": ((n, hp + 2), i64),
+                 "ring_cols": ((n, wp + 2), i64), "rows_in": ((n, hp + 2), f32), "cols_in": ((n, wp + 2), f32),
+                 "rows_out": ((n, hp + 2), f32), "cols_out": ((n, wp + 2), f32)}
+        for name, size in (("rows", hp), ("cols", wp)):
+            specs.update({name + "0": ((n, size + 2), i64), name + "1": ((n, size + 2), i64),
+                          name + "_w": ((n, size + 2), f64), name + "_near": ((n, size), i64)})
+        # The dense padded eigenbases (n x hp x hp and n x wp x wp): on an accelerator they are built
+        # there, from each box's size and border sides (on the host they were most of a round's
+        # preparation, about 0.5 ms per example at 256 px, and their copy the largest); on the CPU
+        # the host's cached NumPy bases are used as they are (no copy at all).
+        host_bases = not _bases_on_device(device)
+        for name, size in (("h", hp), ("w", wp)):
+            specs.update({"q" + name: ((n, size, size), f32), "lambda_" + name: ((n, size), f32)} if host_bases else
+                         {"low_" + name: ((n,), torch.bool), "high_" + name: ((n,), torch.bool)})
+        for name, array in extra.items():
+            specs[name] = ((n,), torch.bool if array.dtype == bool else f64 if array.dtype.kind == "f" else i64)
+        st = _Staging(specs)
+        for axis, size, name in ((0, hp, "rows"), (1, wp, "cols")):
+            b0, b1, m = src_boxes[:, 2 * axis], src_boxes[:, 2 * axis + 1], sizes[:, axis]
+            # Resampling positions with the 1-px margin (padding: index 0, weight 0).
+            st[name + "0"][...], st[name + "1"][...], st[name + "_w"][...] = _positions(b0, b1, m, size,
+                                                                                      source_shape[axis])
+            # Nearest-neighbour positions of the source object mask (no margin).
+            a = np.arange(size)[None]
+            near = b0[:, None] + (2 * a + 1) * (b1 - b0)[:, None] // (2 * m[:, None])
+            st[name + "_near"][...] = np.where(a < m[:, None], near, 0)
         # Destination coordinates of the box with a 1-px ring, clamped, and which lie in the image.
         ys = boxes[:, 0, None] - 1 + np.arange(hp + 2)[None]
         xs = boxes[:, 2, None] - 1 + np.arange(wp + 2)[None]
-        self.ring_rows, self.ring_cols = to(np.clip(ys, 0, H - 1)), to(np.clip(xs, 0, W - 1))
-        self.rows_in = to((ys >= 0) & (ys < H), torch.float32)
-        self.cols_in = to((xs >= 0) & (xs < W), torch.float32)
+        st["ring_rows"][...], st["ring_cols"][...] = np.clip(ys, 0, H - 1), np.clip(xs, 0, W - 1)
+        st["rows_in"][...], st["cols_in"][...] = (ys >= 0) & (ys < H), (xs >= 0) & (xs < W)
         # Which ring positions lie outside the box (then their value is a Dirichlet boundary value).
-        self.rows_out = to((np.arange(hp + 2)[None] == 0) | (np.arange(hp + 2)[None] > sizes[:, 0, None]), torch.float32)
-        self.cols_out = to((np.arange(wp + 2)[None] == 0) | (np.arange(wp + 2)[None] > sizes[:, 1, None]), torch.float32)
+        st["rows_out"][...] = (np.arange(hp + 2)[None] == 0) | (np.arange(hp + 2)[None] > sizes[:, 0, None])
+        st["cols_out"][...] = (np.arange(wp + 2)[None] == 0) | (np.arange(wp + 2)[None] > sizes[:, 1, None])
+        for axis, size, name in ((0, hp, "h"), (1, wp, "w")):
+            low, high = boxes[:, 2 * axis] == 0, boxes[:, 2 * axis + 1] == (H, W)[axis]
+            st["size_" + name][...] = sizes[:, axis]
+            if not host_bases:
+                st["low_" + name][...], st["high_" + name][...] = low, high
+                continue
+            q, lam = st["q" + name], st["lambda_" + name]
+            q[...] = np.eye(size, dtype=np.float32)  # the padding: identity modes, which see a zero right-hand side
+            lam[...] = 1.0
+            for e in range(n):
+                m = int(sizes[e, axis])
+                q[e, :m, :m] = eigenbasis(m, bool(low[e]), bool(high[e]))
+                lam[e, :m] = eigenvalues(m, bool(low[e]), bool(high[e]))
+        for name, array in extra.items():
+            st[name][...] = array
+        on_device = st.upload(device)
+        self.rows = (on_device["rows0"], on_device["rows1"], on_device["rows_w"])
+        self.cols = (on_device["cols0"], on_device["cols1"], on_device["cols_w"])
+        self.nearest = (on_device["rows_near"], on_device["cols_near"])
+        for name in ("ring_rows", "ring_cols", "rows_in", "cols_in", "rows_out", "cols_out", *extra):
+            setattr(self, name, on_device[name])
+        # Which positions of the padded (hp, wp) grid belong to each box: (n, hp, wp), built on the device.
+        size_h, size_w = on_device["size_h"], on_device["size_w"]
+        self.box_mask = (torch.arange(hp, device=size_h.device)[None, :, None] < size_h[:, None, None]) \
+            & (torch.arange(wp, device=size_w.device)[None, None, :] < size_w[:, None, None])
+        self._bases = [on_device[k] for k in ("qh", "lambda_h", "qw", "lambda_w")] if host_bases else \
+            [t for name, size in (("h", hp), ("w", wp))
+             for t in eigenbases(on_device["size_" + name], on_device["low_" + name], on_device["high_" + name], size)]
+        self.sizes, self.boxes = sizes, boxes
         self.shape = (H, W)
         self.device = device
 
@@ -312,34 +476,24 @@ class _Geometry:
         return out.scatter_(2, flat, merged)[:, :, : H * W].reshape(n, C, H, W)
 
     def bases(self):
-        """Per box the padded 1-D eigenbases and eigenvalues along rows and columns (image border: Neumann)."""
-        H, W = self.shape
-        n = self.sizes.shape[0]
-        out = []
-        for axis, size in ((0, self.hp), (1, self.wp)):
-            q = np.zeros((n, size, size), np.float32)
-            lam = np.ones((n, size), np.float32)
-            q[:] = np.eye(size, dtype=np.float32)
-            for e in range(n):
-                m = int(self.sizes[e, axis])
-                low, high = bool(self.boxes[e, 2 * axis] == 0), bool(self.boxes[e, 2 * axis + 1] == (H, W)[axis])
-                q[e, :m, :m] = eigenbasis(m, low, high)
-                lam[e, :m] = eigenvalues(m, low, high)
-            out += [torch.from_numpy(q).to(self.device), torch.from_numpy(lam).to(self.device)]
-        return out
+        """Per box the padded 1-D eigenbases and eigenvalues along rows and columns: ``(qh, lambda_h, qw, lambda_w)``."""
+        return self._bases
 
 
-def _solve_boxes(image: torch.Tensor, patch: torch.Tensor, g: _Geometry, modes, factors) -> torch.Tensor:
-    """The exact Poisson solution on every box: (n, C, hp, wp) (zero in the padding)."""
+def _solve_boxes(image: torch.Tensor, patch: torch.Tensor, g: _Geometry) -> torch.Tensor:
+    """The exact Poisson solution on every box: (n, C, hp, wp) (zero in the padding).
+
+    ``g`` carries each patch's gradient rule (``mixed``, ``interpolated``) and factor.
+    """
     D = g._ring(image).to(torch.float64)  # the guidance in float64 (mixed gradients compare magnitudes)
     S = patch
     valid_y = g.rows_in[:, None, :, None]
     valid_x = g.cols_in[:, None, None, :]
     out_y = g.rows_out[:, None, :, None]
     out_x = g.cols_out[:, None, None, :]
-    mixed = torch.tensor([m == "mixed" for m in modes], device=image.device).view(-1, 1, 1, 1)
-    interpolated = torch.tensor([m == "interpolated" for m in modes], device=image.device).view(-1, 1, 1, 1)
-    f = factors.to(torch.float64).view(-1, 1, 1, 1)
+    mixed = g.mixed.view(-1, 1, 1, 1)
+    interpolated = g.interpolated.view(-1, 1, 1, 1)
+    f = g.factors.view(-1, 1, 1, 1)
     inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
     dp, sp = D[inner], S[inner]
     rhs = torch.zeros_like(dp)
