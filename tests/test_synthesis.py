@@ -581,6 +581,24 @@ def test_small_images_never_get_a_patch_without_a_label(tiles128):
     assert thin > 0
 
 
+@pytest.mark.parametrize("dtype, channels", [(np.uint8, 3), (np.uint8, 1), (np.uint16, 3), (np.float32, 3),
+                                             (np.float32, 4)])
+def test_object_mask_is_its_definition(tiles128, dtype, channels):
+    """object_mask against NumPy and OpenCV: the channel mean (numpy.mean in float64) on the 0..255 scale,
+    away from every (level, threshold) pair, then a 7x7 median (cv2.medianBlur, replicated borders)."""
+    image = np.dstack([tiles128[0], tiles128[1][..., :1]])[..., :channels].astype(np.float64)
+    image = {np.uint8: image, np.uint16: image * 257, np.float32: image / 255}[dtype].astype(dtype)
+    lo, hi = {np.uint8: (10.0, 250.0), np.uint16: (2570.0, 64000.0), np.float32: (0.05, 0.9)}[dtype]  # a window
+    pairs = [(255, 40), (90, 12)]
+    level = (image.astype(np.float64).mean(axis=-1) - lo) * 255.0 / (hi - lo)
+    votes = np.ones(image.shape[:2], bool)
+    for v, t in pairs:
+        votes &= np.abs(level - v) > t
+    expected = cv2.medianBlur(votes.astype(np.uint8), 7).astype(bool)
+    got = object_mask(image, pairs, intensity=(lo, hi))
+    assert 0.05 < expected.mean() < 0.95 and np.array_equal(got, expected)
+
+
 def test_median_keeps_is_the_label_median_on_a_box():
     """The skip rule agrees with the label's own median for every small box placed inside an image."""
     from nsa_augment.methods.nsa.objects import binary_median
