@@ -137,7 +137,8 @@ def test_bases_built_on_the_device_match_the_host_bases():
     q, lam = eigenbases(torch.from_numpy(m), torch.from_numpy(low), torch.from_numpy(high), 64)
     assert q.dtype == lam.dtype == torch.float32 and q.shape == (m.size, 64, 64)
     for e, n in enumerate(m):
-        ref_q, ref_lam = eigenbasis(int(n), bool(low[e]), bool(high[e])), eigenvalues(int(n), bool(low[e]), bool(high[e]))
+        sides = (int(n), bool(low[e]), bool(high[e]))
+        ref_q, ref_lam = eigenbasis(*sides), eigenvalues(*sides)
         assert np.abs(q[e, :n, :n].numpy() - ref_q).max() <= 2e-7, (n, low[e], high[e])
         assert np.abs(lam[e, :n].numpy() - ref_lam.astype(np.float32)).max() <= 2e-7
         pad = q[e].numpy().copy()
@@ -173,7 +174,8 @@ def test_rendering_with_bases_built_on_the_device(scenes, monkeypatch):
     images = scenes[0][:6]
     sources = images[1:] + images[:1]
     rng = np.random.default_rng(4)
-    for cfg in (presets.get("mvtec/carpet"), dataclasses.replace(presets.get("mvtec/carpet"), gradients="interpolated")):
+    carpet = presets.get("mvtec/carpet")
+    for cfg in (carpet, dataclasses.replace(carpet, gradients="interpolated")):
         plans = [plan_anomaly(d, o, cfg, rng) for d, o in zip(images, sources)]
         host = render_batch(_tensor(images), _tensor(sources), plans, cfg)
         monkeypatch.setattr(render, "_bases_on_device", lambda device: True)

@@ -358,15 +358,20 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
             optimizer.step()
             scheduler.step()
             step += 1
-            losses.append(loss.item())
+            # Kept on the device: .item() every step would make the host wait for the GPU each step,
+            # so it could not prepare (or, with --synthesis gpu, render) the next batch meanwhile.
+            losses.append(loss.detach())
             seen += x.shape[0] * ddp.world
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", img_s=f"{seen / (time.perf_counter() - t_epoch):.1f}")
+            if hasattr(bar, "set_postfix") and step % 20 == 0:
+                bar.set_postfix(loss=f"{torch.stack(losses[-20:]).mean().item():.4f}",
+                                img_s=f"{seen / (time.perf_counter() - t_epoch):.1f}")
+        # .item() waits for the device's last steps, so the epoch's time includes them.
+        epoch_loss = torch.stack(losses).to(torch.float64).mean().item() if losses else float("nan")
         seconds = time.perf_counter() - t_epoch
         train_samples_per_s = seen / seconds
         # This process's CPU time, all its threads (DataLoader worker processes are not included): with the
         # wall time per epoch in the checkpointed history, a resumed run still reports its whole cost.
-        row = {"epoch": epoch + 1, "step": step, "loss": ddp.mean(float(np.mean(losses)) if losses else float("nan")),
+        row = {"epoch": epoch + 1, "step": step, "loss": ddp.mean(epoch_loss),
                "lr": scheduler.get_last_lr()[0], "samples_per_s": train_samples_per_s, "seconds": seconds,
                "cpu_seconds": time.process_time() - cpu_epoch}
         history.append(row)

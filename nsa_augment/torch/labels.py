@@ -91,7 +91,8 @@ def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
     Hp, Wp = H + 2 * R, W + 2 * R
     padded = F.pad(values[:, None], (R, R, R, R), mode="replicate").reshape(-1)
     rows = footprint(R, 2)
-    offsets = torch.tensor([(R + int(dy)) * Wp + R + int(dx) for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)])
+    offsets = torch.tensor([(R + int(dy)) * Wp + R + int(dx)
+                            for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)])
     offsets = offsets.to(values.device, non_blocking=True)  # queued behind the GPU's work, not waiting for it
     b, y, x = need.nonzero(as_tuple=True)
     corner = b * (Hp * Wp) + y * Wp + x  # the window's top-left corner in the padded images

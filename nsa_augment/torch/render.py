@@ -269,7 +269,10 @@ class _Staging:
 
 
 def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device: torch.device) -> dict[str, torch.Tensor]:
-    """Small host arrays on ``device`` without waiting for the GPU: ``{name: (array, dtype)}`` -> tensors (:class:`_Staging`)."""
+    """Small host arrays on ``device`` without waiting for the GPU: ``{name: (array, dtype)}`` -> tensors.
+
+    One :class:`_Staging` upload.
+    """
     staging = _Staging({name: (np.shape(a), dtype) for name, (a, dtype) in arrays.items()})
     for name, (a, _) in arrays.items():
         staging[name][...] = a
@@ -277,7 +280,7 @@ def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device: torch.devi
 
 
 def eigenbases(m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~nsa_augment.poisson.box_solver.eigenbasis` and ``eigenvalues`` of n boxes, padded to ``size``, on their device.
+    """:func:`~nsa_augment.poisson.box_solver.eigenbasis` and ``eigenvalues`` of n boxes, padded, on their device.
 
     Parameters
     ----------
@@ -476,7 +479,7 @@ class _Geometry:
         return out.scatter_(2, flat, merged)[:, :, : H * W].reshape(n, C, H, W)
 
     def bases(self):
-        """Per box the padded 1-D eigenbases and eigenvalues along rows and columns: ``(qh, lambda_h, qw, lambda_w)``."""
+        """Each box's padded 1-D eigenbases and eigenvalues, rows then columns: ``(qh, lambda_h, qw, lambda_w)``."""
         return self._bases
 
 
