@@ -166,6 +166,20 @@ def test_positions_for_all_boxes_at_once_match_sample_positions():
         assert not i0[e, n:].any() and not i1[e, n:].any() and not w[e, n:].any()
 
 
+def test_staged_arrays_arrive_with_their_dtypes_and_values():
+    from nsa_augment.torch.render import _Staging, upload
+
+    rng = np.random.default_rng(2)
+    arrays = {"idx": (rng.integers(0, 2**40, (3, 5)), torch.int64), "w": (rng.random(7), torch.float64),
+              "m": (rng.random((2, 2)) < 0.5, torch.bool), "q": (rng.random((4, 3)).astype(np.float32), torch.float32),
+              "k": (np.arange(4), torch.int64)}
+    out = upload(arrays, torch.device("cpu"))
+    for name, (a, dtype) in arrays.items():
+        assert out[name].dtype == dtype and np.array_equal(out[name].numpy(), a), name
+    with pytest.raises(TypeError, match="float16"):
+        _Staging({"h": ((2,), torch.float16)})
+
+
 def test_rendering_with_bases_built_on_the_device(scenes, monkeypatch):
     """The accelerator's path (bases from each box's size and sides, built where they are used) on
     CPU torch: the same images and labels as the host path."""
