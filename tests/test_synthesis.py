@@ -589,8 +589,9 @@ def test_object_mask_is_its_definition(tiles128, dtype, channels):
     image = np.dstack([tiles128[0], tiles128[1][..., :1]])[..., :channels].astype(np.float64)
     image = {np.uint8: image, np.uint16: image * 257, np.float32: image / 255}[dtype].astype(dtype)
     lo, hi = {np.uint8: (10.0, 250.0), np.uint16: (2570.0, 64000.0), np.float32: (0.05, 0.9)}[dtype]  # a window
-    pairs = [(255, 40), (90, 12)]
     level = (image.astype(np.float64).mean(axis=-1) - lo) * 255.0 / (hi - lo)
+    q10, q50, q90 = np.percentile(level, [10, 50, 90])  # pairs that split whatever images these are
+    pairs = [(round(q50, 1), round((q90 - q10) / 4, 1)), (round(q90, 1), 2.0)]
     votes = np.ones(image.shape[:2], bool)
     for v, t in pairs:
         votes &= np.abs(level - v) > t
