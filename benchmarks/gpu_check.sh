@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-command GPU check: the batched renderer's agreement with the NumPy renderer on the GPU, its
+# One-command GPU check: the batched renderer's agreement with the NumPy renderer on the GPU (mixed,
+# object-mask, binary and float32 interpolated configs: the device-built eigenbases and masks), its
 # examples/s beside the NumPy renderer and the training step's images/s (256 and 512 px, batches
 # 16/64/256), and end to end: `nsa-augment train` on the GPU with anomalies rendered in the
 # DataLoader workers (--synthesis cpu) and on the GPU (--synthesis gpu), samples/s and which side
@@ -20,22 +21,38 @@ root="${2:-../shared/data}"
 mkdir -p "$out"
 export NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
 "$py" - <<'PY'
+import dataclasses
 import numpy as np, torch
-from nsa_augment import plan_anomaly, render_anomaly
+from nsa_augment import plan_anomaly, presets, render_anomaly
 from nsa_augment.torch import render_batch
 assert torch.cuda.is_available(), "no CUDA GPU visible to torch"
 rng = np.random.default_rng(0)
-dst = rng.integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
-src = rng.integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
-plans = [plan_anomaly(d, s, "mvtec/carpet", rng) for d, s in zip(dst, src)]
-t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).contiguous().cuda()
-out, lab = render_batch(t(dst), t(src), plans, "mvtec/carpet")
-for i in range(8):
-    ri, rl = render_anomaly(dst[i], src[i], "mvtec/carpet", plans[i])
-    assert np.abs(out[i].permute(1, 2, 0).cpu().numpy().astype(int) - ri).max() <= 1
-    # labels: one median step may move next to a pixel rounded the other way (tests/test_torch_render.py)
-    assert (np.abs(lab[i].cpu().numpy() - rl) <= 0.02).mean() >= 0.99
-print("GPU batch agrees with the NumPy renderer:", torch.cuda.get_device_name())
+yy, xx = np.mgrid[:128, :128]
+blob = ((yy - 64) ** 2 + (xx - 60) ** 2 < 40 ** 2)[..., None]  # an object on a bright background
+scene = lambda n: np.where(blob, rng.integers(20, 120, (n, 128, 128, 3)), 235).astype(np.uint8)
+carpet = presets.get("mvtec/carpet")
+cases = {"carpet (mixed, logistic)": (carpet, "noise"),
+         "hazelnut (object masks)": (presets.get("mvtec/hazelnut"), "scene"),
+         "cable (binary)": (presets.get("mvtec/cable"), "noise"),
+         "interpolated, float32": (dataclasses.replace(carpet, gradients="interpolated"), "float")}
+t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous().cuda()
+for name, (cfg, kind) in cases.items():
+    dst = scene(8) if kind == "scene" else rng.integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    src = scene(8) if kind == "scene" else rng.integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    if kind == "float":
+        dst, src = (dst / 255).astype(np.float32), (src / 255).astype(np.float32)
+    plans = [plan_anomaly(d, s, cfg, rng) for d, s in zip(dst, src)]
+    assert sum(p.is_anomalous for p in plans) >= 4, name
+    out, lab = render_batch(t(dst), t(src), plans, cfg)
+    for i in range(8):
+        ri, rl = render_anomaly(dst[i], src[i], cfg, plans[i])
+        o = out[i].permute(1, 2, 0).cpu().numpy().astype(np.float64)
+        scale = 255.0 if kind == "float" else 1.0
+        assert np.abs(o - ri.reshape(o.shape)).max() * scale <= 1, name
+        # labels: one median step may move next to a pixel rounded the other way (tests/test_torch_render.py)
+        assert (np.abs(lab[i].cpu().numpy() - rl) <= 0.02).mean() >= 0.99, name
+    print(f"GPU batch agrees with the NumPy renderer: {name}")
+print("on", torch.cuda.get_device_name())
 PY
 "$py" benchmarks/bench_batch.py --device cuda --train-step --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
 
