@@ -177,7 +177,7 @@ def test_staged_arrays_arrive_with_their_dtypes_and_values():
     for name, (a, dtype) in arrays.items():
         assert out[name].dtype == dtype and np.array_equal(out[name].numpy(), a), name
     with pytest.raises(TypeError, match="float16"):
-        _Staging({"h": ((2,), torch.float16)})
+        _Staging({"h": ((2,), torch.float16)}, torch.device("cpu"))
 
 
 def test_rendering_with_bases_built_on_the_device(scenes, monkeypatch):

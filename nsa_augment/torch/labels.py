@@ -9,6 +9,8 @@ taken a few images at a time to bound memory.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -80,6 +82,15 @@ def batch_object_mask(images: torch.Tensor, pairs, ranges: torch.Tensor) -> torc
     return binary_median(votes, OBJECT_MEDIAN)
 
 
+@functools.lru_cache(maxsize=8)
+def _disk_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The radius-5 disk's ``(dy, dx)`` offsets (int64, 81 each) on ``device``: copied there once per process,
+    since a host-to-device copy in every batch would wait for the GPU's queue."""
+    rows = footprint(DISK_RADIUS, 2)
+    pairs = [(int(dy), dx) for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)]
+    return tuple(torch.tensor(column, dtype=torch.int64).to(device) for column in zip(*pairs))
+
+
 def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
     """Median over the radius-5 disk of integer-valued (B, H, W) values where ``need`` is set (0 elsewhere).
 
@@ -90,10 +101,8 @@ def _disk_median(values: torch.Tensor, need: torch.Tensor) -> torch.Tensor:
     B, H, W = values.shape
     Hp, Wp = H + 2 * R, W + 2 * R
     padded = F.pad(values[:, None], (R, R, R, R), mode="replicate").reshape(-1)
-    rows = footprint(R, 2)
-    offsets = torch.tensor([(R + int(dy)) * Wp + R + int(dx)
-                            for _, dy, hw in rows for dx in range(-int(hw), int(hw) + 1)])
-    offsets = offsets.to(values.device, non_blocking=True)  # queued behind the GPU's work, not waiting for it
+    dy, dx = _disk_on(values.device)
+    offsets = (R + dy) * Wp + R + dx
     b, y, x = need.nonzero(as_tuple=True)
     corner = b * (Hp * Wp) + y * Wp + x  # the window's top-left corner in the padded images
     target = (b * H + y) * W + x

@@ -225,25 +225,29 @@ class _Staging:
     copies would drain the GPU's queue a dozen times.  Here ``specs`` (``{name: (shape, dtype)}``)
     lays out a float32 buffer (float32 arrays) and a float64 buffer (everything else: exact for the
     int64 indices and bools used here); the caller fills the arrays in place (``staging[name]``, a
-    NumPy view: no copies), and :meth:`upload` sends each buffer with ``non_blocking=True`` (CUDA
-    stages pageable memory before the call returns, so the buffers may go) and cuts it into views on
-    the device, cast there.
+    NumPy view: no copies), and :meth:`upload` sends each buffer to ``device`` with
+    ``non_blocking=True`` and cuts it into views there, cast there.  For a CUDA device the buffers are
+    pinned: a non-blocking copy from pageable memory may still wait for the queue (the driver stages
+    it through its own pinned buffer), and PyTorch's pinned-memory cache keeps a buffer alive until
+    its copy has run.
     """
 
     #: Host buffer -> the dtypes travelling in it, each dtype's arrays side by side (one cast per dtype).
-    GROUPS = ((np.float32, (torch.float32,)), (np.float64, (torch.float64, torch.int64, torch.bool)))
+    GROUPS = ((torch.float32, (torch.float32,)), (torch.float64, (torch.float64, torch.int64, torch.bool)))
 
-    def __init__(self, specs: dict[str, tuple[tuple[int, ...], torch.dtype]]):
+    def __init__(self, specs: dict[str, tuple[tuple[int, ...], torch.dtype]], device: torch.device):
         unsupported = {str(t) for _, t in specs.values()} - {str(t) for _, ts in self.GROUPS for t in ts}
         if unsupported:
             raise TypeError(f"_Staging carries float32, float64, int64 and bool arrays, not {', '.join(unsupported)}")
-        self.specs = specs
+        self.specs, self.device = specs, torch.device(device)
+        pinned = self.device.type == "cuda"
         sizes = {name: int(np.prod(shape)) for name, (shape, _) in specs.items()}
         self.buffers, self.views, self.runs = {}, {}, []
         for host_dtype, dtypes in self.GROUPS:
             runs = [(t, [name for name, (_, u) in specs.items() if u == t]) for t in dtypes]
-            buffer = self.buffers[host_dtype] = np.empty(sum(sizes[name] for _, names in runs for name in names),
-                                                         host_dtype)
+            total = sum(sizes[name] for _, names in runs for name in names)
+            self.buffers[host_dtype] = torch.empty(total, dtype=host_dtype, pin_memory=pinned)
+            buffer = self.buffers[host_dtype].numpy()
             start = 0
             for dtype, names in runs:
                 if names:
@@ -255,9 +259,9 @@ class _Staging:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.views[name]
 
-    def upload(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """Each buffer copied to ``device`` at once: ``{name: tensor of its shape and dtype}``."""
-        buffers = {g: torch.from_numpy(b).to(device, non_blocking=True) for g, b in self.buffers.items() if b.size}
+    def upload(self) -> dict[str, torch.Tensor]:
+        """Each buffer copied to the device at once: ``{name: tensor of its shape and dtype}``."""
+        buffers = {g: b.to(self.device, non_blocking=True) for g, b in self.buffers.items() if b.numel()}
         out = {}
         for host_dtype, dtype, start, names in self.runs:
             run = buffers[host_dtype][start : start + sum(size for _, size in names)].to(dtype)
@@ -273,10 +277,10 @@ def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device: torch.devi
 
     One :class:`_Staging` upload.
     """
-    staging = _Staging({name: (np.shape(a), dtype) for name, (a, dtype) in arrays.items()})
+    staging = _Staging({name: (np.shape(a), dtype) for name, (a, dtype) in arrays.items()}, device)
     for name, (a, _) in arrays.items():
         staging[name][...] = a
-    return staging.upload(device)
+    return staging.upload()
 
 
 def eigenbases(m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,7 +378,7 @@ class _Geometry:
                          {"low_" + name: ((n,), torch.bool), "high_" + name: ((n,), torch.bool)})
         for name, array in extra.items():
             specs[name] = ((n,), torch.bool if array.dtype == bool else f64 if array.dtype.kind == "f" else i64)
-        st = _Staging(specs)
+        st = _Staging(specs, device)
         for axis, size, name in ((0, hp, "rows"), (1, wp, "cols")):
             b0, b1, m = src_boxes[:, 2 * axis], src_boxes[:, 2 * axis + 1], sizes[:, axis]
             # Resampling positions with the 1-px margin (padding: index 0, weight 0).
@@ -407,7 +411,7 @@ class _Geometry:
                 lam[e, :m] = eigenvalues(m, bool(low[e]), bool(high[e]))
         for name, array in extra.items():
             st[name][...] = array
-        on_device = st.upload(device)
+        on_device = st.upload()
         self.rows = (on_device["rows0"], on_device["rows1"], on_device["rows_w"])
         self.cols = (on_device["cols0"], on_device["cols1"], on_device["cols_w"])
         self.nearest = (on_device["rows_near"], on_device["cols_near"])
