@@ -167,7 +167,7 @@ def test_positions_for_all_boxes_at_once_match_sample_positions():
 
 
 def test_staged_arrays_arrive_with_their_dtypes_and_values():
-    from nsa_augment.torch.render import _Staging, upload
+    from nsa_augment.torch.render import upload
 
     rng = np.random.default_rng(2)
     arrays = {"idx": (rng.integers(0, 2**40, (3, 5)), torch.int64), "w": (rng.random(7), torch.float64),
@@ -177,7 +177,7 @@ def test_staged_arrays_arrive_with_their_dtypes_and_values():
     for name, (a, dtype) in arrays.items():
         assert out[name].dtype == dtype and np.array_equal(out[name].numpy(), a), name
     with pytest.raises(TypeError, match="float16"):
-        _Staging({"h": ((2,), torch.float16)}, torch.device("cpu"))
+        upload({"h": (np.zeros(2), torch.float16)}, torch.device("cpu"))
 
 
 def test_rendering_with_bases_built_on_the_device(scenes, monkeypatch):

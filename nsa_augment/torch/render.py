@@ -217,70 +217,48 @@ def _full_precision_matmul():
 # --- one round of patches: geometry, resampling, the box solve -------------------------------------
 
 
-class _Staging:
-    """Host arrays bound for the device, laid out in one buffer per dtype so that each buffer travels in one copy.
+#: Host buffer dtype -> the dtypes travelling in it, each dtype's arrays side by side (one cast per dtype).
+_BUFFERS = ((torch.float32, (torch.float32,)), (torch.float64, (torch.float64, torch.int64, torch.bool)))
+
+
+def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device) -> dict[str, torch.Tensor]:
+    """Host arrays on ``device`` without waiting for the GPU: ``{name: (array, dtype)}`` -> ``{name: tensor}``.
 
     A blocking host-to-device copy (``torch.tensor(..., device=)``, ``.to(device)``) makes the host
     wait until the GPU has finished all the work queued before it, so a round of a dozen small
-    copies would drain the GPU's queue a dozen times.  Here ``specs`` (``{name: (shape, dtype)}``)
-    lays out a float32 buffer (float32 arrays) and a float64 buffer (everything else: exact for the
-    int64 indices and bools used here); the caller fills the arrays in place (``staging[name]``, a
-    NumPy view: no copies), and :meth:`upload` sends each buffer to ``device`` with
-    ``non_blocking=True`` and cuts it into views there, cast there.  For a CUDA device the buffers are
-    pinned: a non-blocking copy from pageable memory may still wait for the queue (the driver stages
-    it through its own pinned buffer), and PyTorch's pinned-memory cache keeps a buffer alive until
-    its copy has run.
+    copies would drain the GPU's queue a dozen times.  Here the arrays are packed into a float32
+    buffer (float32 arrays) and a float64 buffer (everything else: exact for the int64 indices and
+    bools used here), each sent with ``non_blocking=True``, cut into views on the device and cast
+    there.  For a CUDA device the buffers are pinned: a non-blocking copy from pageable memory may
+    still wait for the queue (the driver stages it through its own pinned buffer), and PyTorch's
+    pinned-memory cache keeps a buffer alive until its copy has run.
     """
-
-    #: Host buffer -> the dtypes travelling in it, each dtype's arrays side by side (one cast per dtype).
-    GROUPS = ((torch.float32, (torch.float32,)), (torch.float64, (torch.float64, torch.int64, torch.bool)))
-
-    def __init__(self, specs: dict[str, tuple[tuple[int, ...], torch.dtype]], device: torch.device):
-        unsupported = {str(t) for _, t in specs.values()} - {str(t) for _, ts in self.GROUPS for t in ts}
-        if unsupported:
-            raise TypeError(f"_Staging carries float32, float64, int64 and bool arrays, not {', '.join(unsupported)}")
-        self.specs, self.device = specs, torch.device(device)
-        pinned = self.device.type == "cuda"
-        sizes = {name: int(np.prod(shape)) for name, (shape, _) in specs.items()}
-        self.buffers, self.views, self.runs = {}, {}, []
-        for host_dtype, dtypes in self.GROUPS:
-            runs = [(t, [name for name, (_, u) in specs.items() if u == t]) for t in dtypes]
-            total = sum(sizes[name] for _, names in runs for name in names)
-            self.buffers[host_dtype] = torch.empty(total, dtype=host_dtype, pin_memory=pinned)
-            buffer = self.buffers[host_dtype].numpy()
-            start = 0
-            for dtype, names in runs:
-                if names:
-                    self.runs.append((host_dtype, dtype, start, [(name, sizes[name]) for name in names]))
-                for name in names:
-                    self.views[name] = buffer[start : start + sizes[name]].reshape(specs[name][0])
-                    start += sizes[name]
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.views[name]
-
-    def upload(self) -> dict[str, torch.Tensor]:
-        """Each buffer copied to the device at once: ``{name: tensor of its shape and dtype}``."""
-        buffers = {g: b.to(self.device, non_blocking=True) for g, b in self.buffers.items() if b.numel()}
-        out = {}
-        for host_dtype, dtype, start, names in self.runs:
-            run = buffers[host_dtype][start : start + sum(size for _, size in names)].to(dtype)
+    unsupported = {str(t) for _, t in arrays.values()} - {str(t) for _, ts in _BUFFERS for t in ts}
+    if unsupported:
+        raise TypeError(f"upload carries float32, float64, int64 and bool arrays, not {', '.join(unsupported)}")
+    device = torch.device(device)
+    out = {}
+    for host_dtype, dtypes in _BUFFERS:
+        runs = [(t, [(name, np.asarray(a)) for name, (a, u) in arrays.items() if u == t]) for t in dtypes]
+        runs = [(t, items) for t, items in runs if items]
+        if not runs:
+            continue
+        buffer = torch.empty(sum(a.size for _, items in runs for _, a in items), dtype=host_dtype,
+                             pin_memory=device.type == "cuda")
+        host, start, layout = buffer.numpy(), 0, []
+        for dtype, items in runs:
+            layout.append((dtype, start, items))
+            for _, a in items:
+                host[start : start + a.size] = a.ravel()
+                start += a.size
+        buffer = buffer.to(device, non_blocking=True)
+        for dtype, start, items in layout:
+            run = buffer[start : start + sum(a.size for _, a in items)].to(dtype)
             offset = 0
-            for name, size in names:
-                out[name] = run[offset : offset + size].view(self.specs[name][0])
-                offset += size
-        return out
-
-
-def upload(arrays: dict[str, tuple[np.ndarray, torch.dtype]], device: torch.device) -> dict[str, torch.Tensor]:
-    """Small host arrays on ``device`` without waiting for the GPU: ``{name: (array, dtype)}`` -> tensors.
-
-    One :class:`_Staging` upload.
-    """
-    staging = _Staging({name: (np.shape(a), dtype) for name, (a, dtype) in arrays.items()}, device)
-    for name, (a, _) in arrays.items():
-        staging[name][...] = a
-    return staging.upload()
+            for name, a in items:
+                out[name] = run[offset : offset + a.size].view(a.shape)
+                offset += a.size
+    return out
 
 
 def eigenbases(m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,6 +297,19 @@ def eigenbases(m: torch.Tensor, low: torch.Tensor, high: torch.Tensor, size: int
     return q, lam
 
 
+def _host_bases(sizes: np.ndarray, low: np.ndarray, high: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`eigenbases` from the host's cached NumPy bases (box_solver): on the CPU they need no copy at all."""
+    n = sizes.shape[0]
+    q = np.zeros((n, size, size), np.float32)
+    q[:] = np.eye(size, dtype=np.float32)  # the padding: identity modes, which see a zero right-hand side
+    lam = np.ones((n, size), np.float32)
+    for e in range(n):
+        m = int(sizes[e])
+        q[e, :m, :m] = eigenbasis(m, bool(low[e]), bool(high[e]))
+        lam[e, :m] = eigenvalues(m, bool(low[e]), bool(high[e]))
+    return torch.from_numpy(q), torch.from_numpy(lam)
+
+
 def _positions(b0: np.ndarray, b1: np.ndarray, m: np.ndarray, size: int, length: int):
     """:func:`~nsa_augment.methods.nsa.blending.sample_positions` with a 1-px margin for n boxes at once.
 
@@ -347,7 +338,7 @@ class _Geometry:
     """Index tensors of one round's patches (n of them), padded to the largest box ``(hp, wp)``.
 
     The per-patch arrays are computed on the host with array operations over the n patches and
-    reach the device in one :class:`_Staging` upload, with ``extra`` per-patch arrays
+    reach the device in one :func:`upload`, with ``extra`` per-patch arrays
     (``name=array``; floats become float64, bools bool, integers int64), which become attributes.
     The dense per-box arrays (the box masks, and on an accelerator the eigenbases) are built on
     the device from each box's size.
@@ -359,59 +350,34 @@ class _Geometry:
         sizes = np.array([p.dst_size for p in patches], np.int64).reshape(n, 2)
         src_boxes = np.array([p.src_box for p in patches], np.int64).reshape(n, 4)
         boxes = np.array([p.dst_box for p in patches], np.int64).reshape(n, 4)
-        self.hp, self.wp = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-        hp, wp = self.hp, self.wp
+        self.hp, self.wp = hp, wp = int(sizes[:, 0].max()), int(sizes[:, 1].max())
         f32, f64, i64 = torch.float32, torch.float64, torch.int64
-        specs = {"size_h": ((n,), i64), "size_w": ((n,), i64), "ring_rows": ((n, hp + 2), i64),
-                 "ring_cols": ((n, wp + 2), i64), "rows_in": ((n, hp + 2), f32), "cols_in": ((n, wp + 2), f32),
-                 "rows_out": ((n, hp + 2), f32), "cols_out": ((n, wp + 2), f32)}
-        for name, size in (("rows", hp), ("cols", wp)):
-            specs.update({name + "0": ((n, size + 2), i64), name + "1": ((n, size + 2), i64),
-                          name + "_w": ((n, size + 2), f64), name + "_near": ((n, size), i64)})
-        # The dense padded eigenbases (n x hp x hp and n x wp x wp): on an accelerator they are built
-        # there, from each box's size and border sides (on the host they were most of a round's
-        # preparation, about 0.5 ms per example at 256 px, and their copy the largest); on the CPU
-        # the host's cached NumPy bases are used as they are (no copy at all).
-        host_bases = not _bases_on_device(device)
-        for name, size in (("h", hp), ("w", wp)):
-            specs.update({"q" + name: ((n, size, size), f32), "lambda_" + name: ((n, size), f32)} if host_bases else
-                         {"low_" + name: ((n,), torch.bool), "high_" + name: ((n,), torch.bool)})
-        for name, array in extra.items():
-            specs[name] = ((n,), torch.bool if array.dtype == bool else f64 if array.dtype.kind == "f" else i64)
-        st = _Staging(specs, device)
+        host = {}
         for axis, size, name in ((0, hp, "rows"), (1, wp, "cols")):
             b0, b1, m = src_boxes[:, 2 * axis], src_boxes[:, 2 * axis + 1], sizes[:, axis]
             # Resampling positions with the 1-px margin (padding: index 0, weight 0).
-            st[name + "0"][...], st[name + "1"][...], st[name + "_w"][...] = _positions(b0, b1, m, size,
-                                                                                      source_shape[axis])
+            i0, i1, weight = _positions(b0, b1, m, size, source_shape[axis])
+            host[name + "0"], host[name + "1"], host[name + "_w"] = (i0, i64), (i1, i64), (weight, f64)
             # Nearest-neighbour positions of the source object mask (no margin).
             a = np.arange(size)[None]
             near = b0[:, None] + (2 * a + 1) * (b1 - b0)[:, None] // (2 * m[:, None])
-            st[name + "_near"][...] = np.where(a < m[:, None], near, 0)
+            host[name + "_near"] = (np.where(a < m[:, None], near, 0), i64)
         # Destination coordinates of the box with a 1-px ring, clamped, and which lie in the image.
         ys = boxes[:, 0, None] - 1 + np.arange(hp + 2)[None]
         xs = boxes[:, 2, None] - 1 + np.arange(wp + 2)[None]
-        st["ring_rows"][...], st["ring_cols"][...] = np.clip(ys, 0, H - 1), np.clip(xs, 0, W - 1)
-        st["rows_in"][...], st["cols_in"][...] = (ys >= 0) & (ys < H), (xs >= 0) & (xs < W)
+        host["ring_rows"], host["ring_cols"] = (np.clip(ys, 0, H - 1), i64), (np.clip(xs, 0, W - 1), i64)
+        host["rows_in"], host["cols_in"] = ((ys >= 0) & (ys < H), f32), ((xs >= 0) & (xs < W), f32)
         # Which ring positions lie outside the box (then their value is a Dirichlet boundary value).
-        st["rows_out"][...] = (np.arange(hp + 2)[None] == 0) | (np.arange(hp + 2)[None] > sizes[:, 0, None])
-        st["cols_out"][...] = (np.arange(wp + 2)[None] == 0) | (np.arange(wp + 2)[None] > sizes[:, 1, None])
-        for axis, size, name in ((0, hp, "h"), (1, wp, "w")):
-            low, high = boxes[:, 2 * axis] == 0, boxes[:, 2 * axis + 1] == (H, W)[axis]
-            st["size_" + name][...] = sizes[:, axis]
-            if not host_bases:
-                st["low_" + name][...], st["high_" + name][...] = low, high
-                continue
-            q, lam = st["q" + name], st["lambda_" + name]
-            q[...] = np.eye(size, dtype=np.float32)  # the padding: identity modes, which see a zero right-hand side
-            lam[...] = 1.0
-            for e in range(n):
-                m = int(sizes[e, axis])
-                q[e, :m, :m] = eigenbasis(m, bool(low[e]), bool(high[e]))
-                lam[e, :m] = eigenvalues(m, bool(low[e]), bool(high[e]))
+        host["rows_out"] = ((np.arange(hp + 2)[None] == 0) | (np.arange(hp + 2)[None] > sizes[:, 0, None]), f32)
+        host["cols_out"] = ((np.arange(wp + 2)[None] == 0) | (np.arange(wp + 2)[None] > sizes[:, 1, None]), f32)
+        # Each box's size and which of its ends lie on the image border (Neumann) along each axis.
+        for axis, name in ((0, "h"), (1, "w")):
+            host["size_" + name] = (sizes[:, axis], i64)
+            host["low_" + name] = (boxes[:, 2 * axis] == 0, torch.bool)
+            host["high_" + name] = (boxes[:, 2 * axis + 1] == (H, W)[axis], torch.bool)
         for name, array in extra.items():
-            st[name][...] = array
-        on_device = st.upload()
+            host[name] = (array, torch.bool if array.dtype == bool else f64 if array.dtype.kind == "f" else i64)
+        on_device = upload(host, device)
         self.rows = (on_device["rows0"], on_device["rows1"], on_device["rows_w"])
         self.cols = (on_device["cols0"], on_device["cols1"], on_device["cols_w"])
         self.nearest = (on_device["rows_near"], on_device["cols_near"])
@@ -421,12 +387,18 @@ class _Geometry:
         size_h, size_w = on_device["size_h"], on_device["size_w"]
         self.box_mask = (torch.arange(hp, device=size_h.device)[None, :, None] < size_h[:, None, None]) \
             & (torch.arange(wp, device=size_w.device)[None, None, :] < size_w[:, None, None])
-        self._bases = [on_device[k] for k in ("qh", "lambda_h", "qw", "lambda_w")] if host_bases else \
-            [t for name, size in (("h", hp), ("w", wp))
-             for t in eigenbases(on_device["size_" + name], on_device["low_" + name], on_device["high_" + name], size)]
-        self.sizes, self.boxes = sizes, boxes
-        self.shape = (H, W)
-        self.device = device
+        # The dense padded eigenbases (n x hp x hp and n x wp x wp): on an accelerator they are built
+        # there, from each box's size and border sides (on the host they were most of a round's
+        # preparation, about 0.5 ms per example at 256 px, and their copy the largest); on the CPU
+        # the host's cached NumPy bases are used as they are.
+        self._bases = []
+        for size, name in ((hp, "h"), (wp, "w")):
+            if _bases_on_device(device):
+                self._bases += eigenbases(on_device["size_" + name], on_device["low_" + name],
+                                          on_device["high_" + name], size)
+            else:
+                self._bases += [t.to(device) for t in _host_bases(host["size_" + name][0], host["low_" + name][0],
+                                                                    host["high_" + name][0], size)]
 
     def resample(self, source: torch.Tensor, integer: bool) -> torch.Tensor:
         """Each source box resized to its destination size with a 1-px margin: (n, C, hp + 2, wp + 2), float64.
