@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METRICS = ("image_auroc", "pixel_auroc", "au_pro")
+#: The metrics reported, and their names in tables and plots.
+METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
+METRICS = tuple(METRIC_NAMES)
 DEFAULT_METHODS = ["nsa", "nsa-reference", "cutpaste-nsa", "fpi", "pii", "cutpaste", "cutpaste-scar", "draem"]
 
 
@@ -143,7 +145,8 @@ def paired(runs: list[dict], category: str, arm: str, reference: str, metric: st
 
 def markdown(result: dict, reference: str) -> str:
     pct = lambda m: "undefined" if m is None else f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}"  # noqa: E731
-    lines = ["| category | arm | seeds | image AUROC | pixel AUROC | AU-PRO | min..max image AUROC | wall / CPU per run |",
+    lines = ["| category | arm | seeds | " + " | ".join(METRIC_NAMES.values())
+             + " | min..max image AUROC | wall / CPU per run |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(result["summary"], key=lambda r: (r["category"], -(r["image_auroc"] or {"mean": 0})["mean"])):
         rng = r["image_auroc"]
@@ -153,7 +156,6 @@ def markdown(result: dict, reference: str) -> str:
             t += f" ({r['timed_runs']} of {len(r['seeds'])} runs timed, {r['resumed_runs']} resumed)"
         lines.append(f"| {r['category']} | {r['arm']} | {len(r['seeds'])} | " + " | ".join(pct(r[k]) for k in METRICS)
                      + f" | {span} | {t} |")
-    names = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "au_pro": "AU-PRO"}
     lines += ["", f"Each arm minus `{reference}`, paired over seeds (percentage points; 95% t-interval; paired t-test):",
               "", "| category | arm | metric | seeds | difference | 95% interval | p | seeds won |",
               "|---|---|---|---|---|---|---|---|"]
@@ -163,7 +165,7 @@ def markdown(result: dict, reference: str) -> str:
                 continue
             s = paired(result["runs"], r["category"], r["arm"], reference, metric)
             if s:
-                lines.append(f"| {r['category']} | {r['arm']} | {names[metric]} | {s['n']} | {100 * s['mean']:+.1f} | "
+                lines.append(f"| {r['category']} | {r['arm']} | {METRIC_NAMES[metric]} | {s['n']} | {100 * s['mean']:+.1f} | "
                              f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | "
                              f"{s['wins']}/{s['n']} |")
     return "\n".join(lines) + "\n"
@@ -184,13 +186,13 @@ def plots(out: Path, result: dict) -> list[Path]:
                       key=lambda r: -(r["image_auroc"] or {"mean": 0})["mean"])
         fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.8))
         x = np.arange(len(rows))
-        for i, (k, name) in enumerate((("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))):
+        for i, k in enumerate(("image_auroc", "pixel_auroc")):
             if all(r[k] is None for r in rows):
                 continue
             means = np.array([r[k]["mean"] if r[k] else np.nan for r in rows])
             lo = means - np.array([r[k]["min"] if r[k] else np.nan for r in rows])
             hi = np.array([r[k]["max"] if r[k] else np.nan for r in rows]) - means
-            ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=[lo, hi], capsize=3, label=name)
+            ax.bar(x + (i - 0.5) * 0.38, means, 0.38, yerr=[lo, hi], capsize=3, label=METRIC_NAMES[k])
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xticks(x, [r["arm"] for r in rows], rotation=25, ha="right")
         ax.set_ylim(0.3, 1.0)

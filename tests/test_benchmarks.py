@@ -16,6 +16,16 @@ def _run(script, tmp_path):
     return json.loads(out.read_text()), proc.stdout
 
 
+def _bench_detection():
+    """benchmarks/bench_detection.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def test_bench_poisson_quick(tmp_path):
     result, stdout = _run("bench_poisson.py", tmp_path)
     rows = result["rows"]
@@ -91,11 +101,7 @@ def test_bench_detection_runs_resumes_and_reports(tmp_path):
 
 def test_bench_detection_leaves_resumed_runs_out_of_the_time_per_run(tmp_path):
     """timing.json times one invocation: a resumed run's earlier segments would be missing from it."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_detection()
     for seed, wall, epochs in ((0, 100.0, [40.0, 50.0]), (1, 60.0, [40.0, 50.0])):  # seed 1: 90 s trained in 60 s
         run = tmp_path / "tiles" / "nsa" / f"seed{seed}"
         (run / "tiles").mkdir(parents=True)
@@ -126,11 +132,7 @@ def test_multigrid_study_converges_to_the_sparse_solution(tmp_path):
 
 def test_bench_detection_pairs_every_metric(tmp_path):
     """The paired comparison covers pixel AUROC and AU-PRO too, and skips a metric that is undefined."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_detection()
     values = {"nsa": (0.60, 0.55, None), "cutpaste": (0.70, 0.75, None)}  # no masks: AU-PRO undefined
     for arm, (image, pixel, pro) in values.items():
         for seed, shift in ((0, 0.0), (1, 0.02)):
