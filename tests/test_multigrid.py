@@ -175,34 +175,59 @@ def test_prolong_then_smooth_is_the_two_steps():
     np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
 
 
-def test_cycle_is_a_symmetric_positive_definite_preconditioner():
-    """CG needs ``B`` symmetric positive definite: <a, B b> = <B a, b> and <a, B a> > 0."""
+def _cycle_matrix(h):
+    """The cycle ``B`` as a dense matrix over the fine masked cells: the cycle applied to every unit vector."""
     from numba.typed import List
 
-    rng = np.random.default_rng(5)
-    yy, xx = np.mgrid[:150, :133]
-    mask = (np.sin(yy / 9.0) + np.cos(xx / 7.0) > -0.6) & (((yy - 75) / 74) ** 2 + ((xx - 66) / 66) ** 2 < 1)
-    h = mg.Hierarchy(mask, (False,) * 4)
-    assert len(h.stencils) >= 3
     m = h.wts[0] > 0
-
-    def apply(v):
-        C = v.shape[0]
-        r = np.zeros((C,) + m.shape, np.float32)
-        r[:, m] = v
-        z = np.zeros_like(r)
-        f = List([r] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
+    n = int(m.sum())
+    columns = []
+    for start in range(0, n, 512):  # unit vectors as channels: all kernels take any channel count
+        C = min(512, n - start)
+        r = np.zeros((C, n), np.float32)
+        r[np.arange(C), start + np.arange(C)] = 1.0
+        f0 = np.zeros((C,) + m.shape, np.float32)
+        f0[:, m] = r
+        z = np.zeros_like(f0)
+        f = List([f0] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
         u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
         rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in h.stencils])
-        mg.run_cycle(h.schedule, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse, h.cells_i, h.cells_j)
+        mg.run_cycle(h.schedule, h.scales, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse, h.cells_i, h.cells_j)
         assert not z[:, ~m].any()
-        return z[:, m].astype(np.float64)
+        columns.append(z[:, m].astype(np.float64))
+    return np.concatenate(columns).T
 
-    a = rng.normal(size=(1, int(m.sum())))
-    b = rng.normal(size=(1, int(m.sum())))
-    Ba, Bb = apply(a), apply(b)
-    assert abs((a * Bb).sum() - (Ba * b).sum()) <= 1e-4 * abs((a * Bb).sum())
-    assert (a * Ba).sum() > 0 and (b * Bb).sum() > 0
+
+def test_cycle_schedule_visits_level_one_once_and_coarser_levels_twice():
+    for levels in range(1, 7):
+        ops = mg.cycle_schedule(levels)
+        visits = [int(((ops[:, 0] == mg.PRE) & (ops[:, 1] == k)).sum()) for k in range(levels - 1)]
+        assert visits == [2 ** max(0, k - 1) for k in range(levels - 1)]
+        assert int((ops[:, 0] == mg.SOLVE).sum()) == 2 ** max(0, levels - 3)
+
+
+@pytest.mark.parametrize("name", ["ellipse", "ring", "irregular", "random", "cross", "pinned"])
+def test_cycle_is_a_symmetric_positive_definite_preconditioner(name):
+    """CG needs ``B`` symmetric positive definite: the whole matrix, four levels deep (a Cholesky factorisation)."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:52, :57]
+    ellipse = ((yy - 25.5) / 26) ** 2 + ((xx - 28) / 29) ** 2 < 1
+    mask = {
+        "ellipse": ellipse,
+        "ring": ellipse & (((yy - 25.5) / 8) ** 2 + ((xx - 28) / 10) ** 2 > 1),
+        "irregular": (np.sin(yy / 5.0) + np.cos(xx / 4.0) > -0.6) & ellipse,
+        "random": rng.random((52, 57)) < 0.75,
+        "cross": (abs(yy - 25) < 6) | (abs(xx - 17) < 5) | (yy < 32) & (xx > 36),
+        # Neumann on every side, pinned by one pixel: the nearly singular system where an
+        # over-correction above the exact coarsest solve made W-cycles indefinite.
+        "pinned": ~((yy == 26) & (xx == 19)),
+    }[name]
+    sides = (True,) * 4 if name == "pinned" else (False, True, False, False)
+    h = mg.Hierarchy(mask, sides)
+    assert len(h.stencils) >= 4, "too shallow to contain a W-cycle"
+    B = _cycle_matrix(h)
+    assert np.abs(B - B.T).max() <= 1e-4 * np.abs(B).max()  # float32 rounding
+    np.linalg.cholesky((B + B.T) / 2)  # raises LinAlgError unless B is positive definite
 
 
 @pytest.mark.parametrize("sides", SIDES)

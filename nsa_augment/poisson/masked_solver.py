@@ -3,9 +3,9 @@
 A full rectangle is solved exactly by :func:`solve_box`.  Any other 2-D mask is
 solved by conjugate gradients preconditioned with aggregation multigrid
 (:mod:`nsa_augment.poisson.multigrid`), in float32 inside an iterative
-refinement whose residuals are computed in float64: about 12 iterations for any
-shape and size to a relative residual of 1e-7, 8 to an estimated error of 0.003
-grey levels (what :func:`~nsa_augment.poisson_blend` asks for).  3-D masks use
+refinement whose residuals are computed in float64: 10-12 iterations for any
+shape and size to an estimated error of 0.003 grey levels (what
+:func:`~nsa_augment.poisson_blend` asks for).  3-D masks use
 conjugate gradients preconditioned with the exact box solver on the bounding box
 (a fictitious-domain preconditioner; a few tens of iterations for compact
 shapes).  Should either fail to reach the tolerance, we fall back to a sparse
