@@ -192,7 +192,8 @@ def _cycle_matrix(h):
         f = List([f0] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
         u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
         rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in h.stencils])
-        mg.run_cycle(h.schedule, h.scales, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse, h.cells_i, h.cells_j)
+        mg.run_cycle(h.schedule, h.scales, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse,
+                     h.cells_i, h.cells_j)
         assert not z[:, ~m].any()
         columns.append(z[:, m].astype(np.float64))
     return np.concatenate(columns).T

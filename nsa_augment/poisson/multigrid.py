@@ -312,7 +312,14 @@ def cycle_schedule(levels: int) -> np.ndarray:
 
 
 def correction_scales(levels: int) -> np.ndarray:
-    """Per level, the scale of the coarse corrections added to it: :data:`OVER_CORRECTION`, but 1 above the exact coarsest solve."""
+    """Per level, the scale of the coarse corrections added to it.
+
+    :data:`OVER_CORRECTION`, but 1 on the level above the exact coarsest solve: there the
+    correction is the exact projection, whose ``B A`` lies in (0, 1]; scaled by 1.5 it reached
+    1.5 on modes the aggregates represent exactly (e.g. the near-constant mode of a mask pinned by
+    one pixel), and the W-cycle above, ``1.5 x 1.5 > 2``, turned indefinite.  With it, each W-level
+    (``(I - K A)^2``, ``K A`` within [0, 1.5]) keeps ``B A`` in (0, 1] too, by induction.
+    """
     scales = np.full(levels, OVER_CORRECTION, np.float32)
     if levels >= 2:
         scales[levels - 2] = 1.0
@@ -455,8 +462,8 @@ class Hierarchy:
             inner = max(FLOAT32_RTOL, 0.5 * float(needed.min())) if needed.size else 1.0
             d[:] = 0.0
             iterations, status = pcg(
-                self.schedule, self.scales, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans, f, u, rows,
-                self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter)
+                self.schedule, self.scales, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans,
+                f, u, rows, self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter)
             total += iterations
             if status == NOT_CONVERGED:
                 break
