@@ -30,6 +30,12 @@ d = np.zeros((32, 32, 3), np.uint8); m = np.zeros((32, 32), bool); m[4:20, 6:30]
 nsa_augment.poisson_blend(d, d, m); nsa_augment.poisson_blend(d, d, m, gradients="mixed")
 """
 
+MASKED_BLEND = """
+yy, xx = np.mgrid[:64, :64]
+d = np.zeros((64, 64, 3), np.uint8); m = (yy - 30) ** 2 + ((xx - 33) / 1.3) ** 2 < 500  # the multigrid solve
+nsa_augment.poisson_blend(d, d, m); nsa_augment.poisson_blend(d, d, m, gradients="mixed")
+"""
+
 SYNTHESIS = """
 rng = np.random.default_rng(0)
 d = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -65,6 +71,7 @@ def first_call_latency(body: str, label: str) -> dict:
 
 if __name__ == "__main__":
     first_call_latency(BLEND, "blend")
+    first_call_latency(MASKED_BLEND, "masked blend")
     first_call_latency(SYNTHESIS, "synthesis")
     # The peer's first call: its imports (OpenCV, scikit-image) in the call, no cache to warm.
     first_call_latency(REFERENCE, "reference generator")

@@ -362,6 +362,78 @@ def run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, i
             prolong_smooth(u[lv], u[lv + 1], scales[lv], wts[lv], spans[lv], f[lv], stencils[lv], 1)
 
 
+@nb.njit(cache=True, nogil=True)
+def build_levels(inside, sides, coarsest):
+    """Every level's arrays in the padded layout, as typed lists, for :class:`Hierarchy`.
+
+    Built here rather than in Python because a typed list's methods called from the interpreter
+    (creating, appending, indexing, slicing) are compiled on first use in every process and not
+    cached: about 2 s before the first masked blend of each process, DataLoader workers included.
+
+    Returns
+    -------
+    stencils, wts, spans, block_spans : typed lists, one entry per level (``block_spans`` one fewer)
+    fine_deg, fine_wt, fine_spans : the finest level's degree and mask planes and row spans
+    levels : int
+    st, mask : the coarsest level's unpadded stencil (5, h, w) and mask, for its dense inverse
+    """
+    h, w = inside.shape
+    H, W = 2 * ((h + 1) // 2) + 2, 2 * ((w + 1) // 2) + 2
+    # The finest level is matrix-free: (degree, mask, 1 / degree); the degree is 4, less on the image border.
+    fine = np.zeros((3, H, W), np.float32)
+    for i in range(h):
+        for j in range(w):
+            if inside[i, j]:
+                deg = 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) \
+                    - ((j == w - 1) & sides[3])
+                fine[0, i + 1, j + 1] = deg
+                fine[1, i + 1, j + 1] = 1.0
+                fine[2, i + 1, j + 1] = 1.0 / deg
+    stencils, wts, spans = List(), List(), List()
+    stencils.append(fine)
+    wts.append(fine[1])
+    spans.append(_row_spans(inside, H))
+    st, mask = fine_stencil_coarsened(inside, sides)
+    while True:
+        hc, wc = mask.shape
+        Hc, Wc = 2 * ((hc + 1) // 2) + 2, 2 * ((wc + 1) // 2) + 2
+        level = np.zeros((6, Hc, Wc), np.float32)  # centre, north, south, west, east, 1 / centre
+        wt = np.zeros((Hc, Wc), np.float32)
+        for i in range(hc):
+            for j in range(wc):
+                for k in range(5):
+                    level[k, i + 1, j + 1] = st[k, i, j]
+                if mask[i, j]:
+                    level[5, i + 1, j + 1] = np.float32(1.0) / st[0, i, j]
+                    wt[i + 1, j + 1] = 1.0
+        stencils.append(level)
+        wts.append(wt)
+        spans.append(_row_spans(mask, Hc))
+        if mask.sum() <= coarsest or min(hc, wc) <= 2:
+            break
+        st, mask = coarsen(st, mask)
+    block_spans = List()
+    for k in range(len(stencils) - 1):
+        block_spans.append(_block_spans(spans[k], stencils[k + 1].shape[1]))
+    return stencils, wts, spans, block_spans, fine[0], fine[1], spans[0], len(stencils), st, mask
+
+
+@nb.njit(cache=True, nogil=True)
+def level_buffers(stencils, r, z):
+    """Right-hand sides, solutions and row scratch of every level: ``f[0] = r``, ``u[0] = z``, zeros below."""
+    C = r.shape[0]
+    f, u, rows = List(), List(), List()
+    f.append(r)
+    u.append(z)
+    for k in range(len(stencils)):
+        shape = stencils[k].shape
+        if k > 0:
+            f.append(np.zeros((C, shape[1], shape[2]), np.float32))
+            u.append(np.zeros((C, shape[1], shape[2]), np.float32))
+        rows.append(np.zeros((C, 2, shape[2]), np.float32))
+    return f, u, rows
+
+
 class Hierarchy:
     """The levels of one mask's multigrid, built once per solve; :meth:`solve` runs the preconditioned CG.
 
@@ -379,31 +451,18 @@ class Hierarchy:
         h, w = inside.shape
         self.shape, self.sides = (h, w), tuple(bool(v) for v in sides)
         self.padded = _padded_shape(h, w)
-        deg = inside * (4.0 - np.add.outer(_ends(h, sides[0], sides[1]), _ends(w, sides[2], sides[3])))
-        rdeg = np.divide(1.0, deg, out=np.zeros_like(deg), where=inside)
-        # Per level: stencil planes, mask weight, row spans (padded layout).
-        self.stencils = List([_pad(np.stack([deg, inside, rdeg]), self.padded)])
-        self.wts = List([self.stencils[0][1]])
-        self.spans = List([_row_spans(inside, self.padded[0])])
-        st, mask = fine_stencil_coarsened(inside, sides)
-        while True:
-            shape = _padded_shape(*mask.shape)
-            rc = np.divide(1.0, st[0], out=np.zeros_like(st[0]), where=mask)
-            self.stencils.append(_pad(np.concatenate([st, rc[None]]), shape))
-            self.wts.append(_pad(mask, shape))
-            self.spans.append(_row_spans(mask, shape[0]))
-            if int(mask.sum()) <= COARSEST or min(mask.shape) <= 2:
-                break
-            st, mask = coarsen(st, mask)
-        # block_spans[k]: the 2x2 blocks restricted from level k into level k + 1.
-        self.block_spans = List([_block_spans(self.spans[k], self.stencils[k + 1].shape[1])
-                                 for k in range(len(self.stencils) - 1)])
+        # Per level: stencil planes, mask weight, row spans (padded layout), and block_spans[k], the
+        # 2x2 blocks restricted from level k into level k + 1.  The finest level's arrays also
+        # come on their own, so that nothing here indexes a typed list (see build_levels).
+        (self.stencils, self.wts, self.spans, self.block_spans, self.fine_deg, self.fine_wt, self.fine_spans,
+         levels, st, mask) = build_levels(inside, sides, COARSEST)
+        self.levels = int(levels)
         cells = np.nonzero(mask)
         self.cells_i, self.cells_j = cells[0] + 1, cells[1] + 1  # padded coordinates
         with single_threaded_blas():
             self.inverse = np.linalg.inv(_dense(st, mask, np.flatnonzero(mask.ravel()))).astype(np.float32)
-        self.schedule = cycle_schedule(len(self.stencils))
-        self.scales = correction_scales(len(self.stencils))
+        self.schedule = cycle_schedule(self.levels)
+        self.scales = correction_scales(self.levels)
 
     def solve(self, rhs: np.ndarray, rtol: float, max_iter: int, refinements: int,
               atol: np.ndarray | float | None = None) -> tuple[np.ndarray, int, bool]:
@@ -445,9 +504,7 @@ class Hierarchy:
         r = _pad(rhs, self.padded)
         d, p, ap, z = (np.zeros_like(r) for _ in range(4))
         x = np.zeros(r.shape)  # the sum of the passes, in float64: float32 would floor the residual
-        f = List([r] + [np.zeros((C,) + s.shape[1:], np.float32) for s in self.stencils[1:]])
-        u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in self.stencils[1:]])
-        rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in self.stencils])
+        f, u, rows = level_buffers(self.stencils, r, z)
         norm = np.sqrt(np.einsum("chw,chw->c", rhs, rhs))
         if atol is None:
             goal, error_goal = rtol * norm, np.zeros(C)
@@ -456,7 +513,6 @@ class Hierarchy:
         left = norm
         rate = np.full(C, 0.5)
         total = 0
-        fine = self.stencils[0]
         for _ in range(refinements):
             needed = goal[left > 0] / left[left > 0]
             inner = max(FLOAT32_RTOL, 0.5 * float(needed.min())) if needed.size else 1.0
@@ -472,18 +528,10 @@ class Hierarchy:
             x += d
             # The float64 residual, and for an estimate the next pass's first check: a float32 pass's
             # own residual drifts from the true one on badly conditioned masks.
-            left = np.sqrt(residual64(x, rhs, fine[0], fine[1], self.spans[0], r))
+            left = np.sqrt(residual64(x, rhs, self.fine_deg, self.fine_wt, self.fine_spans, r))
             if (left <= goal).all():
                 return x[:, 1 : h + 1, 1 : w + 1], total, True
         return x[:, 1 : h + 1, 1 : w + 1], total, False
-
-
-def _ends(n: int, low: bool, high: bool) -> np.ndarray:
-    """Per index along one axis: how many of its neighbours lie beyond the image border (0, 1 or 2)."""
-    out = np.zeros(n)
-    out[0] += low
-    out[-1] += high
-    return out
 
 
 def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
