@@ -57,8 +57,10 @@ FLOAT32_RTOL = 1e-5
 # (signed indices make Numba check for negative wrap-around on every access).
 
 
-def _padded_shape(h: int, w: int) -> tuple[int, int]:
-    return 2 * ((h + 1) // 2) + 2, 2 * ((w + 1) // 2) + 2
+@nb.njit(cache=True, nogil=True)
+def _padded(n):
+    """Padded length of ``n`` cells: a ring of zeros on both sides, rounded up to even."""
+    return 2 * ((n + 1) // 2) + 2
 
 
 def _pad(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -378,7 +380,7 @@ def build_levels(inside, sides, coarsest):
     st, mask : the coarsest level's unpadded stencil (5, h, w) and mask, for its dense inverse
     """
     h, w = inside.shape
-    H, W = 2 * ((h + 1) // 2) + 2, 2 * ((w + 1) // 2) + 2
+    H, W = _padded(h), _padded(w)
     # The finest level is matrix-free: (degree, mask, 1 / degree); the degree is 4, less on the image border.
     fine = np.zeros((3, H, W), np.float32)
     for i in range(h):
@@ -396,7 +398,7 @@ def build_levels(inside, sides, coarsest):
     st, mask = fine_stencil_coarsened(inside, sides)
     while True:
         hc, wc = mask.shape
-        Hc, Wc = 2 * ((hc + 1) // 2) + 2, 2 * ((wc + 1) // 2) + 2
+        Hc, Wc = _padded(hc), _padded(wc)
         level = np.zeros((6, Hc, Wc), np.float32)  # centre, north, south, west, east, 1 / centre
         wt = np.zeros((Hc, Wc), np.float32)
         for i in range(hc):
@@ -450,13 +452,13 @@ class Hierarchy:
         sides = np.array(sides, dtype=np.bool_)
         h, w = inside.shape
         self.shape, self.sides = (h, w), tuple(bool(v) for v in sides)
-        self.padded = _padded_shape(h, w)
         # Per level: stencil planes, mask weight, row spans (padded layout), and block_spans[k], the
         # 2x2 blocks restricted from level k into level k + 1.  The finest level's arrays also
         # come on their own, so that nothing here indexes a typed list (see build_levels).
         (self.stencils, self.wts, self.spans, self.block_spans, self.fine_deg, self.fine_wt, self.fine_spans,
          levels, st, mask) = build_levels(inside, sides, COARSEST)
         self.levels = int(levels)
+        self.padded = self.fine_deg.shape
         cells = np.nonzero(mask)
         self.cells_i, self.cells_j = cells[0] + 1, cells[1] + 1  # padded coordinates
         with single_threaded_blas():
