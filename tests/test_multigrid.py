@@ -177,8 +177,6 @@ def test_prolong_then_smooth_is_the_two_steps():
 
 def _cycle_matrix(h):
     """The cycle ``B`` as a dense matrix over the fine masked cells: the cycle applied to every unit vector."""
-    from numba.typed import List
-
     m = h.wts[0] > 0
     n = int(m.sum())
     columns = []
@@ -189,9 +187,7 @@ def _cycle_matrix(h):
         f0 = np.zeros((C,) + m.shape, np.float32)
         f0[:, m] = r
         z = np.zeros_like(f0)
-        f = List([f0] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
-        u = List([z] + [np.zeros((C,) + s.shape[1:], np.float32) for s in h.stencils[1:]])
-        rows = List([np.zeros((C, 2, s.shape[2]), np.float32) for s in h.stencils])
+        f, u, rows = mg.level_buffers(h.stencils, f0, z)
         mg.run_cycle(h.schedule, h.scales, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse,
                      h.cells_i, h.cells_j)
         assert not z[:, ~m].any()

@@ -107,6 +107,12 @@ def _block_spans(spans, coarse_rows):
 
 
 @nb.njit(cache=True, nogil=True)
+def _degree(i, j, h, w, sides):
+    """The fine Laplacian's diagonal at box pixel ``(i, j)``: 4, less one per side on the image border."""
+    return 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) - ((j == w - 1) & sides[3])
+
+
+@nb.njit(cache=True, nogil=True)
 def fine_stencil_coarsened(inside, sides):
     """The Galerkin operator ``R A P`` of the fine masked Laplacian: level 1's 5 stencil arrays and its mask."""
     h, w = inside.shape
@@ -119,8 +125,7 @@ def fine_stencil_coarsened(inside, sides):
                 continue
             I, J = i // 2, j // 2
             in2[I, J] = True
-            st[0, I, J] += 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) \
-                - ((j == w - 1) & sides[3])
+            st[0, I, J] += _degree(i, j, h, w, sides)
             if i > 0 and inside[i - 1, j]:
                 st[0 if (i - 1) // 2 == I else 1, I, J] -= 1.0
             if i < h - 1 and inside[i + 1, j]:
@@ -386,8 +391,7 @@ def build_levels(inside, sides, coarsest):
     for i in range(h):
         for j in range(w):
             if inside[i, j]:
-                deg = 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) \
-                    - ((j == w - 1) & sides[3])
+                deg = _degree(i, j, h, w, sides)
                 fine[0, i + 1, j + 1] = deg
                 fine[1, i + 1, j + 1] = 1.0
                 fine[2, i + 1, j + 1] = 1.0 / deg
