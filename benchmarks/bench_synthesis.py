@@ -15,6 +15,9 @@ effects hit them alike.  Methods:
   logistic labels) and cable (binary labels, no object masks);
 * ``reference:<preset>`` — a transcription of the reference generator's work
   (``reference_nsa.py``: full-image seamlessClone per patch, whole-image medians);
+* ``authors:<preset>`` — with ``--authors-code DIR``, the authors' own ``patch_ex`` from a
+  checkout of their repository (``authors_nsa.py``), beside the transcription: its rows
+  check that ``reference:<preset>`` costs what the code it transcribes costs;
 * ``transform:<preset>`` — the same presets through the Albumentations transform
   (``A.Compose([NaturalSyntheticAnomaly.from_preset(...)])``, source under
   ``nsa_source``): plan sampled in the parameter hook, rendered in ``apply``; its
@@ -49,6 +52,7 @@ from environment import thread_environment  # noqa: E402
 from images import DEFAULT_DATA, load_images  # noqa: E402
 from first_call import REFERENCE, SYNTHESIS, first_call_latency  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
+from authors_nsa import authors_generator  # noqa: E402
 
 from nsa_augment import methods as nsa_methods  # noqa: E402
 from nsa_augment import presets, synthesize, synthesize_volume  # noqa: E402
@@ -95,12 +99,14 @@ def _transform(cfg):
     return run
 
 
-def methods(cfgs, peers: bool = True) -> dict[str, callable]:
+def methods(cfgs, peers: bool = True, authors_code: Path | None = None) -> dict[str, callable]:
     """name -> fn(destination, source, rng) returning (image, label)."""
     out = {}
     for key, cfg in cfgs.items():
         out[f"nsa:{key}"] = lambda d, s, rng, cfg=cfg: synthesize(d, s, cfg, rng)[:2]
         out[f"reference:{key}"] = lambda d, s, rng, cfg=cfg: reference_nsa(d, s, cfg, rng)
+        if authors_code is not None:
+            out[f"authors:{key}"] = authors_generator(authors_code, cfg)
         out[f"transform:{key}"] = _transform(cfg)
     if peers:
         for name in PEERS:
@@ -200,11 +206,13 @@ def main(argv=None):
     ap.add_argument("--examples", type=int, default=300, help="examples per method and size")
     ap.add_argument("--no-peers", action="store_true", help="only NSA and the reference transcription")
     ap.add_argument("--no-volumes", action="store_true", help="skip the 3-D rows")
+    ap.add_argument("--authors-code", type=Path, metavar="DIR",
+                    help="a checkout of hmsch/natural-synthetic-anomalies: adds the authors' own generator")
     args = ap.parse_args(argv)
     sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
 
     cfgs = configs()
-    fns = methods(cfgs, peers=not args.no_peers)
+    fns = methods(cfgs, peers=not args.no_peers, authors_code=args.authors_code)
     env = thread_environment()
     print(f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}, images from "
           f"{args.data if args.data.is_dir() else 'scikit-image'}; threads: {env}")

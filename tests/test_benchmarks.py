@@ -74,6 +74,41 @@ def test_bench_synthesis_quick(tmp_path):
     assert all(volumes[f"solver3d:{m}"]["max_diff_levels"] <= 0.5 + 1e-6 for m in ("box", "ellipsoid"))
 
 
+def test_authors_generator_passes_the_preset_to_patch_ex_and_names_a_missing_checkout(tmp_path):
+    """``bench_synthesis.py --authors-code``: the authors' ``patch_ex`` gets the preset's settings (a stand-in here)."""
+    import importlib.util
+
+    import cv2
+    import numpy as np
+    import pytest
+
+    from nsa_augment import presets
+
+    spec = importlib.util.spec_from_file_location("authors_nsa", ROOT / "benchmarks" / "authors_nsa.py")
+    authors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(authors)
+    with pytest.raises(FileNotFoundError, match="natural-synthetic-anomalies"):
+        authors.authors_generator(tmp_path, presets.get("mvtec/carpet"))
+    tasks = tmp_path / "self_sup_data" / "self_sup_tasks.py"
+    tasks.parent.mkdir()
+    tasks.write_text("import numpy as np\nCALLS = []\n"
+                     "def patch_ex(ima_dest, ima_src=None, **kw):\n"
+                     "    CALLS.append((np.random.randint(1 << 30), kw))\n"
+                     "    return ima_dest.copy(), np.zeros(ima_dest.shape[:2] + (1,))\n")
+    hazelnut = presets.get("mvtec/hazelnut")
+    run = authors.authors_generator(tmp_path, hazelnut)
+    image = np.zeros((32, 32, 3), np.uint8)
+    draws = [run(image, image, np.random.default_rng(0)), run(image, image, np.random.default_rng(0))]
+    calls = run.patch_ex.__globals__["CALLS"]
+    assert calls[0][0] == calls[1][0]  # NumPy's global state seeded from the benchmark's generator
+    kw = calls[0][1]
+    assert kw["mode"] == cv2.NORMAL_CLONE and kw["label_mode"] == "logistic-intensity"
+    assert kw["skip_background"] == list(hazelnut.object_masks) and kw["num_patches"] == hazelnut.num_patches
+    assert kw["width_bounds_pct"] == hazelnut.width_bounds and kw["gamma_params"] == hazelnut.gamma
+    assert draws[0][0].shape == image.shape
+    assert authors.patch_ex_arguments(presets.get("mvtec/carpet"))["mode"] == cv2.MIXED_CLONE
+
+
 def test_bench_detection_runs_resumes_and_reports(tmp_path):
     import sys as _sys
 
