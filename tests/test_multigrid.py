@@ -24,7 +24,14 @@ def _masks(rng):
     bar = np.zeros((37, 50), bool)
     bar[:, 10:13] = True
     bar[18, :] = True
-    return {"ellipse": ellipse, "ring": ring, "random": blobs, "cross": bar, "full": np.ones((37, 50), bool)}
+    # Several masked runs per row, on this level and the next: gaps of 17 columns are skipped
+    # (mg.SPAN_GAP), one of 2 is swept through; a diagonal edge varies the runs by row.
+    comb = np.zeros((37, 50), bool)
+    for a, b in ((0, 5), (22, 26), (43, 46), (48, 50)):
+        comb[:, a:b] = True
+    comb &= xx < 60 - yy // 2
+    return {"ellipse": ellipse, "ring": ring, "random": blobs, "cross": bar, "comb": comb,
+            "full": np.ones((37, 50), bool)}
 
 
 def _large_masks():
@@ -70,6 +77,36 @@ def test_coarse_levels_are_galerkin_products(sides):
         assert abs(_level_matrix(st2, coarse2) - expected).max() < 1e-5, name
 
 
+def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps():
+    """Per level, a row's ranges hold all its masked cells and no gap of SPAN_GAP or more inside a range;
+    the 2x2-block ranges of each coarse row hold every block with a masked fine cell."""
+    h = mg.Hierarchy(_masks(np.random.default_rng(0))["comb"], (False,) * 4)
+    assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
+    for level in range(h.levels):
+        mask = h.wts[level] > 0
+        for i, ranges in enumerate(h.spans[level]):
+            covered = np.zeros(mask.shape[1], bool)
+            pairs = [(int(a), int(b)) for a, b in ranges.reshape(-1, 2) if b > 0]
+            for (a, b), nxt in zip(pairs, pairs[1:] + [None]):
+                covered[a:b] = True
+                assert mask[i, a] and mask[i, b - 1]
+                if nxt is not None:
+                    assert nxt[0] - b >= mg.SPAN_GAP
+                runs = np.flatnonzero(np.diff(np.r_[1, mask[i, a:b].astype(int), 1]) != 0)
+                gaps = np.diff(runs)[1::2] if runs.size else []
+                assert all(g < mg.SPAN_GAP for g in gaps)
+            assert not (mask[i] & ~covered).any(), (level, i)
+        if level + 1 < h.levels:
+            blocks = np.zeros_like(h.wts[level + 1], bool)
+            ii, jj = np.nonzero(mask)
+            blocks[(ii + 1) // 2, (jj + 1) // 2] = True
+            for I, ranges in enumerate(h.block_spans[level]):
+                covered = np.zeros(blocks.shape[1], bool)
+                for a, b in ranges.reshape(-1, 2):
+                    covered[int(a):int(b)] = True
+                assert not (blocks[I] & ~covered).any(), (level, I)
+
+
 def _dense_level(h, level):
     """Level ``level``'s operator as a dense matrix over its padded grid, and its masked cells."""
     st = h.stencils[level]
@@ -82,10 +119,11 @@ def _dense_level(h, level):
     return mg._dense(st[:5].astype(np.float64), mask, np.flatnonzero(mask.ravel())), mask
 
 
+@pytest.mark.parametrize("name", ["ring", "comb"])
 @pytest.mark.parametrize("level", [0, 1])
-def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level):
+def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level, name):
     rng = np.random.default_rng(2)
-    mask = _masks(rng)["ring"]
+    mask = _masks(rng)[name]
     h = mg.Hierarchy(mask, (True, False, False, True))
     A, m = _dense_level(h, level)
     shape = h.stencils[level].shape[1:]
@@ -109,10 +147,11 @@ def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level):
         assert not got[:, ~m].any()
 
 
+@pytest.mark.parametrize("name", ["random", "comb"])
 @pytest.mark.parametrize("level", [0, 1])
-def test_residual_restriction_and_prolongation_match_numpy(level):
+def test_residual_restriction_and_prolongation_match_numpy(level, name):
     rng = np.random.default_rng(3)
-    mask = _masks(rng)["random"]
+    mask = _masks(rng)[name]
     h = mg.Hierarchy(mask, (False, True, True, False))
     A, m = _dense_level(h, level)
     coarse = h.wts[level + 1] > 0

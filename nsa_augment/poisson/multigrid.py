@@ -46,6 +46,9 @@ from .blas import single_threaded_blas
 OVER_CORRECTION = 1.5
 #: Below this many unknowns the coarsest level is solved with a dense inverse.
 COARSEST = 100
+#: Masked runs of a row closer than this many columns are swept as one range (the gap's zeros
+#: included): a shorter gap costs less than another loop.
+SPAN_GAP = 8
 #: The relative residual one float32 CG pass aims at before the float64 refinement takes over.
 #: float32 rounding stalls the true residual near 1e-6; 1e-5 stopped 512 px uint8 blends one
 #: iteration short of the error goal, which then cost a second pass (a restart cycle, a float64
@@ -55,7 +58,10 @@ FLOAT32_RTOL = 3e-6
 # Layout shared by the kernels.  Every level's arrays are padded: one ring of zeros around the box,
 # rounded up to even sizes, so the kernels need no bounds checks and a 2x2 block never leaves the
 # array.  All vectors are zero off the mask, and the stencils are zero there too, which keeps them
-# zero without branches.  ``spans[i] = (first, last + 1)`` are the padded columns a row touches.
+# zero without branches.  ``spans[i] = (first_0, last_0 + 1, first_1, last_1 + 1, ...)`` are the
+# padded column ranges a row touches, zero-filled: a row's masked runs, runs less than
+# :data:`SPAN_GAP` apart merged (a ring's hole, the gaps between an object's parts are skipped;
+# short gaps cost less than another loop).
 # Indices are unsigned and rows are taken as 1-D views: that is what lets LLVM vectorise the loops
 # (signed indices make Numba check for negative wrap-around on every access).
 
@@ -74,39 +80,72 @@ def _pad(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @nb.njit(cache=True, nogil=True)
 def _row_spans(inside, padded_rows):
-    """Padded ``(first, last + 1)`` masked columns per padded row (``(0, 0)`` for an empty row)."""
+    """Padded ``(first, last + 1)`` column ranges of every padded row's masked runs, zero-filled.
+
+    Runs less than :data:`SPAN_GAP` columns apart are merged.  Returns uint64 ``(padded_rows, 2 K)``,
+    ``K`` the most ranges a row has (at least 1); an empty row is all zeros.
+    """
     h, w = inside.shape
-    spans = np.zeros((padded_rows, 2), np.uint64)
+    most = 1
     for i in range(h):
-        first, last = -1, -1
+        count, last = 0, -SPAN_GAP - 1
         for j in range(w):
             if inside[i, j]:
-                if first < 0:
-                    first = j
+                if j - last > SPAN_GAP:
+                    count += 1
                 last = j
-        if first >= 0:
-            spans[i + 1, 0] = first + 1
-            spans[i + 1, 1] = last + 2
+        most = max(most, count)
+    spans = np.zeros((padded_rows, 2 * most), np.uint64)
+    for i in range(h):
+        k, last = -1, -SPAN_GAP - 1
+        for j in range(w):
+            if inside[i, j]:
+                if j - last > SPAN_GAP:
+                    k += 1
+                    spans[i + 1, 2 * k] = j + 1
+                spans[i + 1, 2 * k + 1] = j + 2
+                last = j
     return spans
 
 
 @nb.njit(cache=True, nogil=True)
 def _block_spans(spans, coarse_rows):
-    """Padded column range of every coarse row's 2x2 blocks: the union of its two fine rows' spans."""
-    out = np.zeros((coarse_rows, 2), np.uint64)
+    """Padded column ranges of every coarse row's 2x2 blocks: the union of its two fine rows' ranges.
+
+    Padded fine column ``j`` belongs to coarse column ``(j + 1) // 2``; ranges less than
+    :data:`SPAN_GAP` apart are merged, as in :func:`_row_spans`.
+    """
+    K = spans.shape[1] // 2
+    starts = np.zeros(2 * K, np.int64)
+    ends = np.zeros(2 * K, np.int64)
+    merged = np.zeros((coarse_rows, 2 * K), np.uint64)
+    most = 1
     # A coarse level's padding can hold one more row than the fine level has blocks for.
     for I in range(1, min(coarse_rows - 1, spans.shape[0] // 2)):
-        lo, hi = np.uint64(0), np.uint64(0)
+        n = 0
         for i in (2 * I - 1, 2 * I):
-            if spans[i, 1] > spans[i, 0]:
-                first = (spans[i, 0] + np.uint64(1)) >> np.uint64(1)
-                last = (spans[i, 1] - np.uint64(1) + np.uint64(1)) >> np.uint64(1)
-                if hi == 0 or first < lo:
-                    lo = first
-                if last + np.uint64(1) > hi:
-                    hi = last + np.uint64(1)
-        out[I, 0], out[I, 1] = lo, hi
-    return out
+            for k in range(K):
+                a, b = np.int64(spans[i, 2 * k]), np.int64(spans[i, 2 * k + 1])
+                if b == 0:
+                    break
+                # insertion by start: at most 2 K ranges
+                lo, hi = (a + 1) >> 1, (b >> 1) + 1
+                m = n
+                while m > 0 and starts[m - 1] > lo:
+                    starts[m], ends[m] = starts[m - 1], ends[m - 1]
+                    m -= 1
+                starts[m], ends[m] = lo, hi
+                n += 1
+        count = -1
+        for m in range(n):
+            if count >= 0 and starts[m] - np.int64(merged[I, 2 * count + 1]) < SPAN_GAP:
+                if ends[m] > np.int64(merged[I, 2 * count + 1]):
+                    merged[I, 2 * count + 1] = ends[m]
+            else:
+                count += 1
+                merged[I, 2 * count], merged[I, 2 * count + 1] = starts[m], ends[m]
+        most = max(most, count + 1)
+    return np.ascontiguousarray(merged[:, : 2 * most])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -174,53 +213,55 @@ def smooth_row(u, f, st, spans, i, color, from_zero):
     With ``from_zero`` ``u`` is taken as zero: those pixels get ``f / centre``.
     """
     one, two = np.uint64(1), np.uint64(2)
-    j0, j1 = spans[i, 0], spans[i, 1]
-    if j1 == 0:
-        return
     parity = (np.uint64(i) + np.uint64(color)) & one
-    start = j0 + ((j0 + parity) & one)
     fine = st.shape[0] == 3
     rc = st[2, i] if fine else st[5, i]
-    for c in range(u.shape[0]):
-        un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
-        if from_zero:
-            for j in range(start, j1, two):
-                uu[j] = rc[j] * fr[j]
-        elif fine:
-            for j in range(start, j1, two):
-                uu[j] = rc[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one])
-        else:
-            sn, ss, sw, se = st[1, i], st[2, i], st[3, i], st[4, i]
-            for j in range(start, j1, two):
-                uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one])
+    for s in range(0, spans.shape[1], 2):
+        j0, j1 = spans[i, s], spans[i, s + 1]
+        if j1 == 0:
+            return
+        start = j0 + ((j0 + parity) & one)
+        for c in range(u.shape[0]):
+            un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
+            if from_zero:
+                for j in range(start, j1, two):
+                    uu[j] = rc[j] * fr[j]
+            elif fine:
+                for j in range(start, j1, two):
+                    uu[j] = rc[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one])
+            else:
+                sn, ss, sw, se = st[1, i], st[2, i], st[3, i], st[4, i]
+                for j in range(start, j1, two):
+                    uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one])
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def residual_restrict_rows(u, f, st, block_spans, row, out, I):
     """``out[:, I] = R (f - A u)`` for coarse row ``I``: the residuals of fine rows ``2I - 1`` and ``2I`` summed per block."""
     one, two = np.uint64(1), np.uint64(2)
-    J0, J1 = block_spans[I, 0], block_spans[I, 1]
-    if J1 == 0:
-        return
     fine = st.shape[0] == 3
-    for k in range(2):
-        i = 2 * I - 1 + k
+    for s in range(0, block_spans.shape[1], 2):
+        J0, J1 = block_spans[I, s], block_spans[I, s + 1]
+        if J1 == 0:
+            return
+        for k in range(2):
+            i = 2 * I - 1 + k
+            for c in range(u.shape[0]):
+                un, uu, us, fr, rr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i], row[c, k]
+                if fine:
+                    dr, wr = st[0, i], st[1, i]
+                    for j in range(two * J0 - one, two * J1 - one):
+                        rr[j] = wr[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one]) - dr[j] * uu[j]
+                else:
+                    sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
+                    for j in range(two * J0 - one, two * J1 - one):
+                        rr[j] = fr[j] - sc[j] * uu[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] \
+                            - se[j] * uu[j + one]
         for c in range(u.shape[0]):
-            un, uu, us, fr, rr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i], row[c, k]
-            if fine:
-                dr, wr = st[0, i], st[1, i]
-                for j in range(two * J0 - one, two * J1 - one):
-                    rr[j] = wr[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one]) - dr[j] * uu[j]
-            else:
-                sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
-                for j in range(two * J0 - one, two * J1 - one):
-                    rr[j] = fr[j] - sc[j] * uu[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] \
-                        - se[j] * uu[j + one]
-    for c in range(u.shape[0]):
-        r0, r1, oc = row[c, 0], row[c, 1], out[c, I]
-        for J in range(J0, J1):
-            j = two * J - one
-            oc[J] = r0[j] + r0[j + one] + r1[j] + r1[j + one]
+            r0, r1, oc = row[c, 0], row[c, 1], out[c, I]
+            for J in range(J0, J1):
+                j = two * J - one
+                oc[J] = r0[j] + r0[j + one] + r1[j] + r1[j + one]
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -229,18 +270,21 @@ def prolong_row(u, e, scale, wt, spans, i):
     one, two = np.uint64(1), np.uint64(2)
     I = (i + 1) >> 1
     wr = wt[i]
-    j0, j1 = spans[i, 0], spans[i, 1]
-    if j1 == 0:
-        return
-    # Padded column j belongs to coarse column (j + 1) // 2: columns 2J - 1 and 2J share cell J.
-    # Looping over cells (not columns) avoids the index arithmetic per pixel, so LLVM vectorises it.
-    J0, J1 = (j0 + one) >> one, (j1 - one + one) >> one
-    for c in range(u.shape[0]):
-        uu, er = u[c, i], e[c, I]
-        for J in range(J0, J1 + one):
-            v = scale * er[J]
-            uu[two * J - one] += v * wr[two * J - one]
-            uu[two * J] += v * wr[two * J]
+    for s in range(0, spans.shape[1], 2):
+        j0, j1 = spans[i, s], spans[i, s + 1]
+        if j1 == 0:
+            return
+        # Padded column j belongs to coarse column (j + 1) // 2: columns 2J - 1 and 2J share cell J.
+        # Looping over cells (not columns) avoids the index arithmetic per pixel, so LLVM vectorises
+        # it.  A range's cells may reach one column past it on each side, where the mask weight is 0
+        # (ranges are SPAN_GAP apart, so no column is reached twice).
+        J0, J1 = (j0 + one) >> one, (j1 - one + one) >> one
+        for c in range(u.shape[0]):
+            uu, er = u[c, i], e[c, I]
+            for J in range(J0, J1 + one):
+                v = scale * er[J]
+                uu[two * J - one] += v * wr[two * J - one]
+                uu[two * J] += v * wr[two * J]
 
 
 # --- Sweeps.  Each walks the rows once, doing in one pass what would otherwise take two or three:
@@ -574,10 +618,13 @@ def apply_dot(p, deg, wt, spans, ap):
         for c in range(C):
             pn, pp, ps, qr = p[c, i - 1], p[c, i], p[c, i + 1], ap[c, i]
             total = np.float32(0.0)
-            for j in range(spans[i, 0], spans[i, 1]):
-                q = dr[j] * pp[j] - wr[j] * (pn[j] + ps[j] + pp[j - one] + pp[j + one])
-                qr[j] = q
-                total += q * pp[j]
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    q = dr[j] * pp[j] - wr[j] * (pn[j] + ps[j] + pp[j - one] + pp[j + one])
+                    qr[j] = q
+                    total += q * pp[j]
             out[c] += total
     return out
 
@@ -592,10 +639,13 @@ def step(x, r, p, ap, alpha, spans):
             a = np.float32(alpha[c])
             xr, rr, pr, qr = x[c, i], r[c, i], p[c, i], ap[c, i]
             total = np.float32(0.0)
-            for j in range(spans[i, 0], spans[i, 1]):
-                xr[j] += a * pr[j]
-                rr[j] -= a * qr[j]
-                total += rr[j] * rr[j]
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    xr[j] += a * pr[j]
+                    rr[j] -= a * qr[j]
+                    total += rr[j] * rr[j]
             out[c] += total
     return out
 
@@ -609,8 +659,11 @@ def dot(a, b, spans):
         for c in range(C):
             ar, br = a[c, i], b[c, i]
             total = np.float32(0.0)
-            for j in range(spans[i, 0], spans[i, 1]):
-                total += ar[j] * br[j]
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    total += ar[j] * br[j]
             out[c] += total
     return out
 
@@ -623,8 +676,11 @@ def new_direction(p, z, beta, spans):
         for c in range(C):
             b = np.float32(beta[c])
             pr, zr = p[c, i], z[c, i]
-            for j in range(spans[i, 0], spans[i, 1]):
-                pr[j] = zr[j] + b * pr[j]
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    pr[j] = zr[j] + b * pr[j]
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -640,11 +696,14 @@ def residual64(x, rhs, deg, wt, spans, r):
         for c in range(C):
             xn, xx, xs, br, rr = x[c, i - 1], x[c, i], x[c, i + 1], rhs[c, i - 1], r[c, i]
             total = 0.0
-            for j in range(spans[i, 0], spans[i, 1]):
-                v = br[j - one] - np.float64(dr[j]) * xx[j] + np.float64(wr[j]) * (
-                    np.float64(xn[j]) + np.float64(xs[j]) + np.float64(xx[j - one]) + np.float64(xx[j + one]))
-                rr[j] = v
-                total += v * v
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    v = br[j - one] - np.float64(dr[j]) * xx[j] + np.float64(wr[j]) * (
+                        np.float64(xn[j]) + np.float64(xs[j]) + np.float64(xx[j - one]) + np.float64(xx[j + one]))
+                    rr[j] = v
+                    total += v * v
             out[c] += total
     return out
 
@@ -658,8 +717,11 @@ def max_abs(a, spans):
         for c in range(C):
             ar = a[c, i]
             top = np.float32(0.0)
-            for j in range(spans[i, 0], spans[i, 1]):
-                top = max(top, abs(ar[j]))
+            for s in range(0, spans.shape[1], 2):
+                if spans[i, s + 1] == 0:
+                    break
+                for j in range(spans[i, s], spans[i, s + 1]):
+                    top = max(top, abs(ar[j]))
             out[c] = max(out[c], top)
     return out
 
