@@ -77,11 +77,33 @@ def test_coarse_levels_are_galerkin_products(sides):
         assert abs(_level_matrix(st2, coarse2) - expected).max() < 1e-5, name
 
 
-def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps():
+def _interleaved_mask():
+    """Rows whose runs alternate with the next row's, far apart: each 2x2-block row holds twice the
+    ranges either fine row has (4 against 2 and 3), joined by one masked column."""
+    mask = np.zeros((24, 130), bool)
+    for r in range(0, 24, 2):
+        mask[r, 0:6] = mask[r, 80:86] = True
+        mask[r + 1, 40:46] = mask[r + 1, 120:126] = True
+    mask[:, 128] = True
+    return mask
+
+
+@pytest.mark.parametrize("name", ["comb", "interleaved"])
+def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
     """Per level, a row's ranges hold all its masked cells and no gap of SPAN_GAP or more inside a range;
-    the 2x2-block ranges of each coarse row hold every block with a masked fine cell."""
-    h = mg.Hierarchy(_masks(np.random.default_rng(0))["comb"], (False,) * 4)
-    assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
+    the 2x2-block ranges of each coarse row hold every block with a masked fine cell; and the solve
+    on those ranges is the sparse one."""
+    mask = _masks(np.random.default_rng(0))["comb"] if name == "comb" else _interleaved_mask()
+    h = mg.Hierarchy(mask, (False,) * 4)
+    if name == "comb":
+        assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
+    else:
+        assert h.spans[0].shape[1] == 6 and h.block_spans[0].shape[1] == 8
+    rng = np.random.default_rng(1)
+    rhs = np.zeros((3,) + mask.shape)
+    rhs[:, mask] = rng.normal(size=(3, int(mask.sum()))) * 50
+    x, its = masked_solver.solve_masked(rhs, mask, (False,) * 4)
+    assert its > 0 and np.abs(x - masked_solver._solve_direct(rhs, mask, (False,) * 4)).max() < 1e-4
     for level in range(h.levels):
         mask = h.wts[level] > 0
         for i, ranges in enumerate(h.spans[level]):

@@ -116,34 +116,33 @@ def _block_spans(spans, coarse_rows):
     :data:`SPAN_GAP` apart are merged, as in :func:`_row_spans`.
     """
     K = spans.shape[1] // 2
-    starts = np.zeros(2 * K, np.int64)
-    ends = np.zeros(2 * K, np.int64)
-    merged = np.zeros((coarse_rows, 2 * K), np.uint64)
+    merged = np.zeros((coarse_rows, 4 * K), np.uint64)  # up to 2 K ranges: the two rows' may interleave
     most = 1
     # A coarse level's padding can hold one more row than the fine level has blocks for.
     for I in range(1, min(coarse_rows - 1, spans.shape[0] // 2)):
-        n = 0
-        for i in (2 * I - 1, 2 * I):
-            for k in range(K):
-                a, b = np.int64(spans[i, 2 * k]), np.int64(spans[i, 2 * k + 1])
-                if b == 0:
-                    break
-                # insertion by start: at most 2 K ranges
-                lo, hi = (a + 1) >> 1, (b >> 1) + 1
-                m = n
-                while m > 0 and starts[m - 1] > lo:
-                    starts[m], ends[m] = starts[m - 1], ends[m - 1]
-                    m -= 1
-                starts[m], ends[m] = lo, hi
-                n += 1
+        upper, lower = spans[2 * I - 1], spans[2 * I]
+        a = b = 0  # the next range of each fine row (both sorted): merge them in order of start
         count = -1
-        for m in range(n):
-            if count >= 0 and starts[m] - np.int64(merged[I, 2 * count + 1]) < SPAN_GAP:
-                if ends[m] > np.int64(merged[I, 2 * count + 1]):
-                    merged[I, 2 * count + 1] = ends[m]
+        while True:
+            take_upper = a < K and upper[2 * a + 1] > 0
+            take_lower = b < K and lower[2 * b + 1] > 0
+            if not (take_upper or take_lower):
+                break
+            if take_upper and take_lower:
+                take_upper = upper[2 * a] <= lower[2 * b]
+            if take_upper:
+                first, end = np.int64(upper[2 * a]), np.int64(upper[2 * a + 1])
+                a += 1
+            else:
+                first, end = np.int64(lower[2 * b]), np.int64(lower[2 * b + 1])
+                b += 1
+            lo, hi = (first + 1) >> 1, (end >> 1) + 1  # the coarse cells of fine columns [first, end)
+            if count >= 0 and lo - np.int64(merged[I, 2 * count + 1]) < SPAN_GAP:
+                if hi > np.int64(merged[I, 2 * count + 1]):
+                    merged[I, 2 * count + 1] = hi
             else:
                 count += 1
-                merged[I, 2 * count], merged[I, 2 * count + 1] = starts[m], ends[m]
+                merged[I, 2 * count], merged[I, 2 * count + 1] = lo, hi
         most = max(most, count + 1)
     return np.ascontiguousarray(merged[:, : 2 * most])
 
