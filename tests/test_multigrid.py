@@ -8,6 +8,8 @@ and masks touch the image border, so the padding and the Neumann sides are exerc
 import numpy as np
 import pytest
 import scipy.sparse
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from nsa_augment.poisson import masked_solver
 from nsa_augment.poisson import multigrid as mg
@@ -88,22 +90,10 @@ def _interleaved_mask():
     return mask
 
 
-@pytest.mark.parametrize("name", ["comb", "interleaved"])
-def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
-    """Per level, a row's ranges hold all its masked cells and no gap of SPAN_GAP or more inside a range;
-    the 2x2-block ranges of each coarse row hold every block with a masked fine cell; and the solve
-    on those ranges is the sparse one."""
-    mask = _masks(np.random.default_rng(0))["comb"] if name == "comb" else _interleaved_mask()
-    h = mg.Hierarchy(mask, (False,) * 4)
-    if name == "comb":
-        assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
-    else:
-        assert h.spans[0].shape[1] == 6 and h.block_spans[0].shape[1] == 8
-    rng = np.random.default_rng(1)
-    rhs = np.zeros((3,) + mask.shape)
-    rhs[:, mask] = rng.normal(size=(3, int(mask.sum()))) * 50
-    x, its = masked_solver.solve_masked(rhs, mask, (False,) * 4)
-    assert its > 0 and np.abs(x - masked_solver._solve_direct(rhs, mask, (False,) * 4)).max() < 1e-4
+def _check_ranges(h):
+    """Per level, a row's ranges hold all its masked cells, start and end on one, and hold no gap of
+    SPAN_GAP or more, and consecutive ranges are SPAN_GAP apart or more; each coarse row's 2x2-block
+    ranges hold every block with a masked fine cell."""
     for level in range(h.levels):
         mask = h.wts[level] > 0
         for i, ranges in enumerate(h.spans[level]):
@@ -111,12 +101,12 @@ def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
             pairs = [(int(a), int(b)) for a, b in ranges.reshape(-1, 2) if b > 0]
             for (a, b), nxt in zip(pairs, pairs[1:] + [None]):
                 covered[a:b] = True
-                assert mask[i, a] and mask[i, b - 1]
+                assert mask[i, a] and mask[i, b - 1], (level, i)
                 if nxt is not None:
-                    assert nxt[0] - b >= mg.SPAN_GAP
-                runs = np.flatnonzero(np.diff(np.r_[1, mask[i, a:b].astype(int), 1]) != 0)
-                gaps = np.diff(runs)[1::2] if runs.size else []
-                assert all(g < mg.SPAN_GAP for g in gaps)
+                    assert nxt[0] - b >= mg.SPAN_GAP, (level, i)
+                # the range starts and ends masked: its transitions pair up as (gap start, gap end)
+                edges = np.flatnonzero(np.diff(mask[i, a:b].astype(int)) != 0)
+                assert all(g < mg.SPAN_GAP for g in np.diff(edges)[::2]), (level, i)
             assert not (mask[i] & ~covered).any(), (level, i)
         if level + 1 < h.levels:
             blocks = np.zeros_like(h.wts[level + 1], bool)
@@ -127,6 +117,44 @@ def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
                 for a, b in ranges.reshape(-1, 2):
                     covered[int(a):int(b)] = True
                 assert not (blocks[I] & ~covered).any(), (level, I)
+
+
+def _check_solve(mask, sides, seed):
+    rng = np.random.default_rng(seed)
+    rhs = np.zeros((3,) + mask.shape)
+    rhs[:, mask] = rng.normal(size=(3, int(mask.sum()))) * 50
+    x, its = masked_solver.solve_masked(rhs, mask, sides)
+    assert its > 0 and np.abs(x - masked_solver._solve_direct(rhs, mask, sides)).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["comb", "interleaved"])
+def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
+    mask = _masks(np.random.default_rng(0))["comb"] if name == "comb" else _interleaved_mask()
+    h = mg.Hierarchy(mask, (False,) * 4)
+    if name == "comb":
+        assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
+    else:
+        assert h.spans[0].shape[1] == 6 and h.block_spans[0].shape[1] == 8
+    _check_ranges(h)
+    _check_solve(mask, (False,) * 4, 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(hst.integers(4, 40), hst.integers(12, 90), hst.integers(1, 6), hst.integers(0, 2**32 - 1),
+       hst.sampled_from(SIDES))
+def test_row_ranges_and_solve_on_random_runs(h, w, runs, seed, sides):
+    """Random runs per row (lengths 1-12, anywhere): the ranges on every level, and the solve against SuperLU."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((h, w), bool)
+    for i in range(h):
+        for _ in range(rng.integers(0, runs + 1)):
+            a = rng.integers(0, w)
+            mask[i, a : a + rng.integers(1, 13)] = True
+    mask[:, rng.integers(0, w)] = True  # one connected column: every row has a run
+    if mask.all():
+        mask[0, 0] = False
+    _check_ranges(mg.Hierarchy(mask, sides))
+    _check_solve(mask, sides, seed)
 
 
 def _dense_level(h, level):
