@@ -3,9 +3,10 @@
 ``reference_nsa.py`` transcribes the reference generator's work; this module runs the
 reference itself — ``patch_ex`` from a checkout of the authors' repository
 (https://github.com/hmsch/natural-synthetic-anomalies, MIT licence), imported from
-``self_sup_data/self_sup_tasks.py`` by file path (the package's ``__init__`` imports
-torchvision, which this environment lacks; ``self_sup_tasks.py`` needs only NumPy,
-OpenCV and scikit-image).  ``bench_synthesis.py --authors-code DIR`` adds its rows, so
+``self_sup_data/self_sup_tasks.py`` by file path, so that nothing else of the checkout
+lands on ``sys.path`` (``self_sup_tasks.py`` needs only NumPy, OpenCV and scikit-image; the
+repository's datasets and training code need torchvision, which does not import beside this
+project's torch).  ``bench_synthesis.py --authors-code DIR`` adds its rows, so
 that the transcription's timing is checked against the code it transcribes, in the same
 run.  It draws from NumPy's global random state (as the reference does), seeded per
 example from the benchmark's generator.
