@@ -24,7 +24,6 @@ import numba as nb
 import numpy as np
 
 from ...intensity import intensity_range, level_scale
-from ...validation import as_hwc
 from .objects import binary_median
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
@@ -166,39 +165,41 @@ def median_footprint(values, rows, need, out, hist):
 
 
 @nb.njit(cache=True, nogil=True)
-def _change_magnitude(before, after, scale, out):
-    """``out = scale * mean over channels |before - after|`` (float64); NumPy's reduction over a 3-long axis is slow."""
+def _measure_change(before, after, region, scale, tol, quant, cap, raw, bins):
+    """Per pixel the change ``d = scale * mean over channels |before - after|`` (as :func:`_change_magnitude`), read twice.
+
+    ``raw = (d > tol) & region`` (uint8 0/1) and ``bins = min(rint(d * quant), cap)`` (int64): the
+    label's two uses of ``d`` in one pass, without a float64 map and NumPy's temporaries
+    (1.6 ms of a 512 px example's 7 ms label did that in three NumPy passes).  A change larger
+    than the whole intensity range (a CT window narrower than the image's values) saturates at
+    ``cap`` (255 levels): the histogram of :func:`median_footprint` ends there.
+    """
     H, W, C = before.shape
     inv = scale / C
     for y in range(H):
+        b, a, r, rw, bn = before[y], after[y], region[y], raw[y], bins[y]
         for x in range(W):
             acc = 0.0
             for c in range(C):
-                acc += abs(np.float64(before[y, x, c]) - np.float64(after[y, x, c]))
-            out[y, x] = acc * inv
-    return out
-
-
-def _quantize(diff: np.ndarray, changed: np.ndarray, quant: float) -> np.ndarray:
-    """Integer bins of ``diff * changed`` (1/quant of a level), int64, saturating at 255 levels.
-
-    A change larger than the whole intensity range (a CT window narrower than the
-    image's values) counts as 255 levels: the histogram of :func:`median_disk` ends there.
-    """
-    return np.where(changed.view(bool), np.minimum(np.rint(diff * quant), 255 * quant), 0.0).astype(np.int64)
+                acc += abs(np.float64(b[x, c]) - np.float64(a[x, c]))
+            d = acc * inv
+            rw[x] = (d > tol) & r[x]  # branch-free: about a third faster than a conditional here
+            bn[x] = np.int64(min(np.rint(d * quant), cap))
+    return raw, bins
 
 
 #: The logistic never reaches 1; float32 rounding would make it 1 for large changes.
 _BELOW_ONE = np.float32(1.0) - np.float32(2.0**-24)
 
 
-def _logistic(binned: np.ndarray, changed: np.ndarray, quant: float, k: float, x0: float) -> np.ndarray:
-    """``changed / (1 + exp(-k (L - x0)))`` as float32, kept below 1."""
-    out = np.zeros(binned.shape, np.float32)
-    m = changed.view(bool)
-    v = (1.0 / (1.0 + np.exp(-k * (binned[m] / quant - x0)))).astype(np.float32)
-    out[m] = np.minimum(v, _BELOW_ONE)
-    return out
+def _logistic_table(bins: int, quant: float, k: float, x0: float) -> np.ndarray:
+    """``1 / (1 + exp(-k (b / quant - x0)))`` for every bin ``b < bins``, float32, kept below 1.
+
+    The label's intensities are whole bins, so the logistic of each is looked up: one
+    ``exp`` per bin instead of per labelled pixel, the same float64 arithmetic.
+    """
+    v = (1.0 / (1.0 + np.exp(-k * (np.arange(bins) / quant - x0)))).astype(np.float32)
+    return np.minimum(v, _BELOW_ONE)
 
 
 def _bbox(mask: np.ndarray, grow: int):
@@ -210,19 +211,6 @@ def _bbox(mask: np.ndarray, grow: int):
             return None
         box += [max(int(span[0]) - grow, 0), min(int(span[-1]) + 1 + grow, n)]
     return tuple(box)
-
-
-def change_magnitude(before: np.ndarray, after: np.ndarray, intensity: tuple[float, float] | None = None) -> np.ndarray:
-    """``mean over channels |before - after|`` on the 0..255 scale, float64 (H, W).
-
-    ``intensity``: the images' intensity range (default: :func:`~nsa_augment.intensity.intensity_range`
-    of ``before``); differences count ``255 / (hi - lo)`` levels per unit.
-    """
-    b, a = as_hwc(before), as_hwc(after)
-    lo, hi = intensity if intensity is not None else intensity_range(b)
-    spatial = b.shape[:-1]
-    flat = lambda v: v.reshape(-1, spatial[-1], v.shape[-1])  # noqa: E731 - volumes: slices stacked as rows
-    return _change_magnitude(flat(b), flat(a), level_scale(lo, hi), np.empty(flat(b).shape[:2])).reshape(spatial)
 
 
 def make_label(
@@ -281,18 +269,21 @@ def make_label(
     lo, hi = intensity if intensity is not None else intensity_range(before)
     inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
     b, a, reg = before[inner], after[inner], region[inner]
-    diff = change_magnitude(b, a, (lo, hi))
-    raw = ((diff > tol) & reg).view(np.uint8)
-    changed = binary_median(raw, MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), replicated borders as the reference
+    channels = before.shape[-1]
+    exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
+    quant = channels * (1 if exact else _FLOAT_QUANT)
+    flat = lambda v: v.reshape(-1, v.shape[-2], v.shape[-1])  # noqa: E731 - volumes: slices stacked as rows
+    rows = flat(b).shape[:2]
+    raw, bins = _measure_change(flat(b), flat(a), reg.reshape(rows), level_scale(lo, hi), float(tol), float(quant),
+                                float(255 * quant), np.empty(rows, np.uint8), np.empty(rows, np.int64))
+    changed = binary_median(raw.reshape(reg.shape), MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), as the reference
     if mode == "binary":
         out = changed.astype(np.float32)
     elif mode == "continuous":
         out = changed.astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
-        channels = before.shape[-1]
-        exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
-        quant = channels * (1 if exact else _FLOAT_QUANT)
-        q = _quantize(diff, changed, float(quant))
+        q = bins.reshape(reg.shape)
+        q *= changed  # the intensity median sees the change only where the label is set
         need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
         as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
         binned = median_footprint(as3(q), _FOOTPRINTS[dims], as3(need), np.zeros(as3(q).shape, np.int64),
@@ -301,7 +292,8 @@ def make_label(
             out = (binned / quant).astype(np.float32)
         else:
             k, x0_ = logistic
-            out = _logistic(binned, changed, float(quant), float(k), float(x0_))
+            out = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))[binned]
+            out *= changed
     else:
         raise ValueError(f"label mode must be binary, continuous, intensity or logistic, got {mode!r}")
     label[inner] = out
