@@ -180,6 +180,38 @@ def test_label_equals_whole_image_definition(tiles128, mode):
         assert np.array_equal(make_label(dst, image, region, mode, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic), label)
 
 
+@pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1)])
+def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, channels):
+    """Inputs other than uint8 read as 0..255 are binned to 1 / (4 C) of a level, and a change larger than
+    the intensity window counts as 255 levels: the intensity and logistic labels against that definition."""
+    from nsa_augment.methods.nsa.labels import make_label
+
+    scale = {np.uint8: 1.0, np.uint16: 257.0, np.float32: 1 / 255}[dtype]
+    lo, hi = 40 * scale, 200 * scale  # a window narrower than the values: large changes saturate
+    before = (tiles128[0][..., :channels].astype(np.float64) * scale).astype(dtype)
+    after = before.copy()
+    bright = (np.minimum(tiles128[1][..., :channels].astype(np.float64) + 150, 255) * scale).astype(dtype)
+    after[30:80, 20:90] = bright[30:80, 20:90]
+    after[85:100, 60:110] = before[85:100, 60:110] // 2 if dtype != np.float32 else before[85:100, 60:110] / 2
+    region = np.zeros(before.shape[:2], bool)
+    region[28:82, 18:92] = region[85:100, 60:110] = True
+
+    exact = dtype == np.uint8 and (lo, hi) == (0.0, 255.0)
+    quant = channels * (1 if exact else 4)
+    diff = np.abs(before.astype(np.float64) - after.astype(np.float64)).mean(axis=2) * 255.0 / (hi - lo)
+    changed = cv2.medianBlur(((diff > 1.0) & region).astype(np.uint8), 5)
+    bins = np.where(changed > 0, np.minimum(np.rint(diff * quant), 255 * quant), 0)
+    assert (changed.astype(bool) & (diff * quant > 255 * quant)).any()  # some pixels saturate
+    intensity = ndi.median_filter(bins, footprint=disk(5), mode="nearest") / quant
+    k, x0 = 1 / 12, 24.0
+    logistic = np.minimum((changed / (1 + np.exp(-k * (intensity - x0)))).astype(np.float32),
+                          np.float32(1) - np.float32(2**-24))
+    got = make_label(before, after, region, "intensity", intensity=(lo, hi))
+    assert np.array_equal(got, intensity.astype(np.float32))
+    got = make_label(before, after, region, "logistic", logistic=(k, x0), intensity=(lo, hi))
+    assert np.array_equal(got, np.where(changed > 0, logistic, np.float32(0)))
+
+
 def test_label_value_ranges_and_consistency(tiles128):
     rng_seed = 11
     outs = {}
