@@ -383,6 +383,36 @@ def test_bad_images(dst, src, exc, match):
         synthesize(dst, src, "mvtec/carpet", np.random.default_rng(0))
 
 
+_B = np.zeros((32, 32, 3), np.float32)
+_R = np.zeros((32, 32), bool)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        ((_B, _B[:30], _R, "logistic"), {}, ValueError, r"after must have the shape and dtype of before"),
+        ((_B, (_B * 255).astype(np.uint8), _R, "logistic"), {}, ValueError, "after must have the shape and dtype"),
+        ((_B, np.full_like(_B, np.nan), _R, "logistic"), {}, ValueError, "after contains NaN"),
+        ((_B.astype(np.float64), _B.astype(np.float64), _R, "binary"), {}, TypeError, "before must have dtype"),
+        ((_B.tolist(), _B, _R, "binary"), {}, TypeError, "before must be a numpy.ndarray"),
+        ((_B, _B, _R[:20], "logistic"), {}, ValueError, r"region must have the image's shape \(32, 32\)"),
+        ((_B, _B, _R[None], "logistic"), {}, ValueError, "a 3-D region makes before and after volumes"),
+        ((_B, _B, _R.astype(np.uint8), "logistic"), {}, TypeError, r"region must be boolean.*region != 0"),
+        ((_B, _B, [[True]], "logistic"), {}, ValueError, "region must be a boolean array"),
+        ((_B, _B, _R, "soft"), {}, ValueError, "label mode must be one of"),
+        ((_B, _B, _R, "logistic"), {"tol": float("nan")}, ValueError, "tol must be a finite number"),
+        ((_B, _B, _R, "logistic"), {"logistic": (1.0,)}, ValueError, "logistic must be a pair"),
+        ((_B, _B, _R, "logistic"), {"intensity": (1.0, 1.0)}, ValueError, "lo < hi"),
+    ],
+)
+def test_make_label_rejects_what_it_cannot_label(args, kwargs, exc, match):
+    """make_label is public: mismatched or non-finite arrays are errors, never a label of the wrong pixels."""
+    from nsa_augment.methods.nsa.labels import make_label
+
+    with pytest.raises(exc, match=match):
+        make_label(*args, **kwargs)
+
+
 def test_bad_rng_and_config():
     img = np.zeros((32, 32), np.uint8)
     with pytest.raises(TypeError, match="numpy.random.Generator"):

@@ -24,6 +24,7 @@ import numba as nb
 import numpy as np
 
 from ...intensity import intensity_range, level_scale
+from ...validation import check_choice, check_image, check_pair, check_volume, is_finite
 from .objects import binary_median
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
@@ -166,7 +167,7 @@ def median_footprint(values, rows, need, out, hist):
 
 @nb.njit(cache=True, nogil=True)
 def _measure_change(before, after, region, scale, tol, quant, cap, raw, bins):
-    """Per pixel the change ``d = scale * mean over channels |before - after|`` (as :func:`_change_magnitude`), read twice.
+    """Per pixel the change ``d = scale * mean over channels |before - after|`` (float64), read twice.
 
     ``raw = (d > tol) & region`` (uint8 0/1) and ``bins = min(rint(d * quant), cap)`` (int64): the
     label's two uses of ``d`` in one pass, without a float64 map and NumPy's temporaries
@@ -249,6 +250,12 @@ def make_label(
         binary in {0, 1}; continuous in {0, f}; logistic in [0, 1); intensity
         in 0..255 (levels of the 0..255 scale, trained with MSE).
 
+    Raises
+    ------
+    TypeError, ValueError
+        For arrays that are not images (volumes) of the same shape and dtype, a region of
+        another size, non-finite values, an unknown mode or an empty intensity range.
+
     Examples
     --------
     >>> import numpy as np
@@ -259,6 +266,39 @@ def make_label(
     >>> round(float(label[16, 16]), 3), float(label[0, 0])   # 1 / (1 + exp(-(90 - 24) / 12))
     (0.996, 0.0)
     """
+    check_choice(mode, LABEL_MODES, "label mode")
+    if not isinstance(region, np.ndarray) or region.ndim not in (2, 3):
+        raise ValueError("region must be a boolean array (H, W), or (D, H, W) for a volume, got "
+                         + (f"shape {region.shape}" if isinstance(region, np.ndarray) else type(region).__name__))
+    volume = region.ndim == 3
+    check = check_volume if volume else check_image
+    before, after = check(before, "before"), check(after, "after")
+    if after.shape != before.shape or after.dtype != before.dtype:
+        raise ValueError(f"after must have the shape and dtype of before ({before.shape}, {before.dtype}), "
+                         f"got {after.shape}, {after.dtype}")
+    spatial = before.shape[:3] if volume else before.shape[:2]
+    if region.shape != spatial:
+        raise ValueError(f"region must have the {'volume' if volume else 'image'}'s shape {spatial}, got {region.shape}"
+                         + (" (a 3-D region makes before and after volumes)" if volume else ""))
+    if region.dtype != np.bool_:
+        raise TypeError(f"region must be boolean, got {region.dtype} (use region != 0)")
+    for name, value in (("tol", tol), ("factor", factor)):
+        if not is_finite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    logistic = check_pair(logistic, "logistic")
+    if intensity is not None:
+        intensity = check_pair(intensity, "intensity")
+        if not intensity[0] < intensity[1]:
+            raise ValueError(f"intensity must be a range (lo, hi) with lo < hi, got {intensity}")
+    return _label(before, after, region, mode, tol=tol, factor=factor, logistic=logistic, intensity=intensity)
+
+
+#: The label kinds :func:`make_label` computes.
+LABEL_MODES = ("binary", "continuous", "intensity", "logistic")
+
+
+def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
+    """:func:`make_label` for checked arguments (synthesis calls this on arrays it made itself)."""
     dims = region.ndim
     label = np.zeros(region.shape, dtype=np.float32)
     box = _bbox(region, _GROW)
@@ -294,8 +334,8 @@ def make_label(
             k, x0_ = logistic
             out = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))[binned]
             out *= changed
-    else:
-        raise ValueError(f"label mode must be binary, continuous, intensity or logistic, got {mode!r}")
+    else:  # pragma: no cover - make_label checked the mode
+        raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
     label[inner] = out
     return label
 

@@ -20,7 +20,7 @@ from .blending import (
     opencv_skip_reason,
 )
 from .config import NSAConfig
-from .labels import MEDIAN_SIZE, make_label, median_keeps
+from .labels import MEDIAN_SIZE, _label, median_keeps
 from .objects import spatial_object_mask
 from .sampling import (
     PatchGeometry,
@@ -383,8 +383,8 @@ def _render(images: _Inputs, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
                 region[inside] = True
             else:
                 region[inside] |= patch_region
-    label = make_label(dst, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
-                       intensity=images.dst_range)
+    label = _label(dst, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
+                   intensity=images.dst_range)
     return image, label
 
 
