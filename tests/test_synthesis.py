@@ -413,6 +413,23 @@ def test_make_label_rejects_what_it_cannot_label(args, kwargs, exc, match):
         make_label(*args, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (([[1, 2]], [(200, 60)]), {}, TypeError, "image must be a numpy.ndarray"),
+        ((_B, [(200,)]), {}, ValueError, "each of pairs must be a pair of numbers"),
+        ((_B, []), {}, ValueError, "pairs must be a non-empty sequence"),
+        ((_B, [(200, 60)]), {"box": (0, 500, 0, 10)}, ValueError, r"must be a non-empty part of the 32x32 image"),
+        ((_B, [(200, 60)]), {"box": (0, 5.5, 0, 10)}, ValueError, "box must be four integers"),
+        ((_B, [(200, 60)]), {"intensity": (1.0, 0.0)}, ValueError, "lo < hi"),
+    ],
+)
+def test_object_mask_rejects_bad_arguments(args, kwargs, exc, match):
+    """A box beyond the image used to come back as a smaller mask, silently."""
+    with pytest.raises(exc, match=match):
+        object_mask(*args, **kwargs)
+
+
 def test_bad_rng_and_config():
     img = np.zeros((32, 32), np.uint8)
     with pytest.raises(TypeError, match="numpy.random.Generator"):

@@ -7,7 +7,7 @@ import numba as nb
 import numpy as np
 
 from ...intensity import intensity_range
-from ...validation import as_hwc
+from ...validation import as_hwc, check_image, check_pair, is_integer
 
 #: Reach of the 7x7 median that removes grain from the thresholded mask.
 OBJECT_MEDIAN = 7
@@ -100,6 +100,23 @@ def object_mask(image: np.ndarray, pairs, box=None, intensity: tuple[float, floa
     >>> bool(m[16, 16]), bool(m[0, 0]), int(m.sum())   # the 7x7 median rounds the 16x16 square's corners
     (True, False, 236)
     """
+    image = check_image(image, "image")
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__len__") or len(pairs) == 0:
+        raise ValueError(f"pairs must be a non-empty sequence of (level, threshold) pairs, got {pairs!r}")
+    pairs = [check_pair(pair, "each of pairs") for pair in pairs]
+    if box is not None:
+        if not (hasattr(box, "__len__") and len(box) == 4 and all(is_integer(v) for v in box)):
+            raise ValueError(f"box must be four integers (y0, y1, x0, x1), got {box!r}")
+        y0, y1, x0, x1 = (int(v) for v in box)
+        H, W = image.shape[:2]
+        if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
+            raise ValueError(f"box {tuple(box)} must be a non-empty part of the {H}x{W} image (0 <= y0 < y1 <= H, "
+                             "0 <= x0 < x1 <= W)")
+        box = (y0, y1, x0, x1)
+    if intensity is not None:
+        intensity = check_pair(intensity, "intensity")
+        if not intensity[0] < intensity[1]:
+            raise ValueError(f"intensity must be a range (lo, hi) with lo < hi, got {intensity}")
     return spatial_object_mask(as_hwc(image), pairs, box, intensity)
 
 
