@@ -498,3 +498,24 @@ def test_sixteen_bit_scans_are_solved_to_sixteen_bit_precision():
     assert np.abs(raw - ref).max() <= 0.01
     unit = poisson_blend(dst.astype(np.float32) / 65535, src.astype(np.float32) / 65535, mask)
     assert np.abs(unit.astype(np.float64) * 65535 - ref).max() <= 0.02  # float32 itself resolves 0.004 here
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        ((np.zeros((8, 8)).tolist(), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, TypeError, "destination must be a numpy"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((3, 4), bool)), {}, ValueError, r"mask must be an array of the source's shape \(4, 4\)"),
+        ((np.zeros((8, 8, 3)), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, ValueError, "source has 1 channels but destination has 3"),
+        ((np.zeros((8, 8)), np.full((4, 4), np.nan), np.ones((4, 4), bool)), {}, ValueError, "source contains NaN"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"offset": (6, 0)}, ValueError, "does not fit"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"offset": (1.5, 0)}, TypeError, "offset must be 2 integers"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.zeros((4, 4), bool)), {}, ValueError, "mask is empty"),
+        ((np.zeros((4, 4)), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, ValueError, "covers the whole destination"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"gradients": "max"}, ValueError, "gradients must be"),
+        ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"factor": 2.0}, ValueError, r"factor must be a number in \[0, 1\]"),
+    ],
+)
+def test_the_reference_solve_names_bad_arguments(args, kwargs, exc, match):
+    """The sparse reference is public too: it takes any real dtype (float64 for an oracle), nothing malformed."""
+    with pytest.raises(exc, match=match):
+        poisson_blend_reference(*args, **kwargs)

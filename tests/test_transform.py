@@ -231,6 +231,10 @@ def test_image_label_helper():
     m = np.zeros((4, 4), np.float32)
     m[1, 1] = 0.2
     assert image_label(m) == 1 and image_label(m, threshold=0.5) == 0
+    with pytest.raises(TypeError, match="numeric label map"):
+        image_label(None)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        image_label(m, threshold=float("nan"))  # every comparison with NaN is False: always 0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ short enough to read against the maths; the tests hold the Numba solver to it.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
@@ -17,9 +19,10 @@ from ..validation import as_hwc
 def poisson_blend_reference(destination, source, mask, *, offset=(0, 0), gradients="normal", factor=1.0):
     """Exact solve of the system :func:`~nsa_augment.poisson_blend` solves.
 
-    Same arguments (inputs assumed valid); returns the *unrounded, unclipped*
-    float64 result with shape (H, W, C).
+    Same arguments, except that any real dtype is accepted (an oracle may be fed float64);
+    returns the *unrounded, unclipped* float64 result with shape (H, W, C).
     """
+    _check(destination, source, mask, offset, gradients, factor, dims=2)
     return _reference(as_hwc(destination), as_hwc(source), mask, offset, gradients, factor)
 
 
@@ -28,8 +31,43 @@ def poisson_blend_volume_reference(destination, source, mask, *, offset=(0, 0, 0
 
     Volumes (D, H, W) or (D, H, W, C); returns the unrounded float64 result (D, H, W, C).
     """
+    _check(destination, source, mask, offset, gradients, factor, dims=3)
     as_c = lambda v: v[..., None] if v.ndim == 3 else v  # noqa: E731
     return _reference(as_c(destination), as_c(source), mask, offset, gradients, factor)
+
+
+def _check(destination, source, mask, offset, gradients, factor, dims: int) -> None:
+    """One-line errors for what the blend functions reject, but any real dtype (float64 included)."""
+    spatial = []
+    for name, a in (("destination", destination), ("source", source)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if a.dtype.kind not in "uif" or a.ndim not in (dims, dims + 1):
+            raise ValueError(f"{name} must be a real {'image (H, W)' if dims == 2 else 'volume (D, H, W)'} "
+                             f"or with channels last, got {a.dtype} of shape {a.shape}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        spatial.append(a.shape[:dims])
+    channels = [a.shape[dims] if a.ndim > dims else 1 for a in (destination, source)]
+    if channels[0] != channels[1]:
+        raise ValueError(f"source has {channels[1]} channels but destination has {channels[0]}")
+    if not isinstance(mask, np.ndarray) or mask.shape != spatial[1]:
+        raise ValueError(f"mask must be an array of the source's shape {spatial[1]}, got "
+                         + (f"{mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__))
+    if not (isinstance(offset, (tuple, list)) and len(offset) == dims
+            and all(isinstance(o, (numbers.Integral, np.integer)) and not isinstance(o, bool) for o in offset)):
+        raise TypeError(f"offset must be {dims} integers, got {offset!r}")
+    if any(o < 0 or o + n > N for o, n, N in zip(offset, spatial[1], spatial[0])):
+        raise ValueError(f"source of shape {spatial[1]} at offset {tuple(offset)} does not fit inside the "
+                         f"destination of shape {spatial[0]}")
+    if not mask.any():
+        raise ValueError("mask is empty: nothing to blend")
+    if spatial[1] == spatial[0] and np.count_nonzero(mask) == mask.size:
+        raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
+    if gradients not in ("normal", "mixed", "interpolated"):
+        raise ValueError(f"gradients must be 'normal', 'mixed' or 'interpolated', got {gradients!r}")
+    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
+        raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
 
 
 def _reference(destination, source, mask, offset, gradients, factor):

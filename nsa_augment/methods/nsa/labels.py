@@ -342,4 +342,9 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
 
 def image_label(mask: np.ndarray, threshold: float = 0.0) -> int:
     """Image-level label from a (possibly transformed) label map: 1 if any value exceeds ``threshold``."""
-    return int(np.asarray(mask).max(initial=0) > threshold)
+    values = np.asarray(mask)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be a numeric label map, got {type(mask).__name__} of dtype {values.dtype}")
+    if not is_finite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    return int(values.max(initial=0) > threshold)
