@@ -481,6 +481,20 @@ def test_plan_then_render_equals_synthesize(tiles128, object_scene):
         render_anomaly(dst, src, name, {"patches": []})
 
 
+def test_a_plan_with_patches_opencv_cannot_blend_is_not_rendered_with_opencv():
+    """plan_anomaly skips patches under OpenCV's minimum only when drawing for poisson='opencv'; such a patch
+    in a plan drawn for the exact solve failed inside NumPy ('negative dimensions') when rendered with opencv."""
+    from nsa_augment import plan_anomaly, render_anomaly
+
+    img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    cfg = presets.get("mvtec/carpet")
+    plans = (plan_anomaly(img, img[::-1].copy(), cfg, np.random.default_rng(s)) for s in range(300))
+    plan = next(p for p in plans if any(min(q.dst_size) < 5 for q in p.patches))
+    render_anomaly(img, img[::-1].copy(), cfg, plan)  # the config it was drawn with renders it
+    with pytest.raises(ValueError, match="seamlessClone.*: this plan was drawn with a config other than"):
+        render_anomaly(img, img[::-1].copy(), cfg.replace(poisson="opencv"), plan)
+
+
 def test_a_view_of_the_destination_is_another_image(object_scene):
     """Only the very same array may share the destination's object mask; a view of part of it is another image."""
     dst = np.ascontiguousarray(np.concatenate([object_scene[0], np.full((64, 96, 3), 235, np.uint8)]))

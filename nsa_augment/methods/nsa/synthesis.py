@@ -157,6 +157,13 @@ def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarr
         raise TypeError(f"plan must be an NSAPlan from plan_anomaly, got {type(plan).__name__}")
     plan.check_shape(images.dst, "destination")
     check_plan_shape(plan.source_shape, images.src.shape[:2], "source", plan.method)
+    cfg = images.cfg
+    if cfg.blend == "poisson" and cfg.poisson == "opencv":
+        for p in plan.patches:  # plan_anomaly skips these for this config: the plan was drawn with another
+            reason = opencv_skip_reason(p.dst_size)
+            if reason is not None:
+                raise ValueError(f"{reason}: this plan was drawn with a config other than this poisson='opencv' "
+                                 "one; render a plan with the config it was drawn with")
     image, label = _render(images, plan)
     return image.reshape(destination.shape), label
 
