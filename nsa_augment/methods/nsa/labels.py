@@ -25,6 +25,7 @@ import numpy as np
 
 from ...intensity import intensity_range, level_scale
 from ...validation import check_choice, check_image, check_pair, check_volume, is_finite
+from .config import LABEL_MODES
 from .objects import binary_median
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
@@ -292,9 +293,6 @@ def make_label(
             raise ValueError(f"intensity must be a range (lo, hi) with lo < hi, got {intensity}")
     return _label(before, after, region, mode, tol=tol, factor=factor, logistic=logistic, intensity=intensity)
 
-
-#: The label kinds :func:`make_label` computes.
-LABEL_MODES = ("binary", "continuous", "intensity", "logistic")
 
 
 def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
