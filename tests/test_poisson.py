@@ -473,7 +473,7 @@ def test_rectangle_kernel_equals_the_general_kernel(mode, where):
     mask = np.zeros(src.shape[:2], bool)
     mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = True
     general, inside = kernels.assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, 0.3)
-    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3)
+    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3, np.empty((dst.shape[2], y1 - y0, x1 - x0)))
     assert inside.all() and np.allclose(general, box, rtol=0, atol=1e-9)  # same sums, another order
 
 

@@ -148,7 +148,7 @@ def _guidance(dp, dq, sp, sq, has_src, mode, factor):
 
 
 @nb.njit(cache=True, nogil=True)
-def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor):
+def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs):
     """:func:`assemble_rhs` for a mask that is the whole rectangle ``[y0, y1) x [x0, x1)``.
 
     NSA always solves on full patch rectangles; this kernel needs no mask or
@@ -156,12 +156,12 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor):
     faster.  Same definition: for every box pixel ``p`` and in-image neighbour
     ``q``, ``rhs[p] += v_pq``, plus ``dst[q]`` when ``q`` lies outside the box.
 
-    Returns float64 (C, y1 - y0, x1 - x0).
+    ``rhs``: float64 (C, y1 - y0, x1 - x0), filled and returned (allocated by the caller: an
+    allocation here compiles NumPy's array constructor into the kernel, a longer first call).
     """
     H, W, C = dst.shape
     h, w = src.shape[0], src.shape[1]
     bh, bw = y1 - y0, x1 - x0
-    rhs = np.empty((C, bh, bw))
     for c in range(C):
         for i in range(bh):
             y = y0 + i
@@ -238,17 +238,16 @@ def apply_masked_laplacian(x, inside, top, bottom, left, right):
 
 
 @nb.njit(cache=True, nogil=True)
-def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann):
+def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
     """Solve ``(T + lam[k] I) u[:, k] = rhs[c, :, k]`` for every channel and mode.
 
     ``T`` is the 1-D second-difference matrix along the rows (diagonal 2, or 1 at
     a Neumann end; off-diagonals -1).  Thomas algorithm, vectorised over the
     modes ``k`` (the contiguous last axis).  ``rhs`` is (C, n, K); solved in place
-    and returned.
+    and returned.  ``cp`` and ``inv`` are float64 (n, K) scratch from the caller (the modified
+    super-diagonal and the inverse pivots).
     """
     C, n, K = rhs.shape
-    cp = np.empty((n, K), dtype=np.float64)  # modified super-diagonal, per row and mode
-    inv = np.empty((n, K), dtype=np.float64)  # 1 / modified pivot
     for k in range(K):
         b = (1.0 if top_neumann else 2.0) + lam[k]
         if n == 1 and bottom_neumann:
