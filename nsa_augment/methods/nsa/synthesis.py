@@ -112,7 +112,7 @@ def synthesize(
     -------
     image : ndarray, same shape and dtype as ``destination``
     label : ndarray, float32, (H, W)
-        See :func:`nsa_augment.labels.make_label`.
+        See :func:`nsa_augment.make_label`.
     plan : NSAPlan
         What was rendered: patches placed, reasons for skipped ones.
 
