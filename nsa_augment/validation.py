@@ -117,6 +117,14 @@ def check_pair(value, name: str) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def check_range(value, name: str) -> tuple[float, float]:
+    """``(lo, hi)`` of finite numbers with ``lo < hi``, as floats; ``ValueError`` naming ``name`` otherwise."""
+    lo, hi = check_pair(value, name)
+    if not lo < hi:
+        raise ValueError(f"{name} must be a range (lo, hi) with lo < hi, got {(lo, hi)}")
+    return lo, hi
+
+
 def check_choice(value, options, name: str) -> None:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")

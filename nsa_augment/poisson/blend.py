@@ -116,10 +116,7 @@ def poisson_blend(
     check_same_kind(src3, dst3)
     mask = check_mask(mask, "mask", source.shape[:2])
     oy, ox = _check_offset(offset, source.shape[:2], destination.shape[:2])
-    if gradients not in GRADIENT_MODES:
-        raise ValueError(f"gradients must be one of {sorted(GRADIENT_MODES)}, got {gradients!r}")
-    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
-        raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
+    check_guidance(gradients, factor)
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
 
@@ -151,6 +148,14 @@ def _solve(out, src3, mask, offset, gradients, factor, clip, formulation):
             raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
         blend_inplace(as_hwc(out), np.ascontiguousarray(src3), np.ascontiguousarray(mask), (oy, ox), gradients,
                       factor, clip)
+
+
+def check_guidance(gradients, factor) -> None:
+    """The guidance arguments every blend takes: a :data:`GRADIENT_MODES` name and a factor in [0, 1]."""
+    if gradients not in GRADIENT_MODES:
+        raise ValueError(f"gradients must be one of {sorted(GRADIENT_MODES)}, got {gradients!r}")
+    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
+        raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
 
 
 def _check_finite(out: np.ndarray) -> None:

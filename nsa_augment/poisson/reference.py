@@ -14,6 +14,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from ..validation import as_hwc
+from .blend import check_guidance
 
 
 def poisson_blend_reference(destination, source, mask, *, offset=(0, 0), gradients="normal", factor=1.0):
@@ -64,10 +65,7 @@ def _check(destination, source, mask, offset, gradients, factor, dims: int) -> N
         raise ValueError("mask is empty: nothing to blend")
     if spatial[1] == spatial[0] and np.count_nonzero(mask) == mask.size:
         raise ValueError("mask covers the whole destination: a Poisson blend needs boundary pixels outside the mask")
-    if gradients not in ("normal", "mixed", "interpolated"):
-        raise ValueError(f"gradients must be 'normal', 'mixed' or 'interpolated', got {gradients!r}")
-    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
-        raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
+    check_guidance(gradients, factor)
 
 
 def _reference(destination, source, mask, offset, gradients, factor):

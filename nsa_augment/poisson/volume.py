@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ..validation import as_dhwc, check_same_kind, check_volume
 from . import kernels
 from .blas import single_threaded_blas
-from .blend import GRADIENT_MODES, _check_finite
+from .blend import GRADIENT_MODES, _check_finite, check_guidance
 from .masked_solver import solve_masked
 
 
@@ -73,10 +71,7 @@ def poisson_blend_volume(
     if any(o < 0 or o + n > N for o, n, N in zip((oz, oy, ox), src4.shape[:3], dst4.shape[:3])):
         raise ValueError(f"source of size {src4.shape[:3]} at offset {offset} does not fit inside the "
                          f"{dst4.shape[:3]} destination")
-    if gradients not in GRADIENT_MODES:
-        raise ValueError(f"gradients must be one of {sorted(GRADIENT_MODES)}, got {gradients!r}")
-    if not isinstance(factor, numbers.Real) or isinstance(factor, bool) or not 0.0 <= float(factor) <= 1.0:
-        raise ValueError(f"factor must be a number in [0, 1], got {factor!r}")
+    check_guidance(gradients, factor)
     if not mask.any():
         raise ValueError("mask is empty: nothing to blend")
     if mask.shape == dst4.shape[:3] and mask.all():

@@ -24,7 +24,7 @@ import numba as nb
 import numpy as np
 
 from ...intensity import intensity_range, level_scale
-from ...validation import check_choice, check_image, check_pair, check_volume, is_finite
+from ...validation import check_choice, check_image, check_pair, check_range, check_volume, is_finite
 from .config import LABEL_MODES
 from .objects import binary_median
 
@@ -288,11 +288,8 @@ def make_label(
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     logistic = check_pair(logistic, "logistic")
     if intensity is not None:
-        intensity = check_pair(intensity, "intensity")
-        if not intensity[0] < intensity[1]:
-            raise ValueError(f"intensity must be a range (lo, hi) with lo < hi, got {intensity}")
+        intensity = check_range(intensity, "intensity")
     return _label(before, after, region, mode, tol=tol, factor=factor, logistic=logistic, intensity=intensity)
-
 
 
 def _label(before, after, region, mode, *, tol, factor, logistic, intensity):

@@ -7,7 +7,7 @@ import numba as nb
 import numpy as np
 
 from ...intensity import intensity_range
-from ...validation import as_hwc, check_image, check_pair, is_integer
+from ...validation import as_hwc, check_image, check_pair, check_range, is_integer
 
 #: Reach of the 7x7 median that removes grain from the thresholded mask.
 OBJECT_MEDIAN = 7
@@ -114,9 +114,7 @@ def object_mask(image: np.ndarray, pairs, box=None, intensity: tuple[float, floa
                              "0 <= x0 < x1 <= W)")
         box = (y0, y1, x0, x1)
     if intensity is not None:
-        intensity = check_pair(intensity, "intensity")
-        if not intensity[0] < intensity[1]:
-            raise ValueError(f"intensity must be a range (lo, hi) with lo < hi, got {intensity}")
+        intensity = check_range(intensity, "intensity")
     return spatial_object_mask(as_hwc(image), pairs, box, intensity)
 
 
