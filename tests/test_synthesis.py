@@ -212,6 +212,35 @@ def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, chann
     assert np.array_equal(got, np.where(changed > 0, logistic, np.float32(0)))
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_median_kernel_matches_scipy_on_sparse_needs(dims):
+    """The disk/ball median where ``need`` is set, equal to ``ndi.median_filter``: needed runs separated
+    by every gap from 1 to 20 columns (the kernel slides across short gaps and restarts after long
+    ones, so both paths and the switch between them are checked), at the borders too."""
+    from nsa_augment.methods.nsa.labels import _FOOTPRINTS, footprint, median_footprint
+
+    rng = np.random.default_rng(5)
+    shape = (6, 40, 130) if dims == 3 else (1, 60, 230)
+    values = rng.integers(0, 40, shape).astype(np.int64)
+    values[rng.random(shape) < 0.5] = 0  # mostly zero, as a label's bins are
+    need = np.zeros(shape, bool)
+    for z in range(shape[0]):
+        for y in range(shape[1]):
+            x = int(rng.integers(0, 3))
+            while x < shape[2]:
+                run = int(rng.integers(1, 6))
+                need[z, y, x : x + run] = True
+                x += run + int(rng.integers(1, 21))
+    rows = _FOOTPRINTS[dims]
+    got = median_footprint(values, rows, need, np.zeros(shape, np.int64), np.zeros(40, np.int64))
+    ball = np.zeros((11,) * dims, bool)
+    for dz, dy, hw in footprint(5, dims):
+        ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
+    expected = ndi.median_filter(values if dims == 3 else values[0], footprint=ball, mode="nearest")
+    expected = expected if dims == 3 else expected[None]
+    assert np.array_equal(got, np.where(need, expected, 0))
+
+
 def test_label_value_ranges_and_consistency(tiles128):
     rng_seed = 11
     outs = {}

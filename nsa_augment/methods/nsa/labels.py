@@ -89,8 +89,9 @@ def median_footprint(values, rows, need, out, hist):
     every footprint row and adds its right end (2 pixels per row), and the
     median bin is tracked incrementally.  Borders replicate the edge pixels
     (scipy's ``mode="nearest"``).  Only pixels where ``need`` is set are
-    computed (each row of the array slides from its first to its last needed
-    pixel); the others are 0.
+    computed; the others are 0.  Each row slides over runs of needed pixels,
+    and across a gap between them only while that is cheaper than emptying the
+    histogram and filling it again after the gap (e.g. between two patches).
 
     Parameters
     ----------
@@ -113,56 +114,62 @@ def median_footprint(values, rows, need, out, hist):
     for f in range(R):
         n += 2 * rows[f, 2] + 1
     half = n // 2  # the median is the (half)-th smallest, 0-based
+    # Sliding one pixel costs 2 R updates, emptying and refilling 2 n: restart after longer gaps.
+    gap = n // R
     for z in range(D):
         for y in range(H):
-            first, last = -1, -1
-            for x in range(W):
-                if need[z, y, x]:
-                    if first < 0:
-                        first = x
-                    last = x
-            if first < 0:
-                continue
-            for f in range(R):
-                zz = min(max(z + rows[f, 0], 0), D - 1)
-                yy = min(max(y + rows[f, 1], 0), H - 1)
-                hw = rows[f, 2]
-                for dx in range(first - hw, first + hw + 1):
-                    hist[values[zz, yy, min(max(dx, 0), W - 1)]] += 1
-            m = 0
-            below = 0
-            while below + hist[m] <= half:
-                below += hist[m]
-                m += 1
-            out[z, y, first] = m
-            for x in range(first + 1, last + 1):
+            x = 0
+            while True:
+                while x < W and not need[z, y, x]:
+                    x += 1
+                if x == W:
+                    break
+                first = last = x  # a run of needed pixels, gaps up to ``gap`` included
+                x += 1
+                while x < W and x - last <= gap:
+                    if need[z, y, x]:
+                        last = x
+                    x += 1
                 for f in range(R):
                     zz = min(max(z + rows[f, 0], 0), D - 1)
                     yy = min(max(y + rows[f, 1], 0), H - 1)
                     hw = rows[f, 2]
-                    v_out = values[zz, yy, min(max(x - hw - 1, 0), W - 1)]
-                    v_in = values[zz, yy, min(x + hw, W - 1)]
-                    hist[v_out] -= 1
-                    if v_out < m:
-                        below -= 1
-                    hist[v_in] += 1
-                    if v_in < m:
-                        below += 1
-                while below > half:
-                    m -= 1
-                    below -= hist[m]
+                    for dx in range(first - hw, first + hw + 1):
+                        hist[values[zz, yy, min(max(dx, 0), W - 1)]] += 1
+                m = 0
+                below = 0
                 while below + hist[m] <= half:
                     below += hist[m]
                     m += 1
-                if need[z, y, x]:
-                    out[z, y, x] = m
-            # empty the histogram by removing the last window (cheaper than clearing all bins)
-            for f in range(R):
-                zz = min(max(z + rows[f, 0], 0), D - 1)
-                yy = min(max(y + rows[f, 1], 0), H - 1)
-                hw = rows[f, 2]
-                for dx in range(last - hw, last + hw + 1):
-                    hist[values[zz, yy, min(max(dx, 0), W - 1)]] -= 1
+                out[z, y, first] = m
+                for xx in range(first + 1, last + 1):
+                    for f in range(R):
+                        zz = min(max(z + rows[f, 0], 0), D - 1)
+                        yy = min(max(y + rows[f, 1], 0), H - 1)
+                        hw = rows[f, 2]
+                        v_out = values[zz, yy, min(max(xx - hw - 1, 0), W - 1)]
+                        v_in = values[zz, yy, min(xx + hw, W - 1)]
+                        hist[v_out] -= 1
+                        if v_out < m:
+                            below -= 1
+                        hist[v_in] += 1
+                        if v_in < m:
+                            below += 1
+                    while below > half:
+                        m -= 1
+                        below -= hist[m]
+                    while below + hist[m] <= half:
+                        below += hist[m]
+                        m += 1
+                    if need[z, y, xx]:
+                        out[z, y, xx] = m
+                # empty the histogram by removing the last window (cheaper than clearing all bins)
+                for f in range(R):
+                    zz = min(max(z + rows[f, 0], 0), D - 1)
+                    yy = min(max(y + rows[f, 1], 0), H - 1)
+                    hw = rows[f, 2]
+                    for dx in range(last - hw, last + hw + 1):
+                        hist[values[zz, yy, min(max(dx, 0), W - 1)]] -= 1
     return out
 
 
