@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import thread_environment  # noqa: E402
 from images import DEFAULT_DATA, load_images  # noqa: E402
-from first_call import REFERENCE, SYNTHESIS, first_call_latency  # noqa: E402
+from first_call import NUMBA_FLOOR, REFERENCE, SYNTHESIS, first_call_latency  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 from authors_nsa import authors_generator  # noqa: E402
 
@@ -218,6 +218,7 @@ def main(argv=None):
           f"{args.data if args.data.is_dir() else 'scikit-image'}; threads: {env}")
     latency = first_call_latency(SYNTHESIS, "synthesis")
     latency["reference"] = first_call_latency(REFERENCE, "reference generator")["cold_cache"]
+    latency["numba_floor"] = first_call_latency(NUMBA_FLOOR, "one-line Numba kernel (Numba's floor)")
     print(f"{'size':>5} {'method':<20} {'ms/example':>10} {'median ms':>9} {'examples/s':>10} {'vs reference':>12} {'vs nsa:carpet':>13} {'vs nsa:same':>11}")
     rows = []
     for size in sizes:

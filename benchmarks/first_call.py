@@ -2,7 +2,9 @@
 
 Run:  python benchmarks/first_call.py
 
-Beside it, the peer: the reference generator's work (``reference_nsa.py``: OpenCV and
+Beside it, Numba's own floor: the first call of a one-line cached Numba function in a fresh
+process (Numba initialises its typing and lowering registries on the first compile or cache load of
+any process, whichever library triggers it), and the peer: the reference generator's work (``reference_nsa.py``: OpenCV and
 scikit-image, nothing to compile) in a fresh process, import included.
 """
 
@@ -43,6 +45,20 @@ for name in ("mvtec/hazelnut", "mvtec/carpet"):   # object masks, mixed + normal
     nsa_augment.synthesize(d, d[::-1].copy(), name, rng)
 """
 
+#: The least any cached Numba kernel costs on first call: a one-line function in a module file next
+#: to the cache (``cache=True`` needs a file), compiled in the cold run and loaded in the warm one.
+NUMBA_FLOOR = """
+import os, sys
+folder = os.environ["NUMBA_CACHE_DIR"]
+path = os.path.join(folder, "floor_kernel.py")
+if not os.path.exists(path):
+    with open(path, "w") as fh:
+        fh.write("import numba\\n\\n@numba.njit(cache=True)\\ndef add_one(x):\\n    return x + 1\\n")
+sys.path.insert(0, folder)
+import floor_kernel
+floor_kernel.add_one(np.zeros(3))
+"""
+
 
 REFERENCE = """
 import sys
@@ -73,5 +89,6 @@ if __name__ == "__main__":
     first_call_latency(BLEND, "blend")
     first_call_latency(MASKED_BLEND, "masked blend")
     first_call_latency(SYNTHESIS, "synthesis")
+    first_call_latency(NUMBA_FLOOR, "one-line Numba kernel (Numba's floor)")
     # The peer's first call: its imports (OpenCV, scikit-image) in the call, no cache to warm.
     first_call_latency(REFERENCE, "reference generator")

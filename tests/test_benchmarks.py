@@ -68,7 +68,9 @@ def test_bench_synthesis_quick(tmp_path):
     methods = {r["method"] for r in result["rows"]}
     assert {"nsa:carpet", "nsa:hazelnut", "nsa:cable", "reference:carpet", "peer:cutpaste", "peer:pii", "peer:draem"} <= methods
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
-    assert {"cold_cache", "warm_cache", "reference"} <= set(result["first_call"])
+    assert {"cold_cache", "warm_cache", "reference", "numba_floor"} <= set(result["first_call"])
+    floor = result["first_call"]["numba_floor"]
+    assert floor["cold_cache"]["first_call_s"] > 0 and floor["warm_cache"]["first_call_s"] > 0
     volumes = {r["method"]: r for r in result["volumes"]}
     assert volumes["nsa3d:brain-mri"]["examples_per_s"] > 0
     assert all(volumes[f"solver3d:{m}"]["max_diff_levels"] <= 0.5 + 1e-6 for m in ("box", "ellipsoid"))
