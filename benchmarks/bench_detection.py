@@ -14,7 +14,8 @@ its checkpoint, so the command can be re-run until done.
 
 Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU time per run, and
 each arm against the reference arm paired over seeds, per metric: mean difference, its 95% interval
-and a paired t-test) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed
+and a paired t-test; and every run with its image AUROC's standard error over the test images) and,
+with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed
 range) and ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
 
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from nsa_augment.detection.metrics import auroc_standard_error
 
 HERE = Path(__file__).resolve().parent
 #: The metrics reported, and their names in tables and plots.
@@ -85,6 +88,7 @@ def collect(out: Path) -> dict:
         runs.append({"category": m["category"], "arm": label, "method": m.get("method"), "seed": m.get("seed"),
                      "steps": m.get("steps"), "image_size": m.get("image_size"), "batch_size": m.get("batch_size"),
                      "anomaly_p": m.get("anomaly_p"), "preset": m.get("preset"),
+                     "test_good": m.get("test_good"), "test_defective": m.get("test_defective"),
                      **{k: m.get(k) for k in METRICS}, **timing, "roc": m.get("roc"), "path": str(path.relative_to(out))})
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
@@ -168,6 +172,15 @@ def markdown(result: dict, reference: str) -> str:
                 lines.append(f"| {r['category']} | {r['arm']} | {METRIC_NAMES[metric]} | {s['n']} | {100 * s['mean']:+.1f} | "
                              f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | "
                              f"{s['wins']}/{s['n']} |")
+    lines += ["", "Every run: image AUROC ± its standard error over the test images alone (Hanley & McNeil 1982; "
+              "the spread over seeds comes on top), pixel AUROC and AU-PRO (%):", "",
+              "| category | arm | seed | image AUROC | pixel AUROC | AU-PRO |", "|---|---|---|---|---|---|"]
+    for r in sorted(result["runs"], key=lambda r: (r["category"], r["arm"], r["seed"])):
+        image = "undefined" if r["image_auroc"] is None else f"{100 * r['image_auroc']:.1f}"
+        if r["image_auroc"] is not None and r.get("test_good") and r.get("test_defective"):
+            image += f" ± {100 * auroc_standard_error(r['image_auroc'], r['test_defective'], r['test_good']):.1f}"
+        other = " | ".join("-" if r[k] is None else f"{100 * r[k]:.1f}" for k in ("pixel_auroc", "au_pro"))
+        lines.append(f"| {r['category']} | {r['arm']} | {r['seed']} | {image} | {other} |")
     return "\n".join(lines) + "\n"
 
 

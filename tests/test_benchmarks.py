@@ -177,7 +177,9 @@ def test_bench_detection_pairs_every_metric(tmp_path):
             run.mkdir(parents=True)
             (run / "metrics.json").write_text(json.dumps({"category": "tiles", "method": arm, "seed": seed,
                                                           "image_auroc": image + shift, "pixel_auroc": pixel + shift,
-                                                          "au_pro": pro}))
+                                                          "au_pro": pro, "test_good": 50, "test_defective": 50}))
     md = bench.markdown(bench.collect(tmp_path), "nsa")
     assert "| tiles | cutpaste | image AUROC | 2 | +10.0 |" in md and "| tiles | cutpaste | pixel AUROC | 2 | +20.0 |" in md
     assert "AU-PRO | 2 |" not in md
+    # every run on its own line, its image AUROC with the standard error over its 50 + 50 test images
+    assert "| tiles | cutpaste | 1 | 72.0 ± 5.1 | 77.0 | - |" in md and "| tiles | nsa | 0 | 60.0 ± 5.7 | 55.0 | - |" in md
