@@ -16,6 +16,7 @@ import torch
 from conftest import ROOT, make_category
 from nsa_augment.cli import main as cli_main
 from nsa_augment.detection import train as train_module
+from nsa_augment.detection.metrics import auroc_standard_error, roc_auc
 
 FAST = ["--image-size", "64", "--batch-size", "4", "--workers", "0", "--profile-data", "0"]
 
@@ -47,6 +48,14 @@ def test_train_evaluate_and_resume_through_the_command(tmp_path, capsys):
     assert cli_main(["evaluate", "--root", str(root), "--category", "tiles", "--checkpoint", str(run / "checkpoint.pt")]) == 0
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["image_auroc"] == pytest.approx(metrics["image_auroc"])
+    # every test image's score, from which the image AUROC follows; its test-set standard error beside it
+    for name, result in (("scores.csv", metrics), ("evaluation_scores.csv", evaluation)):
+        with open(run / name, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 6 and {r["defect"] for r in rows} >= {"good"}
+        assert roc_auc([int(r["label"]) for r in rows], [float(r["score"]) for r in rows]) == pytest.approx(result["image_auroc"])
+        assert result["image_auroc_se"] == pytest.approx(auroc_standard_error(
+            result["image_auroc"], sum(int(r["label"]) for r in rows), sum(r["label"] == "0" for r in rows)))
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, capsys):

@@ -37,7 +37,7 @@ from ..methods import registry
 from ..torch import EpochSampler, NSABatchRenderer, PlannedAnomalyDataset, SyntheticAnomalyDataset, collate_plans
 from ..transforms import transform_for
 from .datasets import as_one_dtype, check_test_set, find_categories, load_category, read_rgb, read_test_set
-from .metrics import evaluate, image_scores, roc_auc, roc_curve
+from .metrics import auroc_standard_error, evaluate, image_scores, roc_auc, roc_curve
 from .network import NSANet, count_parameters
 from .settings import CategorySettings, TrainSettings, model_settings, settings_differences
 
@@ -196,15 +196,33 @@ def evaluate_model(model, test, kind: str, size: int, device, pooling: str) -> t
     for other in ("mean", "max", "top1"):  # the other poolings, for reference
         if other != pooling:
             metrics[f"image_auroc_{other}"] = roc_auc(test.labels, image_scores(maps, other))
+    defective = int(test.labels.sum())
+    if math.isfinite(metrics["image_auroc"]):  # the test set's share of its uncertainty (seeds come on top)
+        metrics["image_auroc_se"] = auroc_standard_error(metrics["image_auroc"], defective, len(test) - defective)
     return metrics, maps
 
 
+def write_scores(path: Path, test, maps: np.ndarray, pooling: str) -> None:
+    """Every test image's score as CSV (``path,defect,label,score``), for analyses of your own
+    (e.g. paired comparisons of two models on the same images)."""
+    text = _io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["path", "defect", "label", "score"])
+    for sample, score in zip(test.samples, image_scores(maps, pooling)):
+        writer.writerow([str(sample.path), sample.defect, sample.label, repr(float(score))])
+    write_text(path, text.getvalue())
+
+
 def describe_metrics(metrics: dict) -> str:
-    """``image AUROC 0.8123, pixel AUROC undefined (...)``: undefined metrics say so and why."""
+    """``image AUROC 0.8123 ± 0.0142, pixel AUROC UNDEFINED (...)``: undefined metrics say so and why.
+
+    The ``±`` is the image AUROC's standard error over the test images (:func:`auroc_standard_error`).
+    """
     parts = []
     for key, name in METRIC_NAMES.items():
         value = metrics.get(key)
-        parts.append(f"{name} {value:.4f}" if value is not None and math.isfinite(value)
+        spread = f" ± {metrics[key + '_se']:.4f}" if metrics.get(key + "_se") is not None else ""
+        parts.append(f"{name} {value:.4f}{spread}" if value is not None and math.isfinite(value)
                      else f"{name} UNDEFINED ({UNDEFINED[key]})")
     return ", ".join(parts)
 
@@ -389,6 +407,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
     if ddp.main:
         metrics, maps = evaluate_model(model, test, cat_settings.kind, settings.image_size, ddp.device, settings.pooling)
         prediction_grid(out / "predictions.png", test, maps)
+        write_scores(out / "scores.csv", test, maps, settings.pooling)
         fpr, tpr = roc_curve(test.labels, image_scores(maps, settings.pooling))
         pipeline_rate = profile_data(dataset, settings.profile_data) if settings.profile_data else None
         result = {
@@ -521,5 +540,6 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
               "steps": state.get("step"), "test_images": len(test), **metrics, "pooling": args.pooling}
     write_text(out / "evaluation.json", json.dumps(json_safe(result), indent=2))
     prediction_grid(out / "evaluation.png", test, maps)
+    write_scores(out / "evaluation_scores.csv", test, maps, args.pooling)
     print(f"[{args.category}] on {len(test)} test images: {describe_metrics(metrics)} -> {out / 'evaluation.json'}")
     return result
