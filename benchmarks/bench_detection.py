@@ -14,7 +14,9 @@ its checkpoint, so the command can be re-run until done.
 
 Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU time per run, and
 each arm against the reference arm paired over seeds, per metric: mean difference, its 95% interval
-and a paired t-test; and every run with its image AUROC's standard error over the test images) and,
+and a paired t-test; where runs stored per-image scores, each arm against the reference on the
+same seed and test images, DeLong's paired test; and every run with its image AUROC's standard
+error over the test images) and,
 with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed
 range) and ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
@@ -34,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nsa_augment.detection.metrics import auroc_standard_error
+from nsa_augment.detection.metrics import auroc_standard_error, paired_auroc_test
+from nsa_augment.io import write_text
 
 HERE = Path(__file__).resolve().parent
 #: The metrics reported, and their names in tables and plots.
@@ -89,7 +92,10 @@ def collect(out: Path) -> dict:
                      "steps": m.get("steps"), "image_size": m.get("image_size"), "batch_size": m.get("batch_size"),
                      "anomaly_p": m.get("anomaly_p"), "preset": m.get("preset"),
                      "test_good": m.get("test_good"), "test_defective": m.get("test_defective"),
-                     **{k: m.get(k) for k in METRICS}, **timing, "roc": m.get("roc"), "path": str(path.relative_to(out))})
+                     **{k: m.get(k) for k in METRICS}, **timing, "roc": m.get("roc"), "path": str(path.relative_to(out)),
+                     "scores": next((str(q.relative_to(out)) for q in (path.parent / "scores.csv",
+                                                                        path.parent / "evaluation_scores.csv") if q.exists()),
+                                    None)})
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["category"], r["arm"]), []).append(r)
@@ -147,6 +153,30 @@ def paired(runs: list[dict], category: str, arm: str, reference: str, metric: st
             "wins": int((d > 0).sum())}
 
 
+def read_scores(path: Path) -> dict[str, tuple[int, float]]:
+    """A run's ``scores.csv`` (``nsa-augment train``) or ``evaluation_scores.csv`` (``evaluate``): path -> (label, score)."""
+    with path.open(newline="") as f:
+        return {row["path"]: (int(row["label"]), float(row["score"])) for row in csv.DictReader(f)}
+
+
+def paired_over_images(out: Path, runs: list[dict], reference: str) -> list[dict]:
+    """Each arm minus ``reference`` on the same seed and the same test images (DeLong's test), where
+    both runs stored per-image scores: the test images' share of the uncertainty, seed by seed."""
+    ref = {(r["category"], r["seed"]): r for r in runs if r["arm"] == reference and r.get("scores")}
+    rows = []
+    for r in sorted(runs, key=lambda r: (r["category"], r["arm"], r["seed"])):
+        base = ref.get((r["category"], r["seed"]))
+        if r["arm"] == reference or base is None or not r.get("scores"):
+            continue
+        a, b = read_scores(out / r["scores"]), read_scores(out / base["scores"])
+        common = sorted(set(a) & set(b))
+        if any(a[k][0] != b[k][0] for k in common):
+            raise ValueError(f"{r['scores']} and {base['scores']} label the same test image differently")
+        t = paired_auroc_test([a[k][0] for k in common], [a[k][1] for k in common], [b[k][1] for k in common])
+        rows.append({"category": r["category"], "arm": r["arm"], "seed": r["seed"], "images": len(common), **t})
+    return rows
+
+
 def markdown(result: dict, reference: str) -> str:
     pct = lambda m: "undefined" if m is None else f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}"  # noqa: E731
     lines = ["| category | arm | seeds | " + " | ".join(METRIC_NAMES.values())
@@ -172,6 +202,13 @@ def markdown(result: dict, reference: str) -> str:
                 lines.append(f"| {r['category']} | {r['arm']} | {METRIC_NAMES[metric]} | {s['n']} | {100 * s['mean']:+.1f} | "
                              f"{100 * s['ci95'][0]:+.1f}..{100 * s['ci95'][1]:+.1f} | {s['p']:.3f} | "
                              f"{s['wins']}/{s['n']} |")
+    if result.get("paired_over_images"):
+        lines += ["", f"Each arm minus `{reference}` on the same seed and the same test images (image AUROC, "
+                  "percentage points ± the difference's standard error over the images; DeLong's paired test):", "",
+                  "| category | arm | seed | images | difference | p |", "|---|---|---|---|---|---|"]
+        for t in result["paired_over_images"]:
+            lines.append(f"| {t['category']} | {t['arm']} | {t['seed']} | {t['images']} | "
+                         f"{100 * t['difference']:+.1f} ± {100 * t['se']:.1f} | {t['p']:.3g} |")
     lines += ["", "Every run: image AUROC ± its standard error over the test images alone (Hanley & McNeil 1982; "
               "the spread over seeds comes on top), pixel AUROC and AU-PRO (%):", "",
               "| category | arm | seed | image AUROC | pixel AUROC | AU-PRO |", "|---|---|---|---|---|---|"]
@@ -227,7 +264,8 @@ def plots(out: Path, result: dict) -> list[Path]:
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(f"{category}: image-level ROC, mean over seeds")
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:  # runs of older versions stored no ROC points
+            ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out / f"roc_{category}.png"
         fig.savefig(path, dpi=110)
@@ -244,9 +282,10 @@ def report(out: Path, reference: str = "nsa", meta: dict | None = None) -> dict:
     if meta:
         result["config"] = meta
     result["reference_arm"] = reference
-    (out / "results.json").write_text(json.dumps(result, indent=2))
+    result["paired_over_images"] = paired_over_images(out, result["runs"], reference)
+    write_text(out / "results.json", json.dumps(result, indent=2))
     table = markdown(result, reference)
-    (out / "results.md").write_text(table)
+    write_text(out / "results.md", table)
     print(table)
     for p in plots(out, result):
         print("wrote", p)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -183,3 +185,24 @@ def test_bench_detection_pairs_every_metric(tmp_path):
     assert "AU-PRO | 2 |" not in md
     # every run on its own line, its image AUROC with the standard error over its 50 + 50 test images
     assert "| tiles | cutpaste | 1 | 72.0 ± 5.1 | 77.0 | - |" in md and "| tiles | nsa | 0 | 60.0 ± 5.7 | 55.0 | - |" in md
+
+
+def test_bench_detection_pairs_runs_over_their_test_images(tmp_path):
+    """Runs with per-image scores (scores.csv / evaluation_scores.csv) are compared seed by seed on the same
+    images (DeLong), in the report; a run without scores is left out of that table."""
+    bench = _bench_detection()
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(30, int), np.zeros(20, int)]
+    for arm, boost, name in (("nsa", 0.0, "scores.csv"), ("fpi", 1.0, "evaluation_scores.csv"), ("pii", 0.0, None)):
+        run = tmp_path / "tiles" / arm / "seed0" / "tiles"
+        run.mkdir(parents=True)
+        scores = rng.normal(labels * (0.5 + boost), 1.0)
+        (run / "metrics.json").write_text(json.dumps({"category": "tiles", "method": arm, "seed": 0,
+                                                      "image_auroc": 0.7, "pixel_auroc": None, "au_pro": None}))
+        if name:
+            rows = "".join(f"img{i}.png,{'crack' if y else 'good'},{y},{float(v)!r}\n" for i, (y, v) in enumerate(zip(labels, scores)))
+            (run / name).write_text("path,defect,label,score\n" + rows)
+    result = bench.report(tmp_path, "nsa")
+    (t,) = result["paired_over_images"]
+    assert (t["arm"], t["seed"], t["images"]) == ("fpi", 0, 50) and t["difference"] > 0
+    assert f"| tiles | fpi | 0 | 50 | {100 * t['difference']:+.1f} ± {100 * t['se']:.1f} |" in (tmp_path / "results.md").read_text()
