@@ -170,6 +170,8 @@ def paired_over_images(out: Path, runs: list[dict], reference: str) -> list[dict
             continue
         a, b = read_scores(out / r["scores"]), read_scores(out / base["scores"])
         common = sorted(set(a) & set(b))
+        if not common:
+            raise ValueError(f"{r['scores']} and {base['scores']} share no test image: not the same test set")
         if any(a[k][0] != b[k][0] for k in common):
             raise ValueError(f"{r['scores']} and {base['scores']} label the same test image differently")
         t = paired_auroc_test([a[k][0] for k in common], [a[k][1] for k in common], [b[k][1] for k in common])

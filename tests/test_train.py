@@ -53,6 +53,7 @@ def test_train_evaluate_and_resume_through_the_command(tmp_path, capsys):
         with open(run / name, newline="") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == 6 and {r["defect"] for r in rows} >= {"good"}
+        assert all(r["path"].startswith(f"test/{r['defect']}/") for r in rows)  # relative to the category's folder
         assert roc_auc([int(r["label"]) for r in rows], [float(r["score"]) for r in rows]) == pytest.approx(result["image_auroc"])
         assert result["image_auroc_se"] == pytest.approx(auroc_standard_error(
             result["image_auroc"], sum(int(r["label"]) for r in rows), sum(r["label"] == "0" for r in rows)))
