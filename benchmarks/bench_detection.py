@@ -16,9 +16,8 @@ Writes ``results.json`` and ``results.md`` (mean ± std over seeds, wall and CPU
 each arm against the reference arm paired over seeds, per metric: mean difference, its 95% interval
 and a paired t-test; where runs stored per-image scores, each arm against the reference on the
 same seed and test images, DeLong's paired test; and every run with its image AUROC's standard
-error over the test images) and,
-with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with the seed
-range) and ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
+error over the test images) and, with matplotlib, ``auroc_<category>.png`` (image/pixel AUROC with
+the seed range) and ``roc_<category>.png`` (image-level ROC per arm, pooled over seeds).
 """
 
 from __future__ import annotations
