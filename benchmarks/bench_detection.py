@@ -161,13 +161,14 @@ def read_scores(path: Path) -> dict[str, tuple[int, float]]:
 def paired_over_images(out: Path, runs: list[dict], reference: str) -> list[dict]:
     """Each arm minus ``reference`` on the same seed and the same test images (DeLong's test), where
     both runs stored per-image scores: the test images' share of the uncertainty, seed by seed."""
-    ref = {(r["category"], r["seed"]): r for r in runs if r["arm"] == reference and r.get("scores")}
+    ref = {(r["category"], r["seed"]): (r, read_scores(out / r["scores"]))
+           for r in runs if r["arm"] == reference and r.get("scores")}
     rows = []
     for r in sorted(runs, key=lambda r: (r["category"], r["arm"], r["seed"])):
-        base = ref.get((r["category"], r["seed"]))
-        if r["arm"] == reference or base is None or not r.get("scores"):
+        if r["arm"] == reference or (r["category"], r["seed"]) not in ref or not r.get("scores"):
             continue
-        a, b = read_scores(out / r["scores"]), read_scores(out / base["scores"])
+        base, b = ref[(r["category"], r["seed"])]
+        a = read_scores(out / r["scores"])
         common = sorted(set(a) & set(b))
         if not common:
             raise ValueError(f"{r['scores']} and {base['scores']} share no test image: not the same test set")

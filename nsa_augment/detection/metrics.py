@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 # NumPy 2 renamed trapz to trapezoid; both integrate the same way (the package supports NumPy >= 1.24).
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -102,8 +102,6 @@ def paired_auroc_test(labels, scores_a, scores_b) -> dict:
     >>> round(out["auroc_a"], 3), round(out["auroc_b"], 3), round(out["difference"], 3), round(out["p"], 2)
     (1.0, 0.667, 0.333, 0.22)
     """
-    from scipy.stats import norm
-
     labels = np.asarray(labels).ravel().astype(bool)
     a, b = (np.asarray(v, dtype=np.float64).ravel() for v in (scores_a, scores_b))
     if not labels.size == a.size == b.size:

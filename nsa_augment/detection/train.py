@@ -202,14 +202,14 @@ def evaluate_model(model, test, kind: str, size: int, device, pooling: str) -> t
     return metrics, maps
 
 
-def write_scores(path: Path, test, maps: np.ndarray, pooling: str, category_dir: Path) -> None:
-    """Every test image's score as CSV (``path,defect,label,score``), for analyses of your own
-    (e.g. paired comparisons of two models on the same images).  Paths are relative to the
-    category's folder (``test/<defect>/<file>``), so runs from other machines compare."""
+def write_scores(path: Path, test, scores: np.ndarray, category_dir: Path) -> None:
+    """Every test image's score (``image_scores`` of its map) as CSV (``path,defect,label,score``), for
+    analyses of your own (e.g. paired comparisons of two models on the same images).  Paths are
+    relative to the category's folder (``test/<defect>/<file>``), so runs from other machines compare."""
     text = _io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["path", "defect", "label", "score"])
-    for sample, score in zip(test.samples, image_scores(maps, pooling)):
+    for sample, score in zip(test.samples, scores):
         name = Path(os.path.relpath(sample.path, category_dir)).as_posix()
         writer.writerow([name, sample.defect, sample.label, repr(float(score))])
     write_text(path, text.getvalue())
@@ -409,8 +409,9 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
     if ddp.main:
         metrics, maps = evaluate_model(model, test, cat_settings.kind, settings.image_size, ddp.device, settings.pooling)
         prediction_grid(out / "predictions.png", test, maps)
-        write_scores(out / "scores.csv", test, maps, settings.pooling, Path(cat.root) / cat.name)
-        fpr, tpr = roc_curve(test.labels, image_scores(maps, settings.pooling))
+        scores = image_scores(maps, settings.pooling)
+        write_scores(out / "scores.csv", test, scores, Path(cat.root) / cat.name)
+        fpr, tpr = roc_curve(test.labels, scores)
         pipeline_rate = profile_data(dataset, settings.profile_data) if settings.profile_data else None
         result = {
             "category": category, "method": settings.method, "preset": cat_settings.preset, "kind": cat_settings.kind,
@@ -542,6 +543,6 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict:
               "steps": state.get("step"), "test_images": len(test), **metrics, "pooling": args.pooling}
     write_text(out / "evaluation.json", json.dumps(json_safe(result), indent=2))
     prediction_grid(out / "evaluation.png", test, maps)
-    write_scores(out / "evaluation_scores.csv", test, maps, args.pooling, Path(cat.root) / cat.name)
+    write_scores(out / "evaluation_scores.csv", test, image_scores(maps, args.pooling), Path(cat.root) / cat.name)
     print(f"[{args.category}] on {len(test)} test images: {describe_metrics(metrics)} -> {out / 'evaluation.json'}")
     return result

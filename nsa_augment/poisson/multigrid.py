@@ -774,7 +774,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
     if done:
         return 0, RESIDUAL
     run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
-    first = max_abs(z, fine_spans) if estimate else np.zeros(C)
+    first = max_abs(z, fine_spans) if estimate else zero
     if estimate and _at_most(first, atol, rate):
         return 0, ERROR_ESTIMATE
     new_direction(p, z, zero, fine_spans)
