@@ -27,7 +27,6 @@ import csv
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -49,16 +48,25 @@ def run_dir(out: Path, category: str, label: str, seed: int) -> Path:
     return out / category / label / f"seed{seed}"
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _run(cmd: list[str], quiet: bool) -> tuple[int, str, float]:
+    """Run one training command: its exit code, its stderr (``quiet``: captured, else shown) and the CPU
+    seconds of it and its descendants (DataLoader workers), its own even while other runs go on
+    (``--jobs``): ``wait4``'s usage of that child, not the whole process's ``RUSAGE_CHILDREN``."""
+    proc = subprocess.Popen(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), text=True,
+                            stderr=subprocess.PIPE if quiet else None)
+    err = proc.stderr.read() if proc.stderr else ""  # until the child closes it, i.e. exits
+    if proc.stderr:
+        proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return proc.returncode, err, usage.ru_utime + usage.ru_stime
 
 
 def train(args, root: Path, category: str, arm: tuple[str, str, str | None], seed: int) -> None:
     label, method, preset = arm
     d = run_dir(args.out, category, label, seed)
     if (d / category / "metrics.json").exists():
-        print(f"done already: {category} / {label} / seed {seed}")
+        print(f"done already: {category} / {label} / seed {seed}", flush=True)
         return
     cmd = [sys.executable, "-m", "nsa_augment", "train", "--root", str(root), "--category", category, "--method",
            method, "--seed", str(seed), "--out", str(d), "--image-size", str(args.image_size), "--batch-size",
@@ -67,17 +75,33 @@ def train(args, root: Path, category: str, arm: tuple[str, str, str | None], see
     if preset or args.preset:
         cmd += ["--preset", preset or args.preset]
     print(f"training {category} / {label} / seed {seed}: {' '.join(cmd[3:])}", flush=True)
-    t0, c0 = time.perf_counter(), _children_cpu()
-    proc = subprocess.run(cmd, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), text=True,
-                          stderr=subprocess.PIPE if args.quiet else None)
-    if proc.returncode != 0:
+    t0 = time.perf_counter()
+    code, err, cpu = _run(cmd, args.quiet or args.jobs > 1)
+    if code != 0:
         # --quiet hides the progress bars, never the reason a run failed
-        lines = [ln for ln in (proc.stderr or "").replace("\r", "\n").splitlines() if "it/s" not in ln and ln.strip()]
+        lines = [ln for ln in (err or "").replace("\r", "\n").splitlines() if "it/s" not in ln and ln.strip()]
         raise SystemExit(f"bench_detection: training {category} / {label} / seed {seed} failed (exit "
-                         f"{proc.returncode}): {' | '.join(lines[-3:])}")
-    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
-    (d / "timing.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}))
-    print(f"  {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+                         f"{code}): {' | '.join(lines[-3:])}")
+    wall = time.perf_counter() - t0
+    write_text(d / "timing.json", json.dumps({"wall_s": wall, "cpu_s": cpu, "jobs": args.jobs}))
+    print(f"  {category} / {label} / seed {seed}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+
+
+def train_all(args, runs: list[tuple]) -> None:
+    """Every run in order, ``args.jobs`` at a time (each its own ``train`` process); the first failure
+    stops the runs not yet started and is raised once the running ones have finished."""
+    if args.jobs == 1:
+        for run in runs:
+            train(args, *run)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        for future in [pool.submit(train, args, *run) for run in runs]:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collect(out: Path) -> dict:
@@ -322,7 +346,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=1800)
     ap.add_argument("--anomaly-p", type=float, default=1.0, help="anomalous fraction of training examples, every arm")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="DataLoader workers per run")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs trained at once, each its own process (e.g. several on one GPU; default 1)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     ap.add_argument("--quiet", action="store_true", help="hide the training progress bars")
     ap.add_argument("--out", type=Path, default=Path("bench_runs/detection"))
@@ -339,10 +365,9 @@ def main(argv=None) -> int:
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("collect", "data", "arm")}
     meta["data"] = [f"{root}:{cat}" for root, cat in data]
     meta["arms"] = [list(a) for a in arms]
-    for seed in args.seeds:
-        for root, category in data:
-            for arm in arms:
-                train(args, root, category, arm, seed)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: give at least 1 run at a time")
+    train_all(args, [(root, category, arm, seed) for seed in args.seeds for root, category in data for arm in arms])
     report(args.out, args.reference, meta)
     return 0
 

@@ -136,6 +136,30 @@ def test_bench_detection_runs_resumes_and_reports(tmp_path):
     assert (out / "auroc_tiles.png").exists() and (out / "roc_tiles.png").exists()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.stdout.count("done already") == 6  # resumes: nothing retrained
+    # --jobs: the same runs, three at a time, train the same models
+    pooled = subprocess.run([*cmd[:-1], str(tmp_path / "det3"), "--jobs", "3"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert pooled.returncode == 0, pooled.stderr[-2000:]
+    runs = {(r["arm"], r["seed"]): r["image_auroc"] for r in result["runs"]}
+    pooled_runs = json.loads((tmp_path / "det3" / "results.json").read_text())["runs"]
+    assert {(r["arm"], r["seed"]): r["image_auroc"] for r in pooled_runs} == runs
+    assert all(json.loads(p.read_text())["jobs"] == 3 for p in (tmp_path / "det3").rglob("timing.json"))
+
+
+def test_bench_detection_counts_each_runs_own_cpu_time():
+    """With --jobs, a run's CPU seconds are its own process tree's, not those of runs that ended meanwhile."""
+    bench = _bench_detection()
+    from concurrent.futures import ThreadPoolExecutor
+
+    burn = [sys.executable, "-c", "import time\nwhile time.process_time() < 1.0: pass"]
+    idle = [sys.executable, "-c", "import time; time.sleep(2.0)"]
+    with ThreadPoolExecutor(2) as pool:
+        busy, quiet = pool.submit(bench._run, burn, True), pool.submit(bench._run, idle, True)
+        (code_b, _, cpu_b), (code_q, _, cpu_q) = busy.result(), quiet.result()
+    assert code_b == code_q == 0
+    assert cpu_b >= 1.0 and cpu_q < 0.5  # the idle child's figure holds none of the busy one's second
+    code, err, _ = bench._run([sys.executable, "-c", "import sys; sys.exit('no such data')"], True)
+    assert code == 1 and "no such data" in err
 
 
 def test_bench_detection_leaves_resumed_runs_out_of_the_time_per_run(tmp_path):
