@@ -78,7 +78,9 @@ for synthesis in ("cpu", "gpu"):
     rates = sorted(float(r["samples_per_s"]) for r in rows[1:])  # the first epoch starts the workers
     m = json.loads((run / "metrics.json").read_text())
     pipe = m["throughput"]["pipeline_samples_per_s_per_process"]
+    wait = m["throughput"].get("data_wait_fraction")
     print(f"--synthesis {synthesis}: median {rates[len(rates) // 2]:.0f} samples/s over epochs 2-{len(rows)} "
           f"(range {rates[0]:.0f}-{rates[-1]:.0f}); whole run {m['train_time']['wall_s']:.1f} s for "
-          f"{m['steps']} steps; one worker's pipeline alone {pipe:.0f} samples/s")
+          f"{m['steps']} steps; one worker's pipeline alone {pipe:.0f} samples/s; waiting for data "
+          f"{'-' if wait is None else f'{wait:.0%}'} of the time")
 PY

@@ -117,3 +117,50 @@ def test_source_transform_augments_the_source_independently():
     assert calls == [(48, 48, 3), (48, 48, 3)]
     with pytest.raises(TypeError, match="source_transform must be callable"):
         SyntheticAnomalyDataset(images, A.Compose([]), source_transform="flip")
+
+
+@pytest.mark.parametrize("n, batch, steps, start, world", [(7, 2, 8, 0, 1), (7, 2, 5, 3, 1), (10, 3, 7, 1, 2), (4, 4, 3, 0, 1)])
+def test_run_sampler_is_the_per_epoch_passes_back_to_back(n, batch, steps, start, world):
+    """One pass of RunSampler = the per-epoch passes with drop_last, epoch after epoch, cut after `steps`
+    batches: the same examples in the same order, on every rank, from any (resumed) start epoch."""
+    from nsa_augment.torch import EpochSampler, RunSampler
+
+    for rank in range(world):
+        epochs = EpochSampler(n, seed=5, rank=rank, world=world)
+        expected, epoch = [], start
+        while len(expected) < steps:
+            keys = epochs.keys(epoch)
+            expected += [keys[i : i + batch] for i in range(0, len(keys) - batch + 1, batch)]  # drop_last
+            epoch += 1
+        expected = [key for b in expected[:steps] for key in b]
+        run = RunSampler(epochs, batch, steps, start)
+        assert list(run) == expected and len(run) == steps * batch
+        epochs.set_epoch(start + 1)  # set_epoch feeds plain iteration, not RunSampler
+        assert list(epochs) == epochs.keys(start + 1) and list(run) == expected
+
+
+def test_run_sampler_serves_a_dataloader_with_workers():
+    """Through a DataLoader with workers: the batches of separate per-epoch passes, in one pass."""
+    from nsa_augment.torch import EpochSampler, RunSampler
+
+    ds = _dataset(n=5)
+    ds.transform = A.Compose([NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)])
+    ds.reseed(1)
+    per_epoch = _keyed_batches(ds, 0, epochs=3)  # 5 images, batch 2: 3 batches per epoch, the last of 1 image
+    expected = [b for epoch in per_epoch for b in epoch if b[0].shape[0] == 2][:5]
+    loader = DataLoader(ds, batch_size=2, sampler=RunSampler(EpochSampler(5, seed=3), 2, 5), num_workers=2,
+                        drop_last=True)
+    got = [(m.numpy(), x.numpy()) for x, m, _ in loader]
+    assert len(got) == 5
+    for (m1, x1), (m2, x2) in zip(got, expected):
+        assert np.array_equal(m1, m2) and np.array_equal(x1, x2)
+
+
+def test_run_sampler_bad_arguments():
+    from nsa_augment.torch import EpochSampler, RunSampler
+
+    with pytest.raises(ValueError, match="no whole batch of 4"):
+        RunSampler(EpochSampler(3), 4, 10)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        RunSampler(EpochSampler(3), 0, 10)
+    assert list(RunSampler(EpochSampler(3), 2, 0)) == []

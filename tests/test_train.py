@@ -59,6 +59,39 @@ def test_train_evaluate_and_resume_through_the_command(tmp_path, capsys):
             result["image_auroc"], sum(int(r["label"]) for r in rows), sum(r["label"] == "0" for r in rows)))
 
 
+def test_one_loader_pass_serves_every_epoch_and_the_wait_for_data_is_measured(tmp_path, monkeypatch, capsys):
+    """Three epochs from one DataLoader pass (no restart, so no idle workers, at an epoch boundary); each
+    epoch logs how long the loop waited for batches, and the bound printed comes from that share."""
+    passes = []
+
+    class CountingLoader(train_module.DataLoader):
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+
+    monkeypatch.setattr(train_module, "DataLoader", CountingLoader)
+    root = make_category(tmp_path / "data")
+    assert _train(root, tmp_path / "runs", "--steps", "3", "--workers", "1", "--profile-data", "8") == 0
+    assert passes == [1]  # 6 images, batch 4: one batch per epoch, three epochs
+    with open(tmp_path / "runs" / "tiles" / "train_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(0 <= float(r["data_wait_seconds"]) <= float(r["seconds"]) for r in rows)
+    waiting = json.loads((tmp_path / "runs" / "tiles" / "metrics.json").read_text())["throughput"]["data_wait_fraction"]
+    expected = sum(float(r["data_wait_seconds"]) for r in rows[1:]) / sum(float(r["seconds"]) for r in rows[1:])
+    assert waiting == pytest.approx(expected)
+    out = capsys.readouterr().out
+    assert f"waiting for data {waiting:.0%} of the time: limited by the " in out
+    assert ("data pipeline" in out.split("limited by")[-1]) == (waiting >= train_module.WAIT_BOUND)
+
+
+def test_data_wait_fraction_leaves_out_the_first_epoch_and_older_rows():
+    rows = [{"seconds": 4.0, "data_wait_seconds": 3.0}, {"seconds": 2.0, "data_wait_seconds": 0.5},
+            {"seconds": 2.0, "data_wait_seconds": 0.0}]
+    assert train_module.data_wait_fraction(rows) == pytest.approx(0.125)  # the workers' start-up left out
+    assert train_module.data_wait_fraction(rows[:1]) == pytest.approx(0.75)
+    assert train_module.data_wait_fraction([{"seconds": 2.0}]) is None  # a checkpoint from before the column
+
+
 def test_an_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, capsys):
     root = make_category(tmp_path / "data")
     out = tmp_path / "runs"

@@ -8,8 +8,9 @@ final model evaluated with image AUROC (mean of the predicted map), pixel AUROC 
 What a user can rely on: arguments and the test set are checked before any training; checkpoints
 are replaced atomically (an interrupt or a full disk leaves the previous one), record the settings
 that shaped the model and refuse to resume under other settings; every output file is written
-atomically; undefined metrics are reported as undefined; one DataLoader serves the whole run, and an
-example's randomness depends on ``(seed, epoch, index)`` only, not on workers or processes.
+atomically; undefined metrics are reported as undefined; one DataLoader pass serves the whole run (its
+workers never wait at an epoch boundary), and an example's randomness depends on ``(seed, epoch,
+index)`` only, not on workers or processes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from torch.utils.data import DataLoader
 from ..gallery import grid, heatmap, outline, to_rgb8
 from ..io import replace_atomically, write_image, write_text
 from ..methods import registry
-from ..torch import EpochSampler, NSABatchRenderer, PlannedAnomalyDataset, SyntheticAnomalyDataset, collate_plans
+from ..torch import (EpochSampler, NSABatchRenderer, PlannedAnomalyDataset, RunSampler, SyntheticAnomalyDataset,
+                     collate_plans)
 from ..transforms import transform_for
 from .datasets import as_one_dtype, check_test_set, find_categories, load_category, read_rgb, read_test_set
 from .metrics import auroc_standard_error, evaluate, image_scores, roc_auc, roc_curve
@@ -340,21 +342,26 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         if cat.missing_masks:
             print(f"[{category}] {len(cat.missing_masks)} defect images have no mask file: image-level only")
 
-    # One loader for the whole run; an item's randomness comes from (seed, epoch, index), not from the workers.
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=settings.workers, drop_last=True,
-                        persistent_workers=settings.workers > 0, pin_memory=ddp.device.type == "cuda",
+    # One loader pass for the whole run (RunSampler: every epoch's batches in order), so the workers prepare the
+    # next epoch's first batches while this one's last ones train; an item's randomness comes from
+    # (seed, epoch, index), not from the workers.
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=RunSampler(sampler, per_rank, total_steps - step,
+                                                                         start_epoch),
+                        num_workers=settings.workers, drop_last=True, pin_memory=ddp.device.type == "cuda",
                         collate_fn=collate_plans if on_device else None)
+    batches = iter(loader)
     train_samples_per_s = float("nan")
     for epoch in range(start_epoch, epochs):
         if step >= total_steps:
             break
-        sampler.set_epoch(epoch)
         net.train()
-        losses, seen, t_epoch, cpu_epoch = [], 0, time.perf_counter(), time.process_time()
-        bar = _progress(loader, f"[{category}] epoch {epoch + 1}/{epochs}", ddp.main)
-        for x, y, third in bar:
-            if step >= total_steps:
-                break
+        losses, seen, t_epoch, cpu_epoch, waited = [], 0, time.perf_counter(), time.process_time(), 0.0
+        bar = _progress(range(min(steps_per_epoch, total_steps - step)), f"[{category}] epoch {epoch + 1}/{epochs}",
+                        ddp.main)
+        for _ in bar:
+            t_wait = time.perf_counter()
+            x, y, third = next(batches)
+            waited += time.perf_counter() - t_wait
             if on_device:  # (images, sources, plans): render the batch here
                 with torch.no_grad():
                     x, y = renderer(x.to(ddp.device, non_blocking=True), y.to(ddp.device, non_blocking=True), third)
@@ -393,7 +400,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         # wall time per epoch in the checkpointed history, a resumed run still reports its whole cost.
         row = {"epoch": epoch + 1, "step": step, "loss": ddp.mean(epoch_loss),
                "lr": scheduler.get_last_lr()[0], "samples_per_s": train_samples_per_s, "seconds": seconds,
-               "cpu_seconds": time.process_time() - cpu_epoch}
+               "cpu_seconds": time.process_time() - cpu_epoch, "data_wait_seconds": waited}
         history.append(row)
         if ddp.main:
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -404,6 +411,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
                 m, _ = evaluate_model(model, test, cat_settings.kind, settings.image_size, ddp.device, settings.pooling)
                 print(f"[{category}] epoch {epoch + 1}: {describe_metrics(m)}")
         ddp.barrier()
+    del batches  # stops the workers (a pass is not exhausted until one more batch is asked for)
 
     result = {}
     if ddp.main:
@@ -422,19 +430,23 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
             "pooling": settings.pooling,
             "missing_masks": [str(p) for p in cat.missing_masks],
             "throughput": {"train_samples_per_s": train_samples_per_s, "decode_images_per_s": decode_per_s,
-                           "pipeline_samples_per_s_per_process": pipeline_rate},
+                           "pipeline_samples_per_s_per_process": pipeline_rate,
+                           "data_wait_fraction": data_wait_fraction(history)},
             "train_time": training_time(history),
             "roc": {"fpr": fpr[:: max(1, len(fpr) // 200)].tolist(), "tpr": tpr[:: max(1, len(tpr) // 200)].tolist()},
         }
         write_text(out / "metrics.json", json.dumps(json_safe(result), indent=2))
         print(f"[{category}] on {len(test)} test images: {describe_metrics(metrics)} ({settings.pooling} of the map "
               f"for the image score) -> {out / 'metrics.json'}")
-        if pipeline_rate:
+        waiting = result["throughput"]["data_wait_fraction"]
+        if pipeline_rate and waiting is not None:
+            # Measured, not inferred: the share of the training time the loop spent waiting for a batch.
             what = "planning (--synthesis gpu)" if on_device else "data pipeline"
-            bound = (f"the {what} (CPU)" if pipeline_rate * max(settings.workers, 1) < train_samples_per_s
+            bound = (f"the {what} (CPU)" if waiting >= WAIT_BOUND
                      else "the training step" + (" (rendering included)" if on_device else ""))
-            print(f"[{category}] {what} {pipeline_rate:.0f} samples/s per worker x {max(settings.workers, 1)} vs "
-                  f"training {train_samples_per_s:.1f} samples/s: limited by {bound}")
+            print(f"[{category}] {what} {pipeline_rate:.0f} samples/s per worker x {max(settings.workers, 1)}, "
+                  f"training {train_samples_per_s:.1f} samples/s, waiting for data {waiting:.0%} of the time: "
+                  f"limited by {bound}")
     ddp.barrier()
     return result
 
@@ -448,6 +460,20 @@ def training_time(history: list[dict]) -> dict:
     cpu = [row.get("cpu_seconds") for row in history]
     return {"epochs": len(history), "wall_s": float(sum(row["seconds"] for row in history)),
             "cpu_s": float(sum(cpu)) if cpu and all(c is not None for c in cpu) else None}
+
+
+#: The share of training time spent waiting for batches from which a run counts as limited by its data.
+WAIT_BOUND = 0.1
+
+
+def data_wait_fraction(history: list[dict]) -> float | None:
+    """Share of the training time the loop waited for its next batch, over the epochs after the first (whose
+    wait includes starting the workers), or over the only one; None where no epoch records its wait
+    (checkpoints of older versions)."""
+    rows = [row for row in history if row.get("data_wait_seconds") is not None]
+    rows = rows[1:] if len(rows) > 1 else rows
+    seconds = sum(row["seconds"] for row in rows)
+    return float(sum(row["data_wait_seconds"] for row in rows) / seconds) if rows and seconds > 0 else None
 
 
 def write_log(path: Path, history: list[dict]) -> None:

@@ -1,7 +1,7 @@
 """PyTorch integration: datasets that seed DataLoader workers right, and NSA rendered on the accelerator.
 
 * :mod:`~nsa_augment.torch.dataset` — :class:`SyntheticAnomalyDataset`, :class:`EpochSampler`,
-  :func:`worker_init_fn`: synthesis on the CPU, in DataLoader workers.
+  :class:`RunSampler`, :func:`worker_init_fn`: synthesis on the CPU, in DataLoader workers.
 * :mod:`~nsa_augment.torch.render` — :func:`render_batch` / :class:`NSABatchRenderer`: plans drawn
   on the CPU (cheap, seeded; :class:`PlannedAnomalyDataset` in DataLoader workers), a whole batch
   rendered at once on any device (``docs/performance.md``).
@@ -10,6 +10,7 @@
 from .dataset import (
     EpochSampler,
     PlannedAnomalyDataset,
+    RunSampler,
     SyntheticAnomalyDataset,
     collate_plans,
     load_image,
@@ -18,5 +19,5 @@ from .dataset import (
 )
 from .render import NSABatchRenderer, render_batch
 
-__all__ = ["EpochSampler", "NSABatchRenderer", "PlannedAnomalyDataset", "SyntheticAnomalyDataset", "collate_plans",
-           "load_image", "render_batch", "seed_everything_in", "worker_init_fn"]
+__all__ = ["EpochSampler", "NSABatchRenderer", "PlannedAnomalyDataset", "RunSampler", "SyntheticAnomalyDataset",
+           "collate_plans", "load_image", "render_batch", "seed_everything_in", "worker_init_fn"]

@@ -8,7 +8,8 @@ replays the previous one.  Two remedies:
 * Indexed by ``(epoch, index)`` keys from :class:`EpochSampler`, an item's randomness
   derives from ``(seed, epoch, index)`` alone: the same examples whatever the number
   of workers, processes or ranks, with persistent workers and one DataLoader for the
-  whole run.  The training loop uses this.
+  whole run.  The training loop uses this, through :class:`RunSampler`: every epoch's
+  keys in one loader pass, so that the workers never wait at an epoch boundary.
 * Indexed by plain integers, :class:`SyntheticAnomalyDataset` reseeds itself and its
   pipeline from PyTorch's per-worker seed (``get_worker_info().seed``), which differs
   per worker and per epoch and is reproducible under ``torch.manual_seed`` or a
@@ -28,7 +29,7 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 from ..io import load_image, match_channels
 from ..methods.nsa.labels import image_label
 
-__all__ = ["EpochSampler", "PlannedAnomalyDataset", "SyntheticAnomalyDataset", "collate_plans", "load_image",
+__all__ = ["EpochSampler", "PlannedAnomalyDataset", "RunSampler", "SyntheticAnomalyDataset", "collate_plans", "load_image",
            "seed_everything_in", "worker_init_fn"]
 # (load_image is re-exported from .io)
 
@@ -88,12 +89,67 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return self.n // self.world if self.drop_last else -(-self.n // self.world)
 
+    def keys(self, epoch: int) -> list[tuple[int, int]]:
+        """This rank's ``(epoch, index)`` keys of ``epoch``, in order (what iterating yields after ``set_epoch``)."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = np.resize(order, len(self) * self.world)  # wraps around (or trims with drop_last)
+        return [(int(epoch), int(i)) for i in order[self.rank :: self.world]]
+
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
-        total = len(self) * self.world
-        order = np.resize(order, total)  # wraps around (or trims with drop_last)
-        for i in order[self.rank :: self.world]:
-            yield (self.epoch, int(i))
+        return iter(self.keys(self.epoch))
+
+
+class RunSampler(Sampler):
+    """A whole run's keys in one pass: ``steps`` batches of an :class:`EpochSampler`'s epochs, from ``start_epoch`` on.
+
+    Each epoch gives its first ``len(epochs) // batch_size`` whole batches, as a
+    DataLoader with ``drop_last=True`` over that epoch would, so no batch mixes
+    two epochs and the examples are exactly those of one loader pass per epoch.
+    But one DataLoader iteration now serves the whole run: its workers go on
+    preparing the next epoch's batches while the last ones of this epoch train,
+    instead of idling at every epoch boundary until the next pass asks for its
+    first batches. With few images per epoch (MVTec AD classes: 60-400 training
+    images, a few batches) and a fast training step (a GPU), that wait was most
+    of the run.
+
+    Parameters
+    ----------
+    epochs : EpochSampler
+        The per-epoch keys (its ``keys(epoch)``; its own ``set_epoch`` is not used).
+    batch_size : int
+        Keys per batch (per rank), >= 1; an epoch must hold at least one batch.
+    steps : int
+        Batches in all, >= 0.
+    start_epoch : int
+        The first epoch (a resumed run's).
+
+    Examples
+    --------
+    >>> run = RunSampler(EpochSampler(5, seed=0), batch_size=2, steps=3, start_epoch=1)
+    >>> [epoch for epoch, _ in run], len(run)
+    ([1, 1, 1, 1, 2, 2], 6)
+    """
+
+    def __init__(self, epochs: EpochSampler, batch_size: int, steps: int, start_epoch: int = 0):
+        if batch_size < 1 or steps < 0 or start_epoch < 0:
+            raise ValueError(f"RunSampler needs batch_size >= 1, steps >= 0 and start_epoch >= 0, got {batch_size}, "
+                             f"{steps} and {start_epoch}")
+        if len(epochs) < batch_size:
+            raise ValueError(f"an epoch of {len(epochs)} keys holds no whole batch of {batch_size}: use a smaller "
+                             "batch size")
+        self.epochs, self.batch_size, self.steps, self.start_epoch = epochs, batch_size, steps, start_epoch
+
+    def __len__(self) -> int:
+        return self.steps * self.batch_size
+
+    def __iter__(self):
+        per_epoch = len(self.epochs) // self.batch_size * self.batch_size
+        left, epoch = len(self), self.start_epoch
+        while left > 0:
+            keys = self.epochs.keys(epoch)[: min(per_epoch, left)]
+            yield from keys
+            left -= len(keys)
+            epoch += 1
 
 
 class SyntheticAnomalyDataset(Dataset):
