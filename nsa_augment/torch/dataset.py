@@ -29,8 +29,8 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 from ..io import load_image, match_channels
 from ..methods.nsa.labels import image_label
 
-__all__ = ["EpochSampler", "PlannedAnomalyDataset", "RunSampler", "SyntheticAnomalyDataset", "collate_plans", "load_image",
-           "seed_everything_in", "worker_init_fn"]
+__all__ = ["EpochSampler", "PlannedAnomalyDataset", "RunSampler", "SyntheticAnomalyDataset", "collate_plans",
+           "load_image", "seed_everything_in", "worker_init_fn"]
 # (load_image is re-exported from .io)
 
 
