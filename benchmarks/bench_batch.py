@@ -16,7 +16,11 @@ Reported: examples/s (medians of repetitions after a warm-up; CUDA timings synch
 ratio to the NumPy path; planning's own examples/s (the part that stays in DataLoader workers).
 With ``--train-step`` also the training step's images/s of the paper's network (forward and
 backward, bf16 autocast on CUDA, as ``nsa-augment train`` runs it) at the same size and batch: the
-rate the renderer has to beat.  No thread variables are set by this script.
+rate the renderer has to beat.  With ``--profile`` also one profiled batch of the torch renderer
+per size, preset and batch (``torch.profiler``): where its time goes — the device's busy time (CUDA
+kernels; on the CPU the operators' own time), the operators issued, the host's waits for the device
+(synchronisations, blocking copies) and the top operators.  No thread variables are set by this
+script.
 """
 
 from __future__ import annotations
@@ -83,7 +87,37 @@ def train_step_rate(size: int, batch: int, device: torch.device, reps: int) -> f
     return batch / median_time(step, reps, sync)
 
 
-def bench(sizes, batches, device, reps, thread_counts, with_train_step, numpy_limit) -> list[dict]:
+def profile_batch(fn, device: torch.device, sync) -> dict:
+    """One profiled call of ``fn`` (after a warm-up): wall ms (the profiler's overhead included), the
+    device's busy ms, the number of operators issued, the host's waits for the device, the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    fn()
+    sync()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+
+    def own(e):  # microseconds of the event's own work on the device (CUDA) or the CPU
+        if cuda:
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        return e.self_cpu_time_total
+
+    top = sorted(events, key=own, reverse=True)[:6]
+    # Where the host waits for the device on CUDA: explicit synchronisations, blocking copies, and the
+    # operators whose result size or value the host must read (item(), nonzero, truth tests).
+    waits = {"cudaMemcpy", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero"}
+    return {"wall_ms": wall * 1e3, "busy_ms": sum(own(e) for e in events) / 1e3,
+            "operators": int(sum(e.count for e in events if e.key.startswith("aten::"))),
+            "sync_points": {e.key: int(e.count) for e in events if e.key in waits or "Synchronize" in e.key},
+            "top": [[e.key, own(e) / 1e3, int(e.count)] for e in top]}
+
+
+def bench(sizes, batches, device, reps, thread_counts, with_train_step, numpy_limit, profile=False) -> list[dict]:
     rows = []
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for size in sizes:
@@ -119,6 +153,15 @@ def bench(sizes, batches, device, reps, thread_counts, with_train_step, numpy_li
                     rows.append({**base, "renderer": "torch", "device": str(device), "threads": threads,
                                  "examples_per_s": rate, "vs_numpy": rate / numpy_rate})
                     print_row(rows[-1])
+                if profile:
+                    prof = profile_batch(lambda: render_batch(x, s, plans, preset), device, sync)
+                    rows.append({**base, "renderer": "torch-profile", "device": str(device), "threads": None,
+                                 "examples_per_s": batch / (prof["wall_ms"] / 1e3), "vs_numpy": float("nan"),
+                                 "profile": prof})
+                    top = "; ".join(f"{k} {ms:.2f} ms x{n}" for k, ms, n in prof["top"][:4])
+                    print(f"      profile: {prof['wall_ms']:.1f} ms wall, device busy {prof['busy_ms']:.1f} ms, "
+                          f"{prof['operators']} operators, sync points {prof['sync_points'] or 'none'}; top: {top}",
+                          flush=True)
                 if with_train_step and preset == PRESETS[0]:
                     rate = train_step_rate(size, batch, device, reps)
                     rows.append({**base, "renderer": "train-step", "device": str(device), "threads": None,
@@ -142,6 +185,7 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--train-step", action="store_true", help="also time the training step at each size and batch")
+    ap.add_argument("--profile", action="store_true", help="also profile one batch of the torch renderer")
     ap.add_argument("--numpy-limit", type=int, default=64,
                     help="time the NumPy path on at most this many examples per batch (its rate is per example)")
     args = ap.parse_args(argv)
@@ -159,7 +203,7 @@ def main(argv=None):
     print(f"threads (default environment): {env}")
     print(f"{'size':>5} {'preset':<15} {'batch':>5} {'renderer':<10} {'device':<7} {'threads':>7} {'examples/s':>12} "
           f"{'vs numpy':>9} {'plans/s':>10}")
-    rows = bench(sizes, batches, device, reps, thread_counts, args.train_step, args.numpy_limit)
+    rows = bench(sizes, batches, device, reps, thread_counts, args.train_step, args.numpy_limit, args.profile)
     result = {"machine": platform.platform(), "cpus": os.cpu_count(), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": env,
               "rows": rows}

@@ -2,7 +2,7 @@
 # One-command GPU check: the batched renderer's agreement with the NumPy renderer on the GPU (mixed,
 # object-mask, binary and float32 interpolated configs: the device-built eigenbases and masks), its
 # examples/s beside the NumPy renderer and the training step's images/s (256 and 512 px, batches
-# 16/64/256), and end to end: `nsa-augment train` on the GPU with anomalies rendered in the
+# 16/64/256) with one profiled batch each (device busy time, operators, sync points), and end to end: `nsa-augment train` on the GPU with anomalies rendered in the
 # DataLoader workers (--synthesis cpu) and on the GPU (--synthesis gpu), samples/s and which side
 # limits the run.
 #
@@ -54,7 +54,7 @@ for name, (cfg, kind) in cases.items():
     print(f"GPU batch agrees with the NumPy renderer: {name}")
 print("on", torch.cuda.get_device_name())
 PY
-"$py" benchmarks/bench_batch.py --device cuda --train-step --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
+"$py" benchmarks/bench_batch.py --device cuda --train-step --profile --json "$out/bench_batch.json" | tee "$out/bench_batch.txt"
 
 if [ ! -d "$root/magnetic_tile/train/good" ]; then
     echo "no $root/magnetic_tile/train/good: end-to-end training part skipped (pass DATA_ROOT)" | tee "$out/summary.txt"

@@ -10,9 +10,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(script, tmp_path):
+def _run(script, tmp_path, *extra):
     out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text()), proc.stdout
@@ -40,10 +40,16 @@ def test_bench_poisson_quick(tmp_path):
 
 
 def test_bench_batch_quick(tmp_path):
-    result, stdout = _run("bench_batch.py", tmp_path)
+    result, stdout = _run("bench_batch.py", tmp_path, "--profile")
     renderers = {(r["renderer"], r["threads"]) for r in result["rows"]}
     assert ("numpy", 1) in renderers and ("torch", 1) in renderers
     assert all(r["examples_per_s"] > 0 and r["plans_per_s"] > 0 for r in result["rows"])
+    profiles = [r["profile"] for r in result["rows"] if r["renderer"] == "torch-profile"]
+    assert len(profiles) == 2  # one per preset
+    for prof in profiles:
+        assert 0 < prof["busy_ms"] and prof["operators"] > 100 and len(prof["top"]) == 6
+        assert prof["sync_points"].get("aten::nonzero", 0) >= 1  # the disk median's (logistic and object labels)
+    assert "profile:" in stdout
 
 
 def test_bench_pipeline_quick(tmp_path):
