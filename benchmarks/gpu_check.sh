@@ -2,9 +2,10 @@
 # One-command GPU check: the batched renderer's agreement with the NumPy renderer on the GPU (mixed,
 # object-mask, binary and float32 interpolated configs: the device-built eigenbases and masks), its
 # examples/s beside the NumPy renderer and the training step's images/s (256 and 512 px, batches
-# 16/64/256) with one profiled batch each (device busy time, operators, sync points), and end to end: `nsa-augment train` on the GPU with anomalies rendered in the
-# DataLoader workers (--synthesis cpu) and on the GPU (--synthesis gpu), samples/s and which side
-# limits the run.
+# 16/64/256) with one profiled batch each (device busy time, operators, sync points), and end to
+# end: `nsa-augment train` on the GPU with anomalies rendered in the DataLoader workers
+# (--synthesis cpu) and on the GPU (--synthesis gpu), samples/s and the measured wait for data.
+# About 4-5 minutes on an H200 with 16 CPUs.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR [DATA_ROOT]]   (defaults: gpu_check, ../shared/data)
 #
