@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,3 +238,33 @@ def test_bench_detection_pairs_runs_over_their_test_images(tmp_path):
     (t,) = result["paired_over_images"]
     assert (t["arm"], t["seed"], t["images"]) == ("fpi", 0, 50) and t["difference"] > 0
     assert f"| tiles | fpi | 0 | 50 | {100 * t['difference']:+.1f} ± {100 * t['se']:.1f} |" in (tmp_path / "results.md").read_text()
+
+
+def test_resize_dataset_copies_load_as_the_originals(tmp_path):
+    """A category copied at 64 px reads, through the training code, exactly as the original at 64 px."""
+    import importlib.util
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_category
+
+    from nsa_augment.detection.datasets import load_category, read_rgb, read_test_set
+
+    spec = importlib.util.spec_from_file_location("resize_dataset", ROOT / "benchmarks" / "resize_dataset.py")
+    resize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(resize)
+    original = make_category(tmp_path / "data") / "tiles"
+    assert resize.main([str(original), str(tmp_path / "small" / "tiles"), "--size", "64"]) == 0
+    a, b = load_category(tmp_path / "data", "tiles"), load_category(tmp_path / "small", "tiles")
+    assert len(a.train) == len(b.train) == 6
+    for p, q in zip(a.train, b.train):
+        assert np.array_equal(read_rgb(p, 64), read_rgb(q, 64))
+    ta, tb = read_test_set(a, 64), read_test_set(b, 64)
+    assert np.array_equal(ta.labels, tb.labels) and np.array_equal(ta.has_mask, tb.has_mask)
+    assert np.array_equal(ta.masks, tb.masks) and ta.masks.any()
+    assert all(np.array_equal(x, y) for x, y in zip(ta.images, tb.images))
+    deep = tmp_path / "deep" / "train" / "good"
+    deep.mkdir(parents=True)
+    cv2.imwrite(str(deep / "a.png"), np.full((20, 20), 4000, np.uint16))
+    with pytest.raises(SystemExit, match="not 8-bit"):
+        resize.copy_resized(tmp_path / "deep", tmp_path / "deep64", 16)
