@@ -4,8 +4,8 @@
 
 For moving a dataset where space is short (a device machine takes 64 MiB of working tree): every
 image is stored as PNG after ``nsa_augment.detection.datasets.resize_square`` at ``--size``, every
-mask after ``read_mask``'s rule (any nonzero pixel, nearest neighbour), names kept (images as
-``<stem>.png``, so masks still pair with them).  ``nsa-augment train --image-size SIZE`` then reads
+mask after ``mask_at`` (``read_mask``'s rule: any nonzero pixel, nearest neighbour), names kept
+(images as ``<stem>.png``, so masks still pair with them).  ``nsa-augment train --image-size SIZE`` then reads
 the copy pixel for pixel as it reads the original; each file is checked on the way (a mismatch stops
 the copy with the file's name).  8-bit images only: deeper ones are read through their own
 intensity range, which a copy could not keep.
@@ -17,18 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nsa_augment.detection.datasets import IMAGE_SUFFIXES, read_rgb, resize_square  # noqa: E402
+from nsa_augment.detection.datasets import IMAGE_SUFFIXES, mask_at, read_rgb, resize_square  # noqa: E402
 from nsa_augment.io import load_image, write_image  # noqa: E402
-
-
-def _mask_at(mask: np.ndarray, size: int) -> np.ndarray:
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
-    return cv2.resize((mask > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
 
 
 def copy_resized(src: Path, dst: Path, size: int) -> int:
@@ -40,8 +33,8 @@ def copy_resized(src: Path, dst: Path, size: int) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         img = load_image(path)
         if "ground_truth" in rel.parts:
-            write_image(out, _mask_at(img, size) * np.uint8(255))
-            same = np.array_equal(_mask_at(load_image(out), size), _mask_at(img, size))
+            write_image(out, mask_at(img, size).astype(np.uint8) * np.uint8(255))
+            same = np.array_equal(mask_at(load_image(out), size), mask_at(img, size))
         else:
             if img.dtype != np.uint8:
                 raise SystemExit(f"resize_dataset: {path} is {img.dtype}, not 8-bit: a resized copy would not load "

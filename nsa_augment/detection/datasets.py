@@ -151,9 +151,15 @@ def read_mask(sample: TestSample, size: int, image_shape: tuple[int, int] | None
     if image_shape is not None and m.shape[:2] != tuple(image_shape):
         raise ValueError(f"mask {sample.mask_path} is {m.shape[0]}x{m.shape[1]} but its image {sample.path} is "
                          f"{image_shape[0]}x{image_shape[1]}: masks must have their image's size")
-    if m.ndim == 3:
-        m = m.max(axis=2)
-    return cv2.resize((m > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return mask_at(m, size)
+
+
+def mask_at(mask: np.ndarray, size: int) -> np.ndarray:
+    """A ground-truth image as a bool ``size`` x ``size`` mask: any nonzero pixel (of any channel) is defect,
+    resized by nearest neighbour."""
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    return cv2.resize((mask > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 @dataclass
