@@ -273,7 +273,29 @@ def test_device_batches_are_the_planned_examples(tmp_path):
         assert np.abs(labels[i].numpy() - ref_label).max() <= 0.02
     normalized = train_module.normalize_batch(out)
     expected = train_module.normalize(np.uint8)(image=out[0].permute(1, 2, 0).numpy())["image"]
-    np.testing.assert_allclose(normalized[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(normalized[0].permute(1, 2, 0).numpy(), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_uint8_batches_travel_unnormalised_and_normalise_as_albumentations_does(dtype):
+    """The workers hand out uint8 images (a quarter of float32's bytes); the loop's normalisation of them is
+    ``A.Normalize``'s, bit for bit, so training sees what it saw when the workers normalised."""
+    from nsa_augment.detection.settings import CategorySettings
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8), (0, 0), 2)
+    image = image if dtype == np.uint8 else image.astype(np.float32) / 255
+    cat = CategorySettings("tiles", "mvtec/tile", "texture", 1, 1.0)
+    pipeline, _ = train_module.train_pipelines("nsa", cat, 64, dtype)
+    item = pipeline(image=image, mask=np.zeros((80, 80), np.float32))["image"]
+    assert item.dtype == (torch.uint8 if dtype == np.uint8 else torch.float32)  # float data: normalised there
+    every = rng.permutation(np.repeat(np.arange(256, dtype=np.uint8), 3 * 16)).reshape(4, 3, 32, 32)
+    every = np.concatenate([every, rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)])
+    got = train_module.normalize_batch(torch.from_numpy(every)).numpy()
+    assert got.dtype == np.float32
+    for b in range(len(every)):
+        want = train_module.normalize(np.uint8)(image=every[b].transpose(1, 2, 0))["image"]
+        np.testing.assert_array_equal(got[b].transpose(1, 2, 0), want)
 
 
 def test_category_all_writes_summary(tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io as _io
 import json
 import math
@@ -113,13 +114,19 @@ def geometry(kind: str, size: int, rotate: bool) -> list:
 
 
 def train_pipelines(method: str, cat: CategorySettings, size: int, dtype=np.uint8) -> tuple[A.Compose, A.Compose]:
-    """The training pipeline (augmentation, anomaly with the run's probability, normalisation) and the
+    """The training pipeline (augmentation, anomaly with the run's probability, to tensor) and the
     source's (the same augmentation, drawn independently, as the reference augments its source).
 
-    ``dtype``: the training images' (uint8, or float32 in [0, 1] for data deeper than 8 bits)."""
+    ``dtype``: the training images' (uint8, or float32 in [0, 1] for data deeper than 8 bits).  uint8
+    images leave the DataLoader workers as uint8 and are normalised by the training loop
+    (:func:`normalize_batch`, the same values as ``A.Normalize``): a quarter of float32's bytes through
+    the workers' shared memory, which cost a worker as much as a third of its time
+    (docs/performance.md, *In a real DataLoader*).  float32 images are normalised in the workers
+    (normalised or not, they are float32)."""
     rotate = cat.category in ROTATED
     anomaly = transform_for(method, cat.preset, p=cat.anomaly_p)
-    pipeline = A.Compose([*geometry(cat.kind, size, rotate), anomaly, normalize(dtype), ToTensorV2()])
+    finish = [] if np.dtype(dtype) == np.uint8 else [normalize(dtype)]
+    pipeline = A.Compose([*geometry(cat.kind, size, rotate), anomaly, *finish, ToTensorV2()])
     return pipeline, A.Compose(geometry(cat.kind, size, rotate))
 
 
@@ -131,11 +138,24 @@ def planning_pipelines(cat: CategorySettings, size: int) -> tuple[A.Compose, A.C
 
 
 def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """:func:`normalize` on the device: uint8 (0..255) or float32 ([0, 1]) (B, C, H, W) to ImageNet-normalised float32."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    mean = torch.tensor(MEAN, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, -1, 1, 1)
-    return (x - mean) / std
+    """:func:`normalize` on the device: uint8 (0..255) or float32 ([0, 1]) (B, C, H, W) to ImageNet-normalised float32.
+
+    uint8 values are looked up in :func:`normalize`'s own values for 0..255, so a batch normalised
+    here equals the same images normalised by ``A.Normalize`` bit for bit (evaluation uses that)."""
+    if images.dtype == torch.uint8:
+        table = torch.from_numpy(_uint8_table(images.shape[1])).to(images.device)
+        offsets = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1) * 256
+        return table.view(-1)[images.long() + offsets]
+    mean = torch.tensor(MEAN, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(STD, device=images.device).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+@functools.lru_cache(maxsize=4)
+def _uint8_table(channels: int) -> np.ndarray:
+    """``A.Normalize``'s output for every uint8 value, per channel: float32 (channels, 256)."""
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
+    return np.ascontiguousarray(normalize(np.uint8)(image=ramp)["image"][0].T, dtype=np.float32)
 
 
 def normalize(dtype) -> A.Normalize:
@@ -366,8 +386,9 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
                 with torch.no_grad():
                     x, y = renderer(x.to(ddp.device, non_blocking=True), y.to(ddp.device, non_blocking=True), third)
                 x, y = normalize_batch(x), y[:, None]
-            else:
+            else:  # uint8 images come unnormalised (train_pipelines)
                 x = x.to(ddp.device, non_blocking=True)
+                x = normalize_batch(x) if x.dtype == torch.uint8 else x
                 y = y.to(ddp.device, non_blocking=True)[:, None]
             if ddp.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -487,7 +508,7 @@ def write_log(path: Path, history: list[dict]) -> None:
 
 
 def profile_data(dataset, n: int) -> float:
-    """Samples/s of the data pipeline alone in this process (NSA + augmentation + normalisation; with
+    """Samples/s of the data pipeline alone in this process (NSA + augmentation, + normalisation for float data; with
     ``--synthesis gpu`` augmentation and planning only)."""
     n = min(n, len(dataset) * 4)
     t0 = time.perf_counter()
