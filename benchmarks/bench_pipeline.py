@@ -5,13 +5,17 @@ Run:  python benchmarks/bench_pipeline.py [--json results.json] [--quick] [--wor
 A ``torch.utils.data.DataLoader`` over :class:`nsa_augment.torch.SyntheticAnomalyDataset` with real
 images (../shared/data/magnetic_tile/train/good, resized), batches of 16, the paper's texture
 pipeline (resize, flip, random crop, NSA with the ``mvtec/carpet`` preset — mixed gradients, up to
-4 patches, logistic labels —, ImageNet normalisation, to tensor).  For each number of workers:
-examples/s after the workers have started (the first batch is not timed) and the scaling against
-the same pipeline in the main process.  The same loader with the reference generator's work
+4 patches, logistic labels —, ImageNet normalisation, to tensor), and the same without the
+normalisation ("nsa, uint8 out": what ``nsa-augment train`` hands out of its workers for 8-bit data,
+normalising on the device).  For each number of workers: examples/s after the workers have started
+(the first batch is not timed) and the scaling against the same pipeline in the main process.
+Every measurement is one loader pass over all its batches (:class:`nsa_augment.torch.RunSampler`,
+as training iterates): a new pass per epoch would fork the workers again every few batches
+(64 images are 4 batches) and time their start-up.  The same loader with the reference generator's work
 (``reference_nsa.py``, in place of our NSA) runs in the same process, worker count by worker count,
 and so does planning alone (:class:`nsa_augment.torch.PlannedAnomalyDataset`, what stays in the
-workers with ``--synthesis gpu``), and a dataset that only hands out ready tensors of the same shapes
-("transfer only": the DataLoader's own cost of moving a batch out of a worker).
+workers with ``--synthesis gpu``), and datasets that only hand out ready tensors of the same shapes,
+float32 and uint8 images ("transfer only": the DataLoader's own cost of moving a batch out of a worker).
 
 Nothing about threads is set: no thread variables, OpenCV's and BLAS's default pools — the
 environment a user's training script has.  Workers are forked (Linux's default).
@@ -40,7 +44,8 @@ from images import load_images  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import NaturalSyntheticAnomaly, presets  # noqa: E402
-from nsa_augment.torch import PlannedAnomalyDataset, SyntheticAnomalyDataset, collate_plans, worker_init_fn  # noqa: E402
+from nsa_augment.torch import (EpochSampler, PlannedAnomalyDataset, RunSampler, SyntheticAnomalyDataset,  # noqa: E402
+                               collate_plans, worker_init_fn)
 
 PRESET = "mvtec/carpet"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -69,9 +74,9 @@ class ReferenceDataset(SyntheticAnomalyDataset):
 class TransferOnly(torch.utils.data.Dataset):
     """Ready tensors of the pipeline's shapes: what moving a batch out of a worker costs with no work at all."""
 
-    def __init__(self, size: int, count: int):
+    def __init__(self, size: int, count: int, dtype=torch.float32):
         self.count = count
-        self.item = (torch.zeros(3, size, size), torch.zeros(size, size), torch.tensor(1.0))
+        self.item = (torch.zeros(3, size, size, dtype=dtype), torch.zeros(size, size), torch.tensor(1.0))
 
     def __len__(self):
         return self.count
@@ -82,32 +87,27 @@ class TransferOnly(torch.utils.data.Dataset):
 
 def datasets(images, size: int) -> dict[str, object]:
     cfg = presets.get(PRESET)
-    pipeline = A.Compose([*geometry(size), NaturalSyntheticAnomaly.from_preset(PRESET, p=1.0), A.Normalize(MEAN, STD),
-                          ToTensorV2()])
-    ours = SyntheticAnomalyDataset(images, pipeline, source_transform=A.Compose(geometry(size)))
+    anomaly = [*geometry(size), NaturalSyntheticAnomaly.from_preset(PRESET, p=1.0)]
+    ours = SyntheticAnomalyDataset(images, A.Compose([*anomaly, A.Normalize(MEAN, STD), ToTensorV2()]),
+                                   source_transform=A.Compose(geometry(size)))
+    raw = SyntheticAnomalyDataset(images, A.Compose([*anomaly, ToTensorV2()]), source_transform=A.Compose(geometry(size)))
     planning = PlannedAnomalyDataset(images, cfg, transform=A.Compose(geometry(size)),
                                      source_transform=A.Compose(geometry(size)))
-    return {"nsa": ours, "reference": ReferenceDataset(images, size, cfg), "nsa-planning (--synthesis gpu)": planning,
-            "transfer only": TransferOnly(size, len(images))}
+    return {"nsa": ours, "nsa, uint8 out": raw, "reference": ReferenceDataset(images, size, cfg),
+            "nsa-planning (--synthesis gpu)": planning, "transfer only": TransferOnly(size, len(images)),
+            "transfer only, uint8": TransferOnly(size, len(images), torch.uint8)}
 
 
 def rate(dataset, workers: int, batches: int, batch_size: int) -> float:
-    """Examples/s of a DataLoader, not counting the first batch (worker start-up)."""
-    torch.manual_seed(0)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
+    """Examples/s of a DataLoader, not counting the first batch (worker start-up): one pass, epochs back to back."""
+    sampler = RunSampler(EpochSampler(len(dataset), seed=0), batch_size, batches + 1, 0)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                         worker_init_fn=worker_init_fn,
                         collate_fn=collate_plans if isinstance(dataset, PlannedAnomalyDataset) else None)
     it = iter(loader)
     next(it)
     t0 = time.perf_counter()
-    seen = 0
-    for _ in range(batches):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        seen += len(batch[0])
+    seen = sum(len(batch[0]) for batch in it)
     return seen / (time.perf_counter() - t0)
 
 

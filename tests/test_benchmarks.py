@@ -57,8 +57,8 @@ def test_bench_batch_quick(tmp_path):
 def test_bench_pipeline_quick(tmp_path):
     result, stdout = _run("bench_pipeline.py", tmp_path)
     pipelines = {(r["pipeline"], r["workers"]) for r in result["rows"]}
-    assert pipelines == {(p, w) for p in ("nsa", "reference", "nsa-planning (--synthesis gpu)", "transfer only")
-                         for w in (0, 1)}
+    assert pipelines == {(p, w) for p in ("nsa", "nsa, uint8 out", "reference", "nsa-planning (--synthesis gpu)",
+                                          "transfer only", "transfer only, uint8") for w in (0, 1)}
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
     assert all(r["vs_reference"] > 0 for r in result["rows"] if r["pipeline"] != "reference")
     assert {"variables", "pools", "opencv"} <= set(result["threads"])
