@@ -347,7 +347,13 @@ def test_max_abs_matches_numpy():
     m = h.wts[0] > 0
     a = np.zeros((3,) + m.shape, np.float32)
     a[:, m] = rng.normal(size=(3, int(m.sum())))
-    np.testing.assert_array_equal(mg.max_abs(a, h.spans[0]), np.abs(a).reshape(3, -1).max(axis=1))
+    a[1, m] *= 1e-30  # tiny and subnormal values order by their bits too
+    a[2, m] = -np.abs(a[2, m])  # the largest magnitude negative
+    top_bits = np.zeros(3, np.uint32)
+    got = mg.max_abs(a.view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.abs(a).reshape(3, -1).max(axis=1))
+    assert (mg.max_abs(np.zeros_like(a).view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32)) == 0).all()
 
 
 @pytest.mark.parametrize("sides", SIDES[::3])

@@ -557,6 +557,8 @@ class Hierarchy:
         d, p, ap, z = (np.zeros_like(r) for _ in range(4))
         x = np.zeros(r.shape)  # the sum of the passes, in float64: float32 would floor the residual
         f, u, rows = level_buffers(self.stencils, r, z)
+        z_bits, top_bits = z.view(np.uint32), np.zeros(C, np.uint32)  # the error estimate's maximum (max_abs)
+        top = top_bits.view(np.float32)
         norm = np.sqrt(np.einsum("chw,chw->c", rhs, rhs))
         if atol is None:
             goal, error_goal = rtol * norm, np.zeros(C)
@@ -571,7 +573,8 @@ class Hierarchy:
             d[:] = 0.0
             iterations, status = pcg(
                 self.schedule, self.scales, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans,
-                f, u, rows, self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter)
+                f, u, rows, self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter, z_bits, top_bits,
+                top)
             total += iterations
             if status == NOT_CONVERGED:
                 break
@@ -707,21 +710,44 @@ def residual64(x, rhs, deg, wt, spans, r):
     return out
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
-def max_abs(a, spans):
-    """``max |a|`` per channel."""
-    C = a.shape[0]
-    out = np.zeros(C)
+#: The float32 sign bit's complement: ``bits & ABS_BITS`` is the bit pattern of ``|x|``.
+ABS_BITS = np.uint32(0x7FFFFFFF)
+
+
+@nb.njit(cache=True, nogil=True)
+def max_abs(bits, spans, top_bits, top):
+    """``max |a|`` per channel, from ``a``'s bit patterns: float64 (C,).
+
+    The bits of non-negative float32 values order as the values do, so the maximum is an integer
+    maximum, which LLVM vectorises; its float32 maximum loop it does not (Numba's fast-math flags do
+    not include the function attribute that reduction needs): 4.7x faster at 512 px (0.12 vs 0.57 ms
+    per call, three channels), the same value.
+
+    Parameters
+    ----------
+    bits : uint32 (C, H, W)
+        ``a.view(np.uint32)`` of a padded float32 array ``a`` (finite values).
+    spans : the rows' column ranges
+    top_bits : uint32 (C,), scratch
+    top : float32 (C,)
+        ``top_bits.view(np.float32)``: where the maxima are read back as floats.
+    """
+    C = bits.shape[0]
+    for c in range(C):
+        top_bits[c] = 0
     for i in range(1, spans.shape[0] - 1):
         for c in range(C):
-            ar = a[c, i]
-            top = np.float32(0.0)
+            br = bits[c, i]
+            row = np.uint32(0)
             for s in range(0, spans.shape[1], 2):
                 if spans[i, s + 1] == 0:
                     break
                 for j in range(spans[i, s], spans[i, s + 1]):
-                    top = max(top, abs(ar[j]))
-            out[c] = max(out[c], top)
+                    row = max(row, br[j] & ABS_BITS)
+            top_bits[c] = max(top_bits[c], row)
+    out = np.zeros(C)
+    for c in range(C):
+        out[c] = top[c]
     return out
 
 
@@ -752,12 +778,13 @@ def _ratio(num, den, out):
 
 @nb.njit(cache=True, nogil=True)
 def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j,
-        rtol, atol, rate, max_iter):
+        rtol, atol, rate, max_iter, z_bits, top_bits, top):
     """Preconditioned CG on padded float32 arrays (``r`` holds ``b`` on entry and is ``f[0]``, ``z`` is ``u[0]``).
 
     Stops when every channel's residual is within ``rtol`` of its start, or when every channel's
     estimated error ``max |B r|`` is within ``atol (1 - rate)`` (per channel; zeros: never), where
-    ``rate`` (updated in place) is the estimate's observed fall per iteration.  Returns
+    ``rate`` (updated in place) is the estimate's observed fall per iteration.  ``z_bits``,
+    ``top_bits`` and ``top`` are :func:`max_abs`'s view of ``z`` and its scratch.  Returns
     (iterations, one of NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE).
     """
     deg, wt, fine_spans = stencils[0][0], stencils[0][1], spans[0]
@@ -774,7 +801,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
     if done:
         return 0, RESIDUAL
     run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
-    first = max_abs(z, fine_spans) if estimate else zero
+    first = max_abs(z_bits, fine_spans, top_bits, top) if estimate else zero
     if estimate and _at_most(first, atol, rate):
         return 0, ERROR_ESTIMATE
     new_direction(p, z, zero, fine_spans)
@@ -790,7 +817,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
             # B r misses the error by about 1 / (1 - rho), rho the cycle's contraction, which shows in
             # how slowly the estimate falls: trust it less the slower CG converges (e.g. a mask
             # pinned by a single boundary pixel, where the estimate alone is 4x short).
-            latest = max_abs(z, fine_spans)
+            latest = max_abs(z_bits, fine_spans, top_bits, top)
             for c in range(C):
                 rate[c] = min((latest[c] / max(first[c], 1e-300)) ** (1.0 / it), 0.9)
             if _at_most(latest, atol, rate):
