@@ -41,6 +41,7 @@ from environment import thread_environment  # noqa: E402
 from images import load_images  # noqa: E402
 
 from nsa_augment import plan_anomaly, render_anomaly  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 from nsa_augment.torch import render_batch  # noqa: E402
 
 PRESETS = ("mvtec/carpet", "mvtec/hazelnut")
@@ -208,7 +209,7 @@ def main(argv=None):
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": env,
               "rows": rows}
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2))
     return rows
 
 

@@ -44,6 +44,7 @@ from images import load_images  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import NaturalSyntheticAnomaly, presets  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 from nsa_augment.torch import (EpochSampler, PlannedAnomalyDataset, RunSampler, SyntheticAnomalyDataset,  # noqa: E402
                                collate_plans, worker_init_fn)
 
@@ -147,7 +148,7 @@ def main(argv=None):
                   + (f"{vs_ref:11.1f}x" if vs_ref else f"{'-':>12}"), flush=True)
     result = {"machine": platform.platform(), "cpus": cpus, "size": size, "preset": PRESET, "threads": env, "rows": rows}
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2))
     return rows
 
 

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from environment import thread_environment  # noqa: E402
 
 from nsa_augment import poisson_blend, poisson_blend_reference, seamless_clone  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 from nsa_augment.poisson.reference import opencv_clone_reference  # noqa: E402
 
 MASKS = ("rectangle", "ellipse", "ring", "object")
@@ -210,7 +211,7 @@ def main(argv=None):
               "summary": summary(rows)}
     print(json.dumps(result["summary"], indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2))
     return rows
 
 

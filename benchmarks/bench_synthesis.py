@@ -56,6 +56,7 @@ from authors_nsa import authors_generator  # noqa: E402
 
 from nsa_augment import methods as nsa_methods  # noqa: E402
 from nsa_augment import presets, synthesize, synthesize_volume  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 from nsa_augment.poisson import poisson_blend_volume  # noqa: E402
 from nsa_augment.poisson.reference import poisson_blend_volume_reference  # noqa: E402
 
@@ -242,8 +243,8 @@ def main(argv=None):
         volumes = volume_rows([32] if args.quick else [64, 128], 3 if args.quick else 20,
                               [12] if args.quick else [24, 40])
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": platform.platform(), "threads": env, "examples": examples,
-                                               "first_call": latency, "rows": rows, "volumes": volumes}, indent=2))
+        write_text(args.json, json.dumps({"machine": platform.platform(), "threads": env, "examples": examples,
+                                          "first_call": latency, "rows": rows, "volumes": volumes}, indent=2))
     return rows
 
 

@@ -34,6 +34,7 @@ from images import DEFAULT_DATA, load_images  # noqa: E402
 from reference_nsa import reference_nsa  # noqa: E402
 
 from nsa_augment import presets, synthesize  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 
 #: name -> overrides of the preset; each difference from the reference code alone, then all together.
 TOGGLES = {
@@ -107,8 +108,8 @@ def main(argv=None):
         print(f"| {name} | {r['patches_per_example']:.2f} | {r['box_share']:.3f} | {r['change_in_boxes']:.2f} | "
               f"{r['label_in_boxes']:.3f} | {r['labelled_examples']:.0%} |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"pairs": count, "size": args.size, "preset": args.preset,
-                                               "rows": rows}, indent=2))
+        write_text(args.json, json.dumps({"pairs": count, "size": args.size, "preset": args.preset,
+                                          "rows": rows}, indent=2))
     return rows
 
 

@@ -35,6 +35,7 @@ import scipy.sparse.linalg as spla
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_poisson import load_images, make_mask  # noqa: E402
 
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 from nsa_augment.poisson import kernels  # noqa: E402
 from nsa_augment.poisson.masked_solver import masked_laplacian_matrix  # noqa: E402
 from nsa_augment.poisson.multigrid import Hierarchy  # noqa: E402
@@ -151,7 +152,7 @@ def main(argv=None) -> list[dict]:
                   f"({', '.join(map(str, sa['coarse_stencil']))})", flush=True)
             results.append(r)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_text(args.json, json.dumps(results, indent=2))
     return results
 
 

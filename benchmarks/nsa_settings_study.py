@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 import bench_detection  # noqa: E402
 
 from nsa_augment import presets  # noqa: E402
+from nsa_augment.io import write_text  # noqa: E402  (atomic: an interrupted run keeps the previous file)
 
 BASE = "mvtec/tile"
 #: name -> NSAConfig overrides on the base preset (mixed gradients, logistic (1/3, 7), up to 4 patches).
@@ -49,7 +50,7 @@ def write_presets(out: Path) -> dict[str, Path]:
     for name, overrides in VARIANTS.items():
         cfg = presets.get(BASE).replace(name=name, **overrides)
         paths[name] = folder / f"{name}.json"
-        paths[name].write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_text(paths[name], json.dumps(cfg.to_dict(), indent=2))
     return paths
 
 
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
             chosen = [n for n, _ in ranked if n != "nsa"][: args.keep]
             print("selected on seeds", args.select_seeds, ":", ", ".join(f"{n} {100 * m:.1f}" for n, m in ranked))
             print("confirming", chosen, "against nsa and cutpaste-nsa on seeds", args.confirm_seeds)
-            (args.out / "selection.json").write_text(json.dumps({"ranking": ranked, "chosen": chosen}, indent=2))
+            write_text(args.out / "selection.json", json.dumps({"ranking": ranked, "chosen": chosen}, indent=2))
             names, seeds = ["nsa", *chosen], args.confirm_seeds
         arms = [f"{n}:nsa:{paths[n]}" for n in names] + ["cutpaste-nsa:cutpaste-nsa"]
         bench_detection.main(["--data", f"{root}:{category}", "--methods", *[], "--seeds", *map(str, seeds),
