@@ -197,43 +197,6 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs):
 
 
 @nb.njit(cache=True, nogil=True)
-def apply_masked_laplacian(x, inside, top, bottom, left, right):
-    """``A @ x`` for the masked 5-point Laplacian on the box.
-
-    ``top``/``bottom``/``left``/``right`` are True where that side of the box
-    lies on the image border (no neighbour beyond it).  ``x`` is (C, bh, bw) and
-    zero outside ``inside``; the result is too.
-    """
-    C, bh, bw = x.shape
-    out = np.zeros_like(x)
-    for i in range(bh):
-        for j in range(bw):
-            if not inside[i, j]:
-                continue
-            deg = 4
-            if i == 0 and top:
-                deg -= 1
-            if i == bh - 1 and bottom:
-                deg -= 1
-            if j == 0 and left:
-                deg -= 1
-            if j == bw - 1 and right:
-                deg -= 1
-            for c in range(C):
-                acc = deg * x[c, i, j]
-                if i > 0 and inside[i - 1, j]:
-                    acc -= x[c, i - 1, j]
-                if i < bh - 1 and inside[i + 1, j]:
-                    acc -= x[c, i + 1, j]
-                if j > 0 and inside[i, j - 1]:
-                    acc -= x[c, i, j - 1]
-                if j < bw - 1 and inside[i, j + 1]:
-                    acc -= x[c, i, j + 1]
-                out[c, i, j] = acc
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
 def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
     """Solve ``(T + lam[k] I) u[:, k] = rhs[c, :, k]`` for every channel and mode.
 

@@ -19,7 +19,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from .box_solver import solve_box_nd
-from .kernels import apply_masked_laplacian, apply_masked_laplacian_3d
+from .kernels import apply_masked_laplacian_3d
 from .multigrid import Hierarchy
 
 #: Relative residual at which the 3-D CG stops.  With right-hand sides in 0..255 units this keeps
@@ -64,15 +64,12 @@ def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, ...],
     if inside.ndim == 2:
         return _solve_multigrid(rhs, inside, sides, atol)
 
+    # Volumes: conjugate gradients preconditioned by the box solver (the multigrid is 2-D).
     outside = ~inside
-    if inside.ndim == 2:
-        def laplacian(x):
-            return apply_masked_laplacian(x, inside, *sides)
-    else:
-        side_array = np.array(sides, dtype=np.bool_)
+    side_array = np.array(sides, dtype=np.bool_)
 
-        def laplacian(x):
-            return apply_masked_laplacian_3d(x, inside, side_array)
+    def laplacian(x):
+        return apply_masked_laplacian_3d(x, inside, side_array)
 
     def precondition(r):
         z = solve_box_nd(r, pairs, regularize=1e-2)
