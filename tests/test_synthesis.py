@@ -212,6 +212,25 @@ def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, chann
     assert np.array_equal(got, np.where(changed > 0, logistic, np.float32(0)))
 
 
+def test_the_label_kernel_sees_one_array_layout_whatever_the_box_and_the_callers_strides():
+    """A box inside the image, one spanning all of it and a strided caller's image (a grey channel of a colour
+    image) reach the change-map kernel as C-ordered arrays: one compiled signature per dtype.  Views typed 'A'
+    here and 'C' there compiled the kernel again in the middle of a run (``nsa-augment compile`` missed them)."""
+    from nsa_augment.methods.nsa.labels import _measure_change, make_label
+
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    for before in (colour, colour[..., 1]):  # contiguous, and a strided view
+        after = before.copy()
+        after[10:20, 12:30] //= 2
+        for rows, cols in ((slice(10, 20), slice(12, 30)), (slice(0, 40), slice(0, 48))):  # part of it, all of it
+            region = np.zeros((40, 48), bool)
+            region[rows, cols] = True
+            make_label(before, after, region, "logistic")
+    layouts = {arg.layout for sig in _measure_change.signatures for arg in sig if hasattr(arg, "layout")}
+    assert layouts == {"C"}, _measure_change.signatures
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_median_kernel_matches_scipy_on_sparse_needs(dims):
     """The disk/ball median where ``need`` is set, equal to ``ndi.median_filter``: needed runs separated

@@ -310,7 +310,10 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
     after = after if after.ndim > dims else after[..., None]
     lo, hi = intensity if intensity is not None else intensity_range(before)
     inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
-    b, a, reg = before[inner], after[inner], region[inner]
+    # Contiguous copies of the box: the kernels then always see C-ordered arrays, whichever part of the image
+    # the box is and however the caller's image is strided, so each compiles once per dtype (a view typed 'A'
+    # here and 'C' there compiled it again in the middle of a run).
+    b, a, reg = (np.ascontiguousarray(v[inner]) for v in (before, after, region))
     channels = before.shape[-1]
     exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
     quant = channels * (1 if exact else _FLOAT_QUANT)
