@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _RUN = """
@@ -101,3 +103,71 @@ def test_fresh_process_with_a_warm_cache_compiles_nothing(tmp_path):
     second = subprocess.run([sys.executable, "-c", _RUN_WATCHED], env=env, check=True, cwd=ROOT,
                             capture_output=True, text=True)
     assert second.stdout.strip() == "[]", f"compiled again in a fresh process: {second.stdout}"
+
+
+_COMPILE_AND_LIST = """
+import importlib, pkgutil, numba, nsa_augment
+from nsa_augment.precompile import compile_all
+print(compile_all()["compiled"])
+never = []
+for info in pkgutil.walk_packages(nsa_augment.__path__, "nsa_augment."):
+    if info.name.startswith(("nsa_augment.detection", "nsa_augment.torch")) or info.name.endswith("__main__"):
+        continue  # PyTorch code (no Numba kernels), and the command line's entry point
+    module = importlib.import_module(info.name)
+    for name, obj in vars(module).items():
+        if isinstance(obj, numba.core.dispatcher.Dispatcher) and obj.__module__ == info.name and not obj.signatures \
+                and obj.targetoptions.get("inline") != "always":  # those are compiled into their callers
+            never.append(info.name + "." + name)
+print(never)
+"""
+
+# What users do, written apart from compile_all: every 2-D preset in every dtype, grey and colour, every label
+# mode, gradient and blend mode, both Poisson formulations, blends on other masks, the peers, volumes.
+_USE_EVERYTHING = _RUN_WATCHED.split("rng = np.random")[0] + """
+from nsa_augment import methods, presets
+from nsa_augment.validation import IMAGE_DTYPES
+rng = np.random.default_rng(1)
+yy, xx = np.mgrid[:80, :72]
+ring = ((yy - 40) ** 2 + (xx - 36) ** 2 < 900) & ((yy - 40) ** 2 + (xx - 36) ** 2 > 100)
+for dtype in IMAGE_DTYPES:
+    hi = 1.0 if dtype.kind == "f" else 200.0
+    img = (hi * rng.uniform(0.2, 0.8, (80, 72, 3))).astype(dtype)
+    other = (hi * rng.uniform(0.2, 0.8, (80, 72, 3))).astype(dtype)
+    for d, s in ((img, other), (img[..., 0], other[..., 0])):
+        for name in presets.names():
+            cfg = presets.get(name)
+            if cfg.dims == 2:
+                nsa_augment.synthesize(d, s, cfg, rng)
+        for label in ("binary", "continuous", "intensity", "logistic"):
+            for gradients in ("normal", "mixed", "interpolated"):
+                cfg = presets.get("mvtec/bottle").replace(label=label, gradients=gradients)
+                nsa_augment.synthesize(d, s, cfg, rng)
+        for blend in ("paste", "alpha"):
+            nsa_augment.synthesize(d, s, presets.get("mvtec/carpet").replace(blend=blend), rng)
+        nsa_augment.synthesize(d, s, presets.get("mvtec/wood").replace(poisson="opencv"), rng)
+        for gradients in ("normal", "mixed", "interpolated"):
+            nsa_augment.poisson_blend(d, s, ring, gradients=gradients)
+for method in methods.registry.METHODS:
+    methods.registry.generator(method, "mvtec/grid")(img.astype(np.uint8), other.astype(np.uint8), rng)
+vol = (100 * rng.uniform(0.2, 0.8, (20, 30, 30))).astype(np.int16)
+nsa_augment.synthesize_volume(vol, vol[::-1].copy(), "medical/brain-mri", rng)
+print(compiled)
+"""
+
+
+@pytest.mark.slow
+def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
+    """``nsa-augment compile`` reaches every kernel of the package, and afterwards nothing a user runs, in any
+    dtype or setting, compiles in a fresh process."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = subprocess.run([sys.executable, "-c", _COMPILE_AND_LIST], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    count, never = first.stdout.strip().splitlines()[-2:]
+    assert int(count) > 20, first.stdout
+    assert never == "[]", f"kernels compile_all never reaches: {never}"
+    used = subprocess.run([sys.executable, "-c", _USE_EVERYTHING], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert used.stdout.strip().splitlines()[-1] == "[]", f"compiled after nsa-augment compile: {used.stdout}"
+    again = subprocess.run([sys.executable, "-m", "nsa_augment", "compile"], env=env, cwd=ROOT, capture_output=True,
+                           text=True)
+    assert again.returncode == 0 and "nothing to compile" in again.stdout, again.stdout + again.stderr
