@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import numba
 import numpy as np
 from numba.core import event
 
@@ -34,9 +35,8 @@ def compile_all(volumes: bool = True) -> dict:
     Returns
     -------
     dict
-        ``compiled`` (kernel versions compiled now, one per kernel and argument types; 0 when the cache
-        held them all),
-        ``seconds`` and ``cache`` (where the compiled kernels are kept).
+        ``compiled``: kernel versions compiled now, one per kernel and argument types (0 when the
+        cache held them all); ``seconds``; ``cache``: where the compiled kernels are kept.
     """
     counter = _CompileCount()
     event.register("numba:compile", counter)
@@ -44,15 +44,14 @@ def compile_all(volumes: bool = True) -> dict:
     try:
         rng = np.random.default_rng(0)
         yy, xx = np.mgrid[:64, :64]
-        smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))  # in [0.2, 0.8]
+        smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))  # 0.2..0.8
         ellipse = (yy - 30) ** 2 + ((xx - 33) / 1.3) ** 2 < 500  # the multigrid, several levels deep
         rect = (yy >= 8) & (yy < 40) & (xx >= 10) & (xx < 50)
         configs = [presets.get("mvtec/carpet"), presets.get("mvtec/hazelnut"),
                    presets.get("mvtec/cable").replace(label="binary"),
                    presets.get("mvtec/carpet").replace(label="intensity", poisson="opencv")]
         for dtype in IMAGE_DTYPES:
-            lo, hi = (0.0, 1.0) if dtype.kind == "f" else (-1000.0, 1000.0) if dtype == np.int16 \
-                else (0.0, float(np.iinfo(dtype).max))
+            lo, hi = _VALUES[dtype.name]
             image = (lo + (hi - lo) * smooth).astype(dtype)
             other = image[::-1].copy()
             for dst, src in ((image, other), (image[..., 0], other[..., 0])):  # colour and grey
@@ -82,6 +81,10 @@ def compile_all(volumes: bool = True) -> dict:
     return {"compiled": counter.compiled, "seconds": time.perf_counter() - start, "cache": cache_folder()}
 
 
+#: Each image dtype's test values: its whole range, a CT window for int16, [0, 1] for float32.
+_VALUES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-1000.0, 1000.0), "float32": (0.0, 1.0)}
+
+
 def _until_patched(synthesize_once, attempts: int = 20) -> None:
     """Synthesise until a plan places a patch (a plan may place none: then the blend kernels would not run)."""
     for _ in range(attempts):
@@ -106,8 +109,6 @@ class _CompileCount(event.Listener):
 
 def cache_folder() -> str:
     """Where this package's compiled kernels are kept (Numba's cache locator, asked for one kernel)."""
-    import numba
-
     if numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR, or the fallback of ensure_cache
         return str(numba.config.CACHE_DIR)
     path = getattr(getattr(kernels.assemble_rhs_box, "_cache", None), "_cache_path", None)

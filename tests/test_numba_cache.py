@@ -92,19 +92,6 @@ print(compiled)
 """
 
 
-def test_fresh_process_with_a_warm_cache_compiles_nothing(tmp_path):
-    """What a masked blend and a synthesis run comes from the cache in the next process (each DataLoader
-    worker is one).  Numba's typed lists, used from the interpreter, compiled their methods in every
-    process (about 2 s before the first masked blend): the multigrid now builds them in cached code."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    first = subprocess.run([sys.executable, "-c", _RUN_WATCHED], env=env, check=True, cwd=ROOT,
-                           capture_output=True, text=True)
-    assert "assemble_rhs" in first.stdout, "the first process should have compiled the kernels"
-    second = subprocess.run([sys.executable, "-c", _RUN_WATCHED], env=env, check=True, cwd=ROOT,
-                            capture_output=True, text=True)
-    assert second.stdout.strip() == "[]", f"compiled again in a fresh process: {second.stdout}"
-
-
 _COMPILE_AND_LIST = """
 import importlib, pkgutil, numba, nsa_augment
 from nsa_augment.precompile import compile_all
@@ -158,7 +145,10 @@ print(compiled)
 @pytest.mark.slow
 def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
     """``nsa-augment compile`` reaches every kernel of the package, and afterwards nothing a user runs, in any
-    dtype or setting, compiles in a fresh process."""
+    dtype or setting, compiles in a fresh process (each DataLoader worker is one).  It caught the label kernel
+    compiling again for another array layout; an earlier version of it, Numba's typed lists used from the
+    interpreter, which compiled their methods in every process (about 2 s before the first masked blend) until
+    the multigrid built them in cached code."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     first = subprocess.run([sys.executable, "-c", _COMPILE_AND_LIST], env=env, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
