@@ -8,6 +8,7 @@ environment, no later process compiles anything.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -112,4 +113,9 @@ def cache_folder() -> str:
     if numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR, or the fallback of ensure_cache
         return str(numba.config.CACHE_DIR)
     path = getattr(getattr(kernels.assemble_rhs_box, "_cache", None), "_cache_path", None)
-    return str(path) if path else "Numba's default cache folder"
+    if not path:
+        return "Numba's default cache folder"
+    package = Path(__file__).resolve().parent
+    if Path(path).resolve().is_relative_to(package):  # Numba's in-tree cache: one folder per module
+        return f"{package}/**/__pycache__ (next to the package)"
+    return str(path)
