@@ -143,19 +143,29 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     uint8 values are looked up in :func:`normalize`'s own values for 0..255, so a batch normalised
     here equals the same images normalised by ``A.Normalize`` bit for bit (evaluation uses that)."""
     if images.dtype == torch.uint8:
-        table = torch.from_numpy(_uint8_table(images.shape[1])).to(images.device)
-        offsets = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1) * 256
-        return table.view(-1)[images.long() + offsets]
-    mean = torch.tensor(MEAN, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, -1, 1, 1)
+        table, offsets = _uint8_lookup(images.shape[1], images.device)
+        return table[images.long() + offsets]
+    mean, std = _mean_std(images.device)
     return (images - mean) / std
 
 
-@functools.lru_cache(maxsize=4)
-def _uint8_table(channels: int) -> np.ndarray:
-    """``A.Normalize``'s output for every uint8 value, per channel: float32 (channels, 256)."""
+# The constants reach each device once: a copy from the host every batch would make the host wait until
+# the GPU has run everything queued before it (nsa_augment.torch.render.upload), every training step.
+
+
+@functools.lru_cache(maxsize=8)
+def _uint8_lookup(channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A.Normalize``'s output for every uint8 value of every channel, flat (channels * 256,) float32, and
+    each channel's offset into it (1, channels, 1, 1), on ``device``."""
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
-    return np.ascontiguousarray(normalize(np.uint8)(image=ramp)["image"][0].T, dtype=np.float32)
+    values = normalize(np.uint8)(image=ramp)["image"][0].T  # (channels, 256)
+    table = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).ravel()).to(device)
+    return table, (torch.arange(channels) * 256).view(1, -1, 1, 1).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(MEAN, device=device).view(1, -1, 1, 1), torch.tensor(STD, device=device).view(1, -1, 1, 1)
 
 
 def normalize(dtype) -> A.Normalize:
