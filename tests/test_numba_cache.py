@@ -146,8 +146,8 @@ print(compiled)
 def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
     """``nsa-augment compile`` reaches every kernel of the package, and afterwards nothing a user runs, in any
     dtype or setting, compiles in a fresh process (each DataLoader worker is one).  It caught the label kernel
-    compiling again for another array layout; an earlier version of it, Numba's typed lists used from the
-    interpreter, which compiled their methods in every process (about 2 s before the first masked blend) until
+    compiling again for another array layout; a narrower test before it caught Numba's typed lists, used from
+    the interpreter, compiling their methods in every process (about 2 s before the first masked blend) until
     the multigrid built them in cached code."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     first = subprocess.run([sys.executable, "-c", _COMPILE_AND_LIST], env=env, cwd=ROOT, capture_output=True, text=True)
