@@ -164,3 +164,37 @@ def test_run_sampler_bad_arguments():
     with pytest.raises(ValueError, match="batch_size >= 1"):
         RunSampler(EpochSampler(3), 0, 10)
     assert list(RunSampler(EpochSampler(3), 2, 0)) == []
+
+
+@pytest.mark.parametrize("mean, std, channels", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 3),
+                                                 ((0.5,), (0.25,), 1), ((10.0, 20.0, 30.0, 40.0), (2.0, 3.0, 4.0, 5.0), 4)])
+def test_uint8_normalize_on_the_device_equals_albumentations_per_image(mean, std, channels):
+    """Every value of every channel, and random images: the batch normalised by ``Uint8Normalize`` equals each
+    image normalised by ``A.Normalize`` bit for bit, whatever the mean, std or channel count."""
+    from nsa_augment.torch import Uint8Normalize
+
+    rng = np.random.default_rng(0)
+    norm = A.Normalize(mean, std, max_pixel_value=255.0)
+    every = rng.permutation(np.repeat(np.arange(256, dtype=np.uint8), channels * 16)).reshape(4, channels, 32, 32)
+    batch = np.concatenate([every, rng.integers(0, 256, (2, channels, 32, 32), dtype=np.uint8)])
+    module = Uint8Normalize(norm, channels).to("cpu")
+    got = module(torch.from_numpy(batch)).numpy()
+    assert got.dtype == np.float32 and got.shape == batch.shape
+    for b in range(len(batch)):
+        np.testing.assert_array_equal(got[b].transpose(1, 2, 0), norm(image=batch[b].transpose(1, 2, 0))["image"]
+                                      .reshape(32, 32, channels))
+    assert "channels=" + str(channels) in repr(module)
+
+
+def test_uint8_normalize_refuses_what_it_cannot_reproduce():
+    from nsa_augment.torch import Uint8Normalize
+
+    with pytest.raises(ValueError, match="per-image statistics"):
+        Uint8Normalize(A.Normalize(normalization="image"))
+    with pytest.raises(ValueError, match="per-image statistics"):
+        Uint8Normalize(A.HorizontalFlip())  # not a normalisation at all
+    module = Uint8Normalize(A.Normalize())
+    with pytest.raises(TypeError, match="uint8"):
+        module(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="channels"):
+        module(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))

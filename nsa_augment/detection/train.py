@@ -37,7 +37,7 @@ from ..gallery import grid, heatmap, outline, to_rgb8
 from ..io import replace_atomically, write_image, write_text
 from ..methods import registry
 from ..torch import (EpochSampler, NSABatchRenderer, PlannedAnomalyDataset, RunSampler, SyntheticAnomalyDataset,
-                     collate_plans)
+                     Uint8Normalize, collate_plans)
 from ..transforms import transform_for
 from .datasets import as_one_dtype, check_test_set, find_categories, load_category, read_rgb, read_test_set
 from .metrics import auroc_standard_error, evaluate, image_scores, roc_auc, roc_curve
@@ -143,8 +143,7 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
     uint8 values are looked up in :func:`normalize`'s own values for 0..255, so a batch normalised
     here equals the same images normalised by ``A.Normalize`` bit for bit (evaluation uses that)."""
     if images.dtype == torch.uint8:
-        table, offsets = _uint8_lookup(images.shape[1], images.device)
-        return table[images.long() + offsets]
+        return _uint8_lookup(images.shape[1], images.device)(images)
     mean, std = _mean_std(images.device)
     return (images - mean) / std
 
@@ -154,13 +153,9 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _uint8_lookup(channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``A.Normalize``'s output for every uint8 value of every channel, flat (channels * 256,) float32, and
-    each channel's offset into it (1, channels, 1, 1), on ``device``."""
-    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
-    values = normalize(np.uint8)(image=ramp)["image"][0].T  # (channels, 256)
-    table = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).ravel()).to(device)
-    return table, (torch.arange(channels) * 256).view(1, -1, 1, 1).to(device)
+def _uint8_lookup(channels: int, device: torch.device) -> Uint8Normalize:
+    """:func:`normalize` for uint8 batches (:class:`~nsa_augment.torch.Uint8Normalize`), on ``device``."""
+    return Uint8Normalize(normalize(np.uint8), channels).to(device)
 
 
 @functools.lru_cache(maxsize=8)
