@@ -193,6 +193,8 @@ def test_uint8_normalize_refuses_what_it_cannot_reproduce():
         Uint8Normalize(A.Normalize(normalization="image"))
     with pytest.raises(ValueError, match="per-image statistics"):
         Uint8Normalize(A.HorizontalFlip())  # not a normalisation at all
+    with pytest.raises(ValueError, match="p=1"):
+        Uint8Normalize(A.Normalize(p=0.5))  # its ramp may come back unnormalised: an identity table
     module = Uint8Normalize(A.Normalize())
     with pytest.raises(TypeError, match="uint8"):
         module(torch.zeros(1, 3, 4, 4))

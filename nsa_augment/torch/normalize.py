@@ -24,7 +24,7 @@ class Uint8Normalize(torch.nn.Module):
     Parameters
     ----------
     normalize : albumentations.Normalize
-        With ``normalization="standard"`` (fixed mean and std).  Per-image statistics depend on the
+        With ``normalization="standard"`` (fixed mean and std) and ``p=1``.  Per-image statistics depend on the
         whole image and cannot be looked up per value: those stay in the workers.
     channels : int
         The images' channel count (default 3).
@@ -47,13 +47,16 @@ class Uint8Normalize(torch.nn.Module):
             raise ValueError(f"Uint8Normalize needs an A.Normalize with normalization='standard', got "
                              f"{type(normalize).__name__} with normalization={how!r}: per-image statistics cannot "
                              "be looked up per value; keep that transform in the workers' pipeline")
+        if getattr(normalize, "p", 1.0) != 1.0:  # a ramp drawn unnormalised would make an identity table
+            raise ValueError(f"Uint8Normalize needs an A.Normalize applied always (p=1), got p={normalize.p}: "
+                             "one that normalises some images only is no per-batch map")
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], channels, axis=2)
         values = np.asarray(normalize(image=ramp)["image"])
-        if values.shape != (1, 256, channels):
-            raise ValueError(f"the transform turned a (1, 256, {channels}) image into {values.shape}: it is not "
-                             "a per-pixel normalisation of that many channels")
+        if values.shape != (1, 256, channels) or values.dtype != np.float32:
+            raise ValueError(f"the transform turned a uint8 (1, 256, {channels}) image into {values.dtype} "
+                             f"{values.shape}: it is not a per-pixel normalisation of that many channels")
         self.channels = channels
         table = torch.from_numpy(np.ascontiguousarray(values[0].T, dtype=np.float32).ravel())
         self.register_buffer("table", table, persistent=False)  # (channels * 256,): channel c's values at c * 256
