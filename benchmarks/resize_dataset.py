@@ -33,8 +33,9 @@ def copy_resized(src: Path, dst: Path, size: int) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         img = load_image(path)
         if "ground_truth" in rel.parts:
-            write_image(out, mask_at(img, size).astype(np.uint8) * np.uint8(255))
-            same = np.array_equal(mask_at(load_image(out), size), mask_at(img, size))
+            mask = mask_at(img, size)
+            write_image(out, mask.astype(np.uint8) * np.uint8(255))
+            same = np.array_equal(mask_at(load_image(out), size), mask)
         else:
             if img.dtype != np.uint8:
                 raise SystemExit(f"resize_dataset: {path} is {img.dtype}, not 8-bit: a resized copy would not load "

@@ -243,11 +243,8 @@ def test_bench_detection_pairs_runs_over_their_test_images(tmp_path):
 def test_resize_dataset_copies_load_as_the_originals(tmp_path):
     """A category copied at 64 px reads, through the training code, exactly as the original at 64 px."""
     import importlib.util
-    import sys as _sys
 
-    _sys.path.insert(0, str(ROOT / "tests"))
     from conftest import make_category
-
     from nsa_augment.detection.datasets import load_category, read_rgb, read_test_set
 
     spec = importlib.util.spec_from_file_location("resize_dataset", ROOT / "benchmarks" / "resize_dataset.py")
