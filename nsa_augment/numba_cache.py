@@ -57,6 +57,13 @@ def ensure_cache() -> None:
                           "writable folder") from None
 
 
+def is_ours(ev) -> bool:
+    """Whether a ``numba:compile`` event compiles one of this package's kernels (not Numba's own helpers)."""
+    dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+    module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+    return module.startswith("nsa_augment.")
+
+
 class _CompileNotice(event.Listener):
     """One line on stderr when the first of our kernels compiles in this process (never for a cache load).
 
@@ -66,9 +73,7 @@ class _CompileNotice(event.Listener):
 
     def on_start(self, ev):
         global _announced
-        dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
-        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
-        if _announced or not module.startswith("nsa_augment."):
+        if _announced or not is_ours(ev):
             return
         _announced = True
         print("nsa-augment: compiling the Numba kernels on first use (a few seconds, once: they are cached on disk)",

@@ -17,6 +17,7 @@ from numba.core import event
 from .methods import registry
 from .methods.nsa import presets
 from .methods.nsa.synthesis import synthesize, synthesize_volume
+from .numba_cache import is_ours
 from .poisson import kernels, poisson_blend, poisson_blend_volume, seamless_clone
 from .validation import IMAGE_DTYPES
 
@@ -103,9 +104,7 @@ class _CompileCount(event.Listener):
         pass
 
     def on_end(self, ev):
-        dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
-        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
-        self.compiled += module.startswith("nsa_augment.")
+        self.compiled += is_ours(ev)
 
 
 def cache_folder() -> str:
