@@ -330,6 +330,50 @@ def test_opencv_kernel_matches_the_numpy_transcription(shape, mixed):
     assert np.abs(ours - inner).max() < 0.01
 
 
+def _rhs_opencv_numpy(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
+    """``assemble_rhs_opencv`` from its definition, whole-array NumPy in float64."""
+    d, s = dst.astype(np.float64), src.astype(np.float64)
+    ys, xs = np.arange(y0, y1 - 1), np.arange(x0, x1 - 1)  # pixels with both forward edges in the rectangle
+    dx = d[ys][:, xs + 1] - d[ys][:, xs]
+    dy = d[ys + 1][:, xs] - d[ys][:, xs]
+    sy, sx = (ys - oy)[:, None], (xs - ox)[None, :]
+    has_source = (sy >= 0) & (sy < weights.shape[0]) & (sx >= 0) & (sx < weights.shape[1])
+    m = np.where(has_source, weights[np.clip(sy, 0, weights.shape[0] - 1), np.clip(sx, 0, weights.shape[1] - 1)], 0.0)
+    vx, vy = dx.copy(), dy.copy()
+    for i, j in zip(*np.nonzero(m > 0)):
+        a, b = sy[i, 0], sx[0, j]
+        gx, gy = s[a, b + 1] - s[a, b], s[a + 1, b] - s[a, b]
+        use = np.abs(gx - gy) > np.abs(dx[i, j] - dy[i, j]) if mixed else np.ones(len(gx), bool)
+        vx[i, j] = np.where(use, m[i, j] * gx + (1 - m[i, j]) * dx[i, j], dx[i, j])
+        vy[i, j] = np.where(use, m[i, j] * gy + (1 - m[i, j]) * dy[i, j], dy[i, j])
+    rhs = vx[1:, :-1] - vx[1:, 1:] + vy[:-1, 1:] - vy[1:, 1:]  # interior pixels (1 .. bh - 2, 1 .. bw - 2)
+    rhs[0] += d[y0, x0 + 1 : x1 - 1]
+    rhs[-1] += d[y1 - 1, x0 + 1 : x1 - 1]
+    rhs[:, 0] += d[y0 + 1 : y1 - 1, x0]
+    rhs[:, -1] += d[y0 + 1 : y1 - 1, x1 - 1]
+    return rhs.transpose(2, 0, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([np.uint8, np.uint16, np.int16, np.float32]),
+       st.sampled_from([1, 3, 4]), st.booleans())
+def test_opencv_right_hand_side_matches_its_definition_wherever_the_source_lies(seed, dtype, channels, mixed):
+    """The source anywhere against the rectangle: inside, across any side, beside it, above or below it."""
+    rng = np.random.default_rng(seed)
+    H, W = (int(v) for v in rng.integers(6, 40, 2))
+    h, w = (int(v) for v in rng.integers(5, 30, 2))
+    dst = (rng.random((H, W, channels)) * 200).astype(dtype)
+    src = (rng.random((h, w, channels)) * 200).astype(dtype)
+    weights, _ = opencv_weights(rng.random((h, w)) < 0.9, float(rng.choice([1.0, 0.6])))
+    y0, x0 = int(rng.integers(0, H - 3)), int(rng.integers(0, W - 3))
+    y1, x1 = int(rng.integers(y0 + 3, H + 1)), int(rng.integers(x0 + 3, W + 1))
+    oy, ox = int(rng.integers(-h - 2, H + 2)), int(rng.integers(-w - 2, W + 2))
+    got = kernels.assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed)
+    assert got.dtype == np.float32 and got.shape == (channels, y1 - y0 - 2, x1 - x0 - 2)
+    want = _rhs_opencv_numpy(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["normal", "mixed"])
 @pytest.mark.parametrize("shape", ["rectangle", "ellipse", "ring", "object"])
 def test_seamless_clone_matches_cv2_within_one_level(shape, mode):

@@ -290,26 +290,41 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
 
         rhs[p] = -(vx[p] - vx[p - x]) - (vy[p] - vy[p - y]) + sum of ring neighbours of p
 
-    Returns float64 (C, y1 - y0 - 2, x1 - x0 - 2).  ``weights`` is positive only
+    Returns float32 (C, y1 - y0 - 2, x1 - x0 - 2), each value summed in float64 and rounded
+    once (the sine transforms that take it run in float32).  ``weights`` is positive only
     where ``src`` has the forward neighbours (OpenCV erodes the mask first).
     """
     H, W, C = dst.shape
     h, w = weights.shape
     bh, bw = y1 - y0, x1 - x0
-    rhs = np.empty((C, bh - 2, bw - 2))
-    vx = np.zeros((bh, bw))
-    vy = np.zeros((bh, bw))
-    for c in range(C):
-        for i in range(bh - 1):
-            y = y0 + i
-            sy = y - oy
-            for j in range(bw - 1):
+    rhs = np.empty((C, bh - 2, bw - 2), np.float32)
+    # The guidance of two rows at a time (this one and the one above), per channel: small
+    # buffers that stay in cache, where whole-rectangle ones (two float64 images) did not.
+    vx = np.zeros((2, C, bw))
+    vy = np.zeros((2, C, bw))
+    for i in range(bh - 1):
+        now, above = i & 1, 1 - (i & 1)
+        y = y0 + i
+        sy = y - oy
+        # The rectangle's columns j with a source pixel: 0 <= x0 + j - ox < w.
+        ja, jb = 0, 0
+        if 0 <= sy < h:
+            ja = min(max(0, ox - x0), bw - 1)
+            jb = max(ja, min(bw - 1, ox - x0 + w))
+        for c in range(C):
+            vxr, vyr = vx[now, c], vy[now, c]
+            # Columns without a source pixel (m = 0) take the destination's gradients.
+            for j in range(0, ja):
+                x = x0 + j
+                vxr[j] = np.float64(dst[y, x + 1, c]) - np.float64(dst[y, x, c])
+                vyr[j] = np.float64(dst[y + 1, x, c]) - np.float64(dst[y, x, c])
+            for j in range(ja, jb):
                 x = x0 + j
                 d = np.float64(dst[y, x, c])
                 dx = np.float64(dst[y, x + 1, c]) - d
                 dy = np.float64(dst[y + 1, x, c]) - d
                 sx = x - ox
-                m = weights[sy, sx] if 0 <= sy < h and 0 <= sx < w else 0.0
+                m = weights[sy, sx]
                 if m > 0.0:
                     s = np.float64(src[sy, sx, c])
                     gx = np.float64(src[sy, sx + 1, c]) - s
@@ -317,20 +332,37 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
                     if not mixed or abs(gx - gy) > abs(dx - dy):
                         dx = m * gx + (1.0 - m) * dx
                         dy = m * gy + (1.0 - m) * dy
-                vx[i, j] = dx
-                vy[i, j] = dy
-        for i in range(1, bh - 1):
+                vxr[j] = dx
+                vyr[j] = dy
+            for j in range(jb, bw - 1):
+                x = x0 + j
+                vxr[j] = np.float64(dst[y, x + 1, c]) - np.float64(dst[y, x, c])
+                vyr[j] = np.float64(dst[y + 1, x, c]) - np.float64(dst[y, x, c])
+            if i == 0:
+                continue
+            vya, out = vy[above, c], rhs[c, i - 1]
+            if i == 1 or i == bh - 2:  # next to the top or bottom side: add its fixed values
+                for j in range(1, bw - 1):
+                    acc = vxr[j - 1] - vxr[j] + vya[j] - vyr[j]
+                    if i == 1:
+                        acc += dst[y0, x0 + j, c]
+                    if i == bh - 2:
+                        acc += dst[y1 - 1, x0 + j, c]
+                    if j == 1:
+                        acc += dst[y0 + i, x0, c]
+                    if j == bw - 2:
+                        acc += dst[y0 + i, x1 - 1, c]
+                    out[j - 1] = acc
+                continue
+            # The same sums, the left and right sides' values added to the first and last column.
             for j in range(1, bw - 1):
-                acc = vx[i, j - 1] - vx[i, j] + vy[i - 1, j] - vy[i, j]
-                if i == 1:
-                    acc += dst[y0, x0 + j, c]
-                if i == bh - 2:
-                    acc += dst[y1 - 1, x0 + j, c]
-                if j == 1:
-                    acc += dst[y0 + i, x0, c]
-                if j == bw - 2:
-                    acc += dst[y0 + i, x1 - 1, c]
-                rhs[c, i - 1, j - 1] = acc
+                out[j - 1] = vxr[j - 1] - vxr[j] + vya[j] - vyr[j]
+            out[0] = vxr[0] - vxr[1] + vya[1] - vyr[1] + dst[y0 + i, x0, c]
+            last = bw - 2
+            acc = vxr[last - 1] - vxr[last] + vya[last] - vyr[last]
+            if last == 1:
+                acc += dst[y0 + i, x0, c]
+            out[last - 1] = acc + dst[y0 + i, x1 - 1, c]
     return rhs
 
 
