@@ -96,7 +96,9 @@ def _forward(rhs: np.ndarray, left: bool, right: bool):
     """Transform the last axis into the eigenbasis of the 1-D operator.
 
     Returns the spectrum (contiguous, writable), the eigenvalues and a function
-    mapping a spectrum back.  Sizes that pocketfft handles well use DST-I/DCT-II;
+    mapping a spectrum back, which may overwrite the spectrum it is given (always the
+    solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
+    transform's time).  Sizes that pocketfft handles well use DST-I/DCT-II;
     the rest (e.g. 256, where 257 is prime) use a cached dense eigenbasis and one
     BLAS product, which is faster than a Bluestein FFT up to ``_MAX_DENSE``.
     """
@@ -105,16 +107,16 @@ def _forward(rhs: np.ndarray, left: bool, right: bool):
     if w > _MAX_DENSE or _is_smooth(fft_len):
         if left and right:
             spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho")
-            return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho")
+            return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho", overwrite_x=True)
         if left or right:
             # Mirror about the Neumann side: the half-sample symmetric extension
             # is a Dirichlet-Dirichlet problem of width 2w.
             ext = np.concatenate((rhs[..., ::-1], rhs), axis=-1) if left else np.concatenate((rhs, rhs[..., ::-1]), axis=-1)
             spec = scipy.fft.dst(ext, type=1, axis=-1, norm="ortho")
             keep = slice(w, None) if left else slice(None, w)
-            return spec, eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")[..., keep]
+            return spec, eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)[..., keep]
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho")
-        return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho")
+        return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)
     lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
     shape = rhs.shape
     spec = (rhs.reshape(-1, w) @ q).reshape(shape)
