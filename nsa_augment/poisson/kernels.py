@@ -275,6 +275,15 @@ def write_solution(out, solution, inside, y0, x0, lo, hi, rounding):
     return out
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _destination_gradients(dst, y, x0, c, j0, j1, vx, vy):
+    """``vx[j], vy[j]``: the destination's forward gradients at ``(y, x0 + j)``, channel ``c``, for ``j0 <= j < j1``."""
+    for j in range(j0, j1):
+        x = x0 + j
+        vx[j] = np.float64(dst[y, x + 1, c]) - np.float64(dst[y, x, c])
+        vy[j] = np.float64(dst[y + 1, x, c]) - np.float64(dst[y, x, c])
+
+
 @nb.njit(cache=True, nogil=True)
 def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
     """Right-hand side of ``cv2.seamlessClone``'s system on the rectangle ``[y0, y1) x [x0, x1)``.
@@ -314,10 +323,8 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
         for c in range(C):
             vxr, vyr = vx[now, c], vy[now, c]
             # Columns without a source pixel (m = 0) take the destination's gradients.
-            for j in range(0, ja):
-                x = x0 + j
-                vxr[j] = np.float64(dst[y, x + 1, c]) - np.float64(dst[y, x, c])
-                vyr[j] = np.float64(dst[y + 1, x, c]) - np.float64(dst[y, x, c])
+            _destination_gradients(dst, y, x0, c, 0, ja, vxr, vyr)
+            _destination_gradients(dst, y, x0, c, jb, bw - 1, vxr, vyr)
             for j in range(ja, jb):
                 x = x0 + j
                 d = np.float64(dst[y, x, c])
@@ -334,10 +341,6 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
                         dy = m * gy + (1.0 - m) * dy
                 vxr[j] = dx
                 vyr[j] = dy
-            for j in range(jb, bw - 1):
-                x = x0 + j
-                vxr[j] = np.float64(dst[y, x + 1, c]) - np.float64(dst[y, x, c])
-                vyr[j] = np.float64(dst[y + 1, x, c]) - np.float64(dst[y, x, c])
             if i == 0:
                 continue
             vya, out = vy[above, c], rhs[c, i - 1]
@@ -354,7 +357,8 @@ def assemble_rhs_opencv(dst, src, weights, oy, ox, y0, y1, x0, x1, mixed):
                         acc += dst[y0 + i, x1 - 1, c]
                     out[j - 1] = acc
                 continue
-            # The same sums, the left and right sides' values added to the first and last column.
+            # The same sums, the left and right sides' values added to the first and last column
+            # (peeled out of the loop: 10-15% faster than testing j in it, ad hoc, 256-2048 px).
             for j in range(1, bw - 1):
                 out[j - 1] = vxr[j - 1] - vxr[j] + vya[j] - vyr[j]
             out[0] = vxr[0] - vxr[1] + vya[1] - vyr[1] + dst[y0 + i, x0, c]
