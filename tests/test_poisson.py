@@ -517,9 +517,54 @@ def test_rectangle_kernel_equals_the_general_kernel(mode, where):
     mask = np.zeros(src.shape[:2], bool)
     mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = True
     general, inside = kernels.assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, 0.3)
-    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3, np.empty((dst.shape[2], y1 - y0, x1 - x0)))
+    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3, np.empty((dst.shape[2], y1 - y0, x1 - x0)),
+                                   np.empty((x1 - x0) * dst.shape[2]))
     assert inside.all() and np.allclose(general, box, rtol=0, atol=1e-9)  # same sums, another order
 
+
+
+def _rhs_box_numpy(dst, src, oy, ox, y0, y1, x0, x1, mode, factor):
+    """``assemble_rhs_box`` from its definition, whole-array NumPy in float64 (C, bh, bw)."""
+    d = dst.astype(np.float64)
+    H, W = d.shape[:2]
+    s = np.zeros_like(d)  # the source in destination coordinates, where it exists
+    has = np.zeros((H, W), bool)
+    s[oy : oy + src.shape[0], ox : ox + src.shape[1]] = src
+    has[oy : oy + src.shape[0], ox : ox + src.shape[1]] = True
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    rhs = np.zeros(ys.shape + (d.shape[2],))
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):  # the kernel's order: north, south, west, east
+        qy, qx = ys + dy, xs + dx
+        ok = (qy >= 0) & (qy < H) & (qx >= 0) & (qx < W)
+        qy, qx = qy.clip(0, H - 1), qx.clip(0, W - 1)
+        gd, gs = d[ys, xs] - d[qy, qx], s[ys, xs] - s[qy, qx]
+        v = {0: gs, 1: np.where(np.abs(gs) > np.abs(gd), gs, gd), 2: factor * gs + (1 - factor) * gd}[mode]
+        v = np.where(has[qy, qx][..., None], v, gd)
+        outside = (qy < y0) | (qy >= y1) | (qx < x0) | (qx >= x1)
+        rhs += np.where(ok[..., None], v + np.where(outside[..., None], d[qy, qx], 0.0), 0.0)
+    return rhs.transpose(2, 0, 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([np.uint8, np.uint16, np.float32]), st.sampled_from([1, 3, 4]),
+       st.sampled_from([0, 1, 2]))
+def test_rectangle_right_hand_side_matches_its_definition(seed, dtype, channels, mode):
+    """Any rectangle (one pixel wide or tall, at any image border) and a source covering it with any margin."""
+    rng = np.random.default_rng(seed)
+    H, W = (int(v) for v in rng.integers(2, 30, 2))
+    y0, x0 = int(rng.integers(0, H)), int(rng.integers(0, W))
+    y1, x1 = int(rng.integers(y0 + 1, H + 1)), int(rng.integers(x0 + 1, W + 1))
+    if (y1 - y0) * (x1 - x0) == H * W:
+        y1 -= 1 if y1 - y0 > 1 else 0
+        x1 -= 1 if (y1 - y0) * (x1 - x0) == H * W else 0
+    oy, ox = int(rng.integers(0, y0 + 1)), int(rng.integers(0, x0 + 1))
+    h, w = int(rng.integers(y1 - oy, H - oy + 1)), int(rng.integers(x1 - ox, W - ox + 1))
+    dst = (rng.random((H, W, channels)) * 250).astype(dtype)
+    src = (rng.random((h, w, channels)) * 250).astype(dtype)
+    got = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3,
+                                   np.empty((channels, y1 - y0, x1 - x0)), np.empty((x1 - x0) * channels))
+    want = _rhs_box_numpy(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
 
 def test_sixteen_bit_scans_are_solved_to_sixteen_bit_precision():
     """uint16 images, and float images holding a 16-bit scan (raw or scaled to [0, 1]), on a masked solve.

@@ -182,8 +182,9 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
     mode = GRADIENT_MODES[gradients]
     if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel, a direct solve
+        C = image.shape[2]
         rhs = kernels.assemble_rhs_box(image, source, oy, ox, y0, y1, x0, x1, mode, factor,
-                                       np.empty((image.shape[2], y1 - y0, x1 - x0)))
+                                       np.empty((C, y1 - y0, x1 - x0)), np.empty((x1 - x0) * C))
         inside, atol = np.ones(rhs.shape[1:], dtype=np.bool_), None
     else:  # iterative: stop on the error in grey levels
         rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, mode, factor)
