@@ -517,8 +517,8 @@ def test_rectangle_kernel_equals_the_general_kernel(mode, where):
     mask = np.zeros(src.shape[:2], bool)
     mask[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = True
     general, inside = kernels.assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, 0.3)
-    box = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3, np.empty((dst.shape[2], y1 - y0, x1 - x0)),
-                                   np.empty((x1 - x0) * dst.shape[2]))
+    box = kernels.assemble_rhs_box(dst, src, dst.reshape(H, -1), src.reshape(src.shape[0], -1), oy, ox, y0, y1, x0, x1,
+                                   mode, 0.3, np.empty((C, y1 - y0, x1 - x0)), np.empty((x1 - x0) * C))
     assert inside.all() and np.allclose(general, box, rtol=0, atol=1e-9)  # same sums, another order
 
 
@@ -561,7 +561,7 @@ def test_rectangle_right_hand_side_matches_its_definition(seed, dtype, channels,
     h, w = int(rng.integers(y1 - oy, H - oy + 1)), int(rng.integers(x1 - ox, W - ox + 1))
     dst = (rng.random((H, W, channels)) * 250).astype(dtype)
     src = (rng.random((h, w, channels)) * 250).astype(dtype)
-    got = kernels.assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3,
+    got = kernels.assemble_rhs_box(dst, src, dst.reshape(H, -1), src.reshape(h, -1), oy, ox, y0, y1, x0, x1, mode, 0.3,
                                    np.empty((channels, y1 - y0, x1 - x0)), np.empty((x1 - x0) * channels))
     want = _rhs_box_numpy(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)

@@ -183,7 +183,8 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     mode = GRADIENT_MODES[gradients]
     if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel, a direct solve
         C = image.shape[2]
-        rhs = kernels.assemble_rhs_box(image, source, oy, ox, y0, y1, x0, x1, mode, factor,
+        rhs = kernels.assemble_rhs_box(image, source, image.reshape(H, -1), source.reshape(source.shape[0], -1),
+                                       oy, ox, y0, y1, x0, x1, mode, factor,
                                        np.empty((C, y1 - y0, x1 - x0)), np.empty((x1 - x0) * C))
         inside, atol = np.ones(rhs.shape[1:], dtype=np.bool_), None
     else:  # iterative: stop on the error in grey levels

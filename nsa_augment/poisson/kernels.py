@@ -144,7 +144,7 @@ def _guidance(dp, dq, sp, sq, has_src, mode, factor):
 
 
 @nb.njit(cache=True, nogil=True)
-def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
+def assemble_rhs_box(dst, src, d2, s2, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
     """:func:`assemble_rhs` for a mask that is the whole rectangle ``[y0, y1) x [x0, x1)``.
 
     NSA always solves on full patch rectangles; this kernel needs no mask or
@@ -153,21 +153,25 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
     ``q``, ``rhs[p] += v_pq``, plus ``dst[q]`` when ``q`` lies outside the box.
     The source must cover the box (its neighbours beyond the box may be missing).
 
-    ``rhs``: float64 (C, y1 - y0, x1 - x0), filled and returned; ``row``: float64 scratch of
-    ``(x1 - x0) * C`` values (both allocated by the caller: an allocation here compiles NumPy's
-    array constructor into the kernel, a longer first call).
+    ``d2``, ``s2``: the same images as flat rows, ``(H, W * C)`` and ``(h, w * C)`` (views,
+    reshaped by the caller: a reshape here costs compile time).  ``rhs``: float64 (C, y1 - y0,
+    x1 - x0), filled and returned; ``row``: float64 scratch of ``(x1 - x0) * C`` values (both
+    allocated by the caller: an allocation here compiles NumPy's array constructor into the
+    kernel, a longer first call).
     """
     H, W, C = dst.shape
     h, w = src.shape[0], src.shape[1]
     bh, bw = y1 - y0, x1 - x0
     # The interior (all four neighbours in the box, so in the source): each row as one flat run of
-    # bw * C values of the (H, W * C) images, a loop per mode and unsigned indices (no negative-index
-    # wraparound test), so that LLVM vectorises it; then spread to the channel planes.  Every value
-    # is summed in the perimeter's order (north, south, west, east): the same float64 result.
+    # bw * C values of the (H, W * C) images, a loop for NORMAL and one for MIXED, unsigned indices
+    # (no negative-index wraparound test), so that LLVM vectorises them; then spread to the channel
+    # planes.  Every value is summed in the perimeter's order (north, south, west, east): the same
+    # float64 result.
+    # INTERPOLATED (the PII peer, not NSA) takes the per-pixel path below everywhere: its own loop
+    # cost 0.2 s more of every cold first call.
     n, Cu = np.uint64(bw * C), np.uint64(C)
-    d2, s2 = dst.reshape(H, W * C), src.reshape(h, w * C)
     a, sa = x0 * C, (x0 - ox) * C
-    for i in range(1, bh - 1):
+    for i in range(1, bh - 1 if mode != 2 else 1):
         y, sy = y0 + i, y0 + i - oy
         d, dn, ds = d2[y, a:], d2[y - 1, a:], d2[y + 1, a:]
         s, sn, ss = s2[sy, sa:], s2[sy - 1, sa:], s2[sy + 1, sa:]
@@ -176,7 +180,7 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
                 sp = np.float64(s[k])
                 row[k] = 0.0 + (sp - np.float64(sn[k])) + (sp - np.float64(ss[k])) + (sp - np.float64(s[k - Cu])) \
                     + (sp - np.float64(s[k + Cu]))
-        elif mode == 1:
+        else:
             for k in range(Cu, n - Cu):
                 dp, sp = np.float64(d[k]), np.float64(s[k])
                 v = 0.0
@@ -189,15 +193,6 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
                 gd, gs = dp - np.float64(d[k + Cu]), sp - np.float64(s[k + Cu])
                 v += gs if abs(gs) > abs(gd) else gd
                 row[k] = v
-        else:
-            for k in range(Cu, n - Cu):
-                dp, sp = np.float64(d[k]), np.float64(s[k])
-                v = 0.0
-                v += factor * (sp - np.float64(sn[k])) + (1.0 - factor) * (dp - np.float64(dn[k]))
-                v += factor * (sp - np.float64(ss[k])) + (1.0 - factor) * (dp - np.float64(ds[k]))
-                v += factor * (sp - np.float64(s[k - Cu])) + (1.0 - factor) * (dp - np.float64(d[k - Cu]))
-                v += factor * (sp - np.float64(s[k + Cu])) + (1.0 - factor) * (dp - np.float64(d[k + Cu]))
-                row[k] = v
         for c in range(C):
             out = rhs[c, i]
             for j in range(1, bw - 1):
@@ -206,7 +201,7 @@ def assemble_rhs_box(dst, src, oy, ox, y0, y1, x0, x1, mode, factor, rhs, row):
     for i in range(bh):
         y = y0 + i
         sy = y - oy
-        for j in range(0, bw, 1 if i == 0 or i == bh - 1 else max(bw - 1, 1)):
+        for j in range(0, bw, 1 if i == 0 or i == bh - 1 or mode == 2 else max(bw - 1, 1)):
             x = x0 + j
             sx = x - ox
             for c in range(C):
