@@ -49,7 +49,8 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
         kind = 1 if source.dtype.kind in "iu" else 0
         info = np.iinfo(source.dtype) if kind else None
         first, last = int(j0.min()), int(j1.max()) + 1
-        _resample_2d(source, i0, i1, fy, j0, j1, fx, first, last, out, kind,
+        C = source.shape[2]  # the images as flat rows, (H, W * C): views, reshaped here (not in the kernel: compile time)
+        _resample_2d(source.reshape(source.shape[0], -1), C, i0, i1, fy, j0, j1, fx, first, last, out.reshape(i0.size, -1), kind,
                      float(info.min) if kind else 0.0, float(info.max) if kind else 0.0,
                      np.empty((last - first) * source.shape[2]))
         return out
@@ -80,37 +81,33 @@ def sample_positions(b0: int, b1: int, n: int, margin: int, length: int):
 
 
 @nb.njit(cache=True, nogil=True)
-def _resample_2d(source, i0, i1, fy, j0, j1, fx, first, last, out, integer, lo, hi, row):
+def _resample_2d(s2, C, i0, i1, fy, j0, j1, fx, first, last, o2, integer, lo, hi, row):
     """Separable linear interpolation, rows first, in float64; integer outputs rounded half up and clipped.
 
-    ``first, last`` are the source columns the samples reach (``j0.min()``, ``j1.max() + 1``).
-    Written with a flat row buffer and explicit clamps: the same arithmetic as the plain 2-D form,
-    which took LLVM twice as long to compile (1.5-1.9 s of the first call) and ran no faster; the
-    column range and the row buffer (float64, ``(last - first) * C``) come from the caller because
-    ``np.min``/``np.max`` inside would compile NumPy's generic reductions too (0.7 s more of a cold
-    first call), and an allocation NumPy's array constructor.
+    ``s2``, ``o2``: the source ``(H, W, C)`` and the output ``(h, w, C)`` as flat rows,
+    ``(H, W * C)`` and ``(h, w * C)`` (views, reshaped by the caller: a reshape here costs compile
+    time).  ``first, last`` are the source columns the samples reach (``j0.min()``,
+    ``j1.max() + 1``).  Flat rows and unsigned indices let the row pass vectorise: 2x faster than
+    per-pixel channel loops, same arithmetic.  A flat row buffer and explicit clamps: the plain
+    2-D form took LLVM twice as long to compile (1.5-1.9 s of the first call) and ran no faster;
+    the column range and the row buffer (float64, ``(last - first) * C``) come from the caller
+    because ``np.min``/``np.max`` inside would compile NumPy's generic reductions too (0.7 s more
+    of a cold first call), and an allocation NumPy's array constructor.
     """
-    C = source.shape[2]
+    n, base, Cu = np.uint64((last - first) * C), np.uint64(first * C), np.uint64(C)
     for a in range(i0.size):
         w1 = fy[a]
         w0 = 1.0 - w1
-        ra, rb = i0[a], i1[a]
-        for x in range(first, last):
-            for c in range(C):
-                row[(x - first) * C + c] = float(source[ra, x, c]) * w0 + float(source[rb, x, c]) * w1
+        ra, rb, oa = s2[i0[a]], s2[i1[a]], o2[a]
+        for k in range(n):
+            row[k] = float(ra[base + k]) * w0 + float(rb[base + k]) * w1
         for b in range(j0.size):
             v1 = fx[b]
             v0 = 1.0 - v1
-            p, q = (j0[b] - first) * C, (j1[b] - first) * C
-            for c in range(C):
+            p, q, o = np.uint64(j0[b] - first) * Cu, np.uint64(j1[b] - first) * Cu, np.uint64(b) * Cu
+            for c in range(Cu):
                 v = row[p + c] * v0 + row[q + c] * v1
-                if integer:
-                    v = np.floor(v + 0.5)
-                    if v < lo:
-                        v = lo
-                    elif v > hi:
-                        v = hi
-                out[a, b, c] = v
+                oa[o + c] = min(max(np.floor(v + 0.5), lo), hi) if integer else v
 
 
 def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, ...]) -> np.ndarray:
