@@ -251,7 +251,8 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
                 need[z, y, x : x + run] = True
                 x += run + int(rng.integers(1, 21))
     rows = _FOOTPRINTS[dims]
-    got = median_footprint(values, rows, need, np.zeros(shape, np.int64), np.zeros(40, np.int64))
+    got = median_footprint(values, values.reshape(-1), rows, need, np.zeros(shape, np.int64), np.zeros(40, np.int64),
+                           np.empty(len(rows), np.int64))
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):
         ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
