@@ -9,6 +9,7 @@ import numpy as np
 from ..validation import as_hwc, check_image, check_mask, check_same_kind
 from . import kernels
 from .blas import single_threaded_blas
+from .box_solver import solve_box_nd
 from .masked_solver import solve_masked
 from .opencv import blend_opencv_inplace, opencv_weights
 
@@ -179,20 +180,33 @@ def blend_inplace(image, source, mask, offset, gradients, factor, clip=False):
     H, W = image.shape[:2]
     y0, y1 = oy + int(rows[0]), oy + int(rows[-1]) + 1
     x0, x1 = ox + int(cols[0]), ox + int(cols[-1]) + 1
-    sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
-    mode = GRADIENT_MODES[gradients]
     if (y1 - y0) * (x1 - x0) == int(np.count_nonzero(mask)):  # a full rectangle: the lean kernel, a direct solve
-        C = image.shape[2]
-        rhs = kernels.assemble_rhs_box(image, source, image.reshape(H, -1), source.reshape(source.shape[0], -1),
-                                       oy, ox, y0, y1, x0, x1, mode, factor,
-                                       np.empty((C, y1 - y0, x1 - x0)), np.empty((x1 - x0) * C))
-        inside, atol = np.ones(rhs.shape[1:], dtype=np.bool_), None
-    else:  # iterative: stop on the error in grey levels
-        rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, mode, factor)
-        atol = ERROR_LEVELS * _level(image, source, (y0, y1, x0, x1))
-    solution, _ = solve_masked(rhs, inside, sides, atol)
+        blend_box_inplace(image, source, offset, (y0, y1, x0, x1), gradients, factor, clip)
+        return
+    sides = (y0 == 0, y1 == H, x0 == 0, x1 == W)
+    # iterative: stop on the error in grey levels
+    rhs, inside = kernels.assemble_rhs(image, source, mask, oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor)
+    solution, _ = solve_masked(rhs, inside, sides, ERROR_LEVELS * _level(image, source, (y0, y1, x0, x1)))
     lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
     kernels.write_solution(image, solution, inside, y0, x0, lo, hi, rounding)
+
+
+def blend_box_inplace(image, source, offset, box, gradients, factor, clip=False):
+    """:func:`blend_inplace` for a mask that is the whole rectangle ``box = (y0, y1, x0, x1)`` of ``image``.
+
+    NSA's patches always are: no mask to build or scan, the rectangle kernel and one direct solve.
+    ``source`` (placed at ``offset``) covers the box; its pixels beyond the box, where present,
+    give the guidance across the box's edges.
+    """
+    oy, ox = offset
+    y0, y1, x0, x1 = box
+    H, W, C = image.shape
+    rhs = kernels.assemble_rhs_box(image, source, image.reshape(H, -1), source.reshape(source.shape[0], -1),
+                                   oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor,
+                                   np.empty((C, y1 - y0, x1 - x0)), np.empty((x1 - x0) * C))
+    solution = solve_box_nd(rhs, ((y0 == 0, y1 == H), (x0 == 0, x1 == W)))
+    lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
+    kernels.write_solution(image, solution, np.ones(rhs.shape[1:], dtype=np.bool_), y0, x0, lo, hi, rounding)
 
 
 def _level(image: np.ndarray, source: np.ndarray, box: tuple[int, int, int, int]) -> float:

@@ -6,7 +6,7 @@ import numba as nb
 import numpy as np
 
 from ...poisson import kernels
-from ...poisson.blend import blend_inplace
+from ...poisson.blend import blend_box_inplace
 from ...poisson.opencv import blend_opencv_inplace, opencv_weights
 from ...poisson.volume import blend_volume_inplace
 from .sampling import Box, box_size, box_slices
@@ -221,10 +221,13 @@ def blend_patch(
         high = [min(margin, spatial[a] - dst_box[2 * a + 1]) for a in range(dims)]
         src = np.ascontiguousarray(patch[tuple(slice(margin - lo, n - margin + hi)
                                                for lo, hi, n in zip(low, high, patch.shape[:-1]))])
+        offset = tuple(dst_box[2 * a] - low[a] for a in range(dims))
+        if dims == 2:
+            blend_box_inplace(image, src, offset, dst_box, gradients, factor, clip=clip)
+            return
         mask = np.zeros(src.shape[:-1], dtype=bool)
         mask[tuple(slice(lo, lo + n) for lo, n in zip(low, box_size(dst_box)))] = True
-        offset = tuple(dst_box[2 * a] - low[a] for a in range(dims))
-        (blend_inplace if dims == 2 else blend_volume_inplace)(image, src, mask, offset, gradients, factor, clip=clip)
+        blend_volume_inplace(image, src, mask, offset, gradients, factor, clip=clip)
         return
     region = image[box_slices(dst_box)]
     pm = np.ones(box_size(dst_box), bool) if paste_mask is None else paste_mask
