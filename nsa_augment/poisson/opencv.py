@@ -71,7 +71,7 @@ def blend_opencv_inplace(image, source, weights, offset, rect, mixed: bool, lo: 
     oy, ox = offset
     y0, y1, x0, x1 = rect
     rhs = kernels.assemble_rhs_opencv(image, source, weights, oy, ox, y0, y1, x0, x1, mixed)
-    solution = solve_box(rhs, False, False, False, False)
+    solution = solve_box(rhs, False, False, False, False, overwrite=True)  # rhs: ours, float32
     inside = np.ones(solution.shape[1:], dtype=np.bool_)
     kernels.write_solution(image, solution, inside, y0 + 1, x0 + 1, lo, hi, rounding)
 
