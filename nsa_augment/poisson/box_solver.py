@@ -98,9 +98,10 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     Returns the spectrum (contiguous, writable), the eigenvalues and a function
     mapping a spectrum back, which may overwrite the spectrum it is given (always the
     solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
-    transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.  Sizes that pocketfft handles well use DST-I/DCT-II;
-    the rest (e.g. 256, where 257 is prime) use a cached dense eigenbasis and one
-    BLAS product, which is faster than a Bluestein FFT up to ``_MAX_DENSE``.
+    transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.
+    Sizes that pocketfft handles well use DST-I/DCT-II; the rest (e.g. 256, where 257 is
+    prime) use a cached dense eigenbasis and one BLAS product, which is faster than a
+    Bluestein FFT up to ``_MAX_DENSE``.
     """
     w = rhs.shape[-1]
     fft_len = w + 1 if not (left or right) else (w if left and right else 2 * w + 1)

@@ -49,10 +49,11 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
         kind = 1 if source.dtype.kind in "iu" else 0
         info = np.iinfo(source.dtype) if kind else None
         first, last = int(j0.min()), int(j1.max()) + 1
-        C = source.shape[2]  # the images as flat rows, (H, W * C): views, reshaped here (not in the kernel: compile time)
-        _resample_2d(source.reshape(source.shape[0], -1), C, i0, i1, fy, j0, j1, fx, first, last, out.reshape(i0.size, -1), kind,
-                     float(info.min) if kind else 0.0, float(info.max) if kind else 0.0,
-                     np.empty((last - first) * source.shape[2]))
+        C = source.shape[2]
+        # The images as flat rows, (H, W * C): views, reshaped here (in the kernel it costs compile time).
+        _resample_2d(source.reshape(source.shape[0], -1), C, i0, i1, fy, j0, j1, fx, first, last,
+                     out.reshape(i0.size, -1), kind, float(info.min) if kind else 0.0, float(info.max) if kind else 0.0,
+                     np.empty((last - first) * C))
         return out
     # Volumes: the same arithmetic in NumPy, on the part of the source the samples reach.
     lows = [int(i0[0]) for i0, _, _ in axes]
