@@ -82,6 +82,14 @@ _FOOTPRINTS = {2: footprint(DISK_RADIUS, 2), 3: footprint(DISK_RADIUS, 3)}
 
 
 @nb.njit(cache=True, nogil=True)
+def _slide(hist, v_out, v_in, m):
+    """Move one value out of the histogram and one in; returns the change in the count below bin ``m``."""
+    hist[v_out] -= 1
+    hist[v_in] += 1
+    return (v_in < m) - (v_out < m)
+
+
+@nb.njit(cache=True, nogil=True)
 def median_footprint(values, flat, rows, need, out, hist, starts):
     """Median filter with a disk or ball footprint over non-negative integer ``values``.
 
@@ -156,23 +164,13 @@ def median_footprint(values, flat, rows, need, out, hist, starts):
                             b, hw = starts[f], rows[f, 2]
                             v_out = flat[b + xx - hw - 1]
                             v_in = flat[b + xx + hw]
-                            hist[v_out] -= 1
-                            if v_out < m:
-                                below -= 1
-                            hist[v_in] += 1
-                            if v_in < m:
-                                below += 1
+                            below += _slide(hist, v_out, v_in, m)
                     else:
                         for f in range(R):
                             b, hw = starts[f], rows[f, 2]
                             v_out = flat[b + min(max(xx - hw - 1, 0), W - 1)]
                             v_in = flat[b + min(xx + hw, W - 1)]
-                            hist[v_out] -= 1
-                            if v_out < m:
-                                below -= 1
-                            hist[v_in] += 1
-                            if v_in < m:
-                                below += 1
+                            below += _slide(hist, v_out, v_in, m)
                     while below > half:
                         m -= 1
                         below -= hist[m]
