@@ -86,7 +86,7 @@ def _slide(hist, v_out, v_in, m):
     """Move one value out of the histogram and one in; returns the change in the count below bin ``m``."""
     hist[v_out] -= 1
     hist[v_in] += 1
-    return (v_in < m) - (v_out < m)
+    return np.int64(v_in < m) - np.int64(v_out < m)
 
 
 @nb.njit(cache=True, nogil=True)
