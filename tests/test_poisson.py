@@ -74,8 +74,8 @@ def test_large_rectangles_all_box_paths(size):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_box_solver_matches_sparse_matrix(dtype):
-    """Every transform path (sine, cosine, mirrored, dense eigenbasis: w = 63, 40, 257), and the
-    caller's right-hand side left as it was (the solver transforms its own copies in place)."""
+    """Every transform path (the widths and sides reach the sine, cosine, mirrored and dense ones), and
+    the caller's right-hand side left as it was (the solver transforms only its own arrays in place)."""
     rng = np.random.default_rng(0)
     for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257)]:
         for sides in [(False,) * 4, (True, False, True, False), (False, True, False, True), (True, True, False, True),
@@ -528,7 +528,6 @@ def test_rectangle_kernel_equals_the_general_kernel(mode, where):
     assert inside.all() and np.allclose(general, box, rtol=0, atol=1e-9)  # same sums, another order
 
 
-
 def _rhs_box_numpy(dst, src, oy, ox, y0, y1, x0, x1, mode, factor):
     """``assemble_rhs_box`` from its definition, whole-array NumPy in float64 (C, bh, bw)."""
     d = dst.astype(np.float64)
@@ -571,6 +570,7 @@ def test_rectangle_right_hand_side_matches_its_definition(seed, dtype, channels,
                                    np.empty((channels, y1 - y0, x1 - x0)), np.empty((x1 - x0) * channels))
     want = _rhs_box_numpy(dst, src, oy, ox, y0, y1, x0, x1, mode, 0.3)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+
 
 def test_sixteen_bit_scans_are_solved_to_sixteen_bit_precision():
     """uint16 images, and float images holding a 16-bit scan (raw or scaled to [0, 1]), on a masked solve.
