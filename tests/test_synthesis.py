@@ -251,14 +251,15 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
                 need[z, y, x : x + run] = True
                 x += run + int(rng.integers(1, 21))
     rows = _FOOTPRINTS[dims]
-    got = median_footprint(values, values.reshape(-1), rows, need, np.zeros(shape, np.int64), np.zeros(40, np.int64),
-                           np.empty(len(rows), np.int64))
+    table = (np.arange(40) * 0.5 + 3).astype(np.float32)  # each median bin's label value: a lookup, not the bin
+    got = median_footprint(values, values.reshape(-1), rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
+                           np.empty(len(rows), np.int64), table)
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):
         ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
     expected = ndi.median_filter(values if dims == 3 else values[0], footprint=ball, mode="nearest")
     expected = expected if dims == 3 else expected[None]
-    assert np.array_equal(got, np.where(need, expected, 0))
+    assert np.array_equal(got, np.where(need, table[expected], 0))
 
 
 def test_label_value_ranges_and_consistency(tiles128):

@@ -20,6 +20,8 @@ at a fraction of the cost.  Images are (H, W) or (H, W, C); volumes, passed as
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba as nb
 import numpy as np
 
@@ -90,8 +92,8 @@ def _slide(hist, v_out, v_in, m):
 
 
 @nb.njit(cache=True, nogil=True)
-def median_footprint(values, flat, rows, need, out, hist, starts):
-    """Median filter with a disk or ball footprint over non-negative integer ``values``.
+def median_footprint(values, flat, rows, need, out, hist, starts, table):
+    """Median filter with a disk or ball footprint over non-negative integer ``values``, mapped through ``table``.
 
     Huang's sliding histogram: moving one pixel right removes the left end of
     every footprint row and adds its right end (2 pixels per row), and the
@@ -108,13 +110,16 @@ def median_footprint(values, flat, rows, need, out, hist, starts):
         (reshaped by the caller: a reshape here costs compile time).
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
     need : bool array (D, H, W)
-    out : int64 array (D, H, W), zeros
-        Receives the medians where ``need`` is set.
+    out : float32 array (D, H, W), zeros
+        Receives ``table[median]`` where ``need`` is set.  The label's value of each median bin is
+        looked up here, so no integer median map is written and read back.
     hist : int64 array (nbins,), zeros
         Scratch histogram (left zeroed).
     starts : int64 array (R,)
         Scratch: where each footprint row's image row starts in ``flat``.  Passing the arrays in
         keeps allocation code out of the compiled kernel (a shorter first compile).
+    table : float32 array (nbins,)
+        The value written for each median bin (e.g. the logistic of its intensity).
 
     Returns
     -------
@@ -156,7 +161,7 @@ def median_footprint(values, flat, rows, need, out, hist, starts):
                 while below + hist[m] <= half:
                     below += hist[m]
                     m += 1
-                out[z, y, first] = m
+                out[z, y, first] = table[m]
                 for xx in range(first + 1, last + 1):
                     # Clamping every read cost a third of the time: only near the left and right borders.
                     if xx - reach - 1 >= 0 and xx + reach <= W - 1:
@@ -178,7 +183,7 @@ def median_footprint(values, flat, rows, need, out, hist, starts):
                         below += hist[m]
                         m += 1
                     if need[z, y, xx]:
-                        out[z, y, xx] = m
+                        out[z, y, xx] = table[m]
                 # empty the histogram by removing the last window (cheaper than clearing all bins)
                 for f in range(R):
                     b, hw = starts[f], rows[f, 2]
@@ -215,14 +220,24 @@ def _measure_change(before, after, region, scale, tol, quant, cap, raw, bins):
 _BELOW_ONE = np.float32(1.0) - np.float32(2.0**-24)
 
 
+@lru_cache(maxsize=64)
 def _logistic_table(bins: int, quant: float, k: float, x0: float) -> np.ndarray:
-    """``1 / (1 + exp(-k (b / quant - x0)))`` for every bin ``b < bins``, float32, kept below 1.
+    """``1 / (1 + exp(-k (b / quant - x0)))`` for every bin ``b < bins``, float32, kept below 1 (read-only, cached).
 
     The label's intensities are whole bins, so the logistic of each is looked up: one
     ``exp`` per bin instead of per labelled pixel, the same float64 arithmetic.
     """
-    v = (1.0 / (1.0 + np.exp(-k * (np.arange(bins) / quant - x0)))).astype(np.float32)
-    return np.minimum(v, _BELOW_ONE)
+    v = np.minimum((1.0 / (1.0 + np.exp(-k * (np.arange(bins) / quant - x0)))).astype(np.float32), _BELOW_ONE)
+    v.setflags(write=False)
+    return v
+
+
+@lru_cache(maxsize=16)
+def _intensity_table(bins: int, quant: float) -> np.ndarray:
+    """``b / quant`` for every bin ``b < bins``, float32 (read-only, cached): the intensity label's levels."""
+    v = (np.arange(bins) / quant).astype(np.float32)
+    v.setflags(write=False)
+    return v
 
 
 def _bbox(mask: np.ndarray, grow: int):
@@ -346,14 +361,14 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
         need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
         as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
         rows_ = _FOOTPRINTS[dims]
-        binned = median_footprint(as3(q), q.reshape(-1), rows_, as3(need), np.zeros(as3(q).shape, np.int64),
-                                  np.zeros(255 * quant + 1, np.int64), np.empty(len(rows_), np.int64)).reshape(q.shape)
         if mode == "intensity":
-            out = (binned / quant).astype(np.float32)
-        else:
+            table = _intensity_table(255 * quant + 1, float(quant))
+        else:  # the logistic of each bin; where the label is not set, need is not either: 0
             k, x0_ = logistic
-            out = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))[binned]
-            out *= changed
+            table = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))
+        out = median_footprint(as3(q), q.reshape(-1), rows_, as3(need), np.zeros(as3(q).shape, np.float32),
+                               np.zeros(255 * quant + 1, np.int64), np.empty(len(rows_), np.int64),
+                               table).reshape(q.shape)
     else:  # pragma: no cover - make_label checked the mode
         raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
     label[inner] = out
