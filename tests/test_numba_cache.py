@@ -86,10 +86,35 @@ event.register("numba:compile", Watch())
 """
 
 
+# A digest of results, printed by the process that compiles the kernels and by one that loads them: a
+# kernel whose arithmetic differs between the two (fast-math sums reordered when compiled in place)
+# makes the same call give other bits in a DataLoader worker than in the main process.
+_DIGEST = """
+import hashlib
+def digest():
+    h = hashlib.sha256()
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:120, :110]
+    rr = (yy - 60) ** 2 + ((xx - 55) / 0.8) ** 2
+    ring = (rr < 2500) & (rr > 300)
+    for scale, dtype in ((200, np.uint8), (1, np.float32)):
+        d, s = ((scale * rng.uniform(0.1, 0.9, (120, 110, 3))).astype(dtype) for _ in range(2))
+        for gradients in ("normal", "mixed"):
+            h.update(nsa_augment.poisson_blend(d, s, ring, gradients=gradients).tobytes())
+        for name in ("mvtec/hazelnut", "mvtec/carpet"):
+            image, label, _ = nsa_augment.synthesize(d, s, name, np.random.default_rng(3))
+            h.update(image.tobytes())
+            h.update(label.tobytes())
+    return h.hexdigest()
+print("digest", digest())
+"""
+
 _COMPILE_AND_LIST = """
 import importlib, pkgutil, numba, nsa_augment
+import numpy as np
 from nsa_augment.precompile import compile_all
 print(compile_all()["compiled"])
+""" + _DIGEST + """
 never = []
 for info in pkgutil.walk_packages(nsa_augment.__path__, "nsa_augment."):
     if info.name.startswith(("nsa_augment.detection", "nsa_augment.torch")) or info.name.endswith("__main__"):
@@ -132,6 +157,7 @@ for method in methods.registry.METHODS:
     methods.registry.generator(method, "mvtec/grid")(img.astype(np.uint8), other.astype(np.uint8), rng)
 vol = (100 * rng.uniform(0.2, 0.8, (20, 30, 30))).astype(np.int16)
 nsa_augment.synthesize_volume(vol, vol[::-1].copy(), "medical/brain-mri", rng)
+""" + _DIGEST + """
 print(compiled)
 """
 
@@ -142,16 +168,19 @@ def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
     dtype or setting, compiles in a fresh process (each DataLoader worker is one).  It caught the label kernel
     compiling again for another array layout; a narrower test before it caught Numba's typed lists, used from
     the interpreter, compiling their methods in every process (about 2 s before the first masked blend) until
-    the multigrid built them in cached code."""
+    the multigrid built them in cached code.  The same calls give the same bits in the process that compiled
+    the kernels and in one that loaded them (it caught fast-math sums that the two ordered differently)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     first = subprocess.run([sys.executable, "-c", _COMPILE_AND_LIST], env=env, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
-    count, never = first.stdout.strip().splitlines()[-2:]
+    count, never = [line for line in first.stdout.strip().splitlines() if not line.startswith("digest ")][-2:]
     assert int(count) > 20, first.stdout
     assert never == "[]", f"kernels compile_all never reaches: {never}"
     used = subprocess.run([sys.executable, "-c", _USE_EVERYTHING], env=env, cwd=ROOT, capture_output=True, text=True)
     assert used.returncode == 0, used.stderr[-2000:]
     assert used.stdout.strip().splitlines()[-1] == "[]", f"compiled after nsa-augment compile: {used.stdout}"
+    digests = [[line for line in run.stdout.splitlines() if line.startswith("digest ")] for run in (first, used)]
+    assert len(digests[0]) == 1 and digests[0] == digests[1], f"compiled and cached kernels differ: {digests}"
     again = subprocess.run([sys.executable, "-m", "nsa_augment", "compile"], env=env, cwd=ROOT, capture_output=True,
                            text=True)
     assert again.returncode == 0 and "nothing to compile" in again.stdout, again.stdout + again.stderr

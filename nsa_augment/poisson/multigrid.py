@@ -64,6 +64,13 @@ FLOAT32_RTOL = 3e-6
 # short gaps cost less than another loop).
 # Indices are unsigned and rows are taken as 1-D views: that is what lets LLVM vectorise the loops
 # (signed indices make Numba check for negative wrap-around on every access).
+# ``fastmath`` only on the reductions (dot products, norms, the coarsest solve), which cannot vectorise
+# without reordering their sums.  On the element-wise kernels it let LLVM reorder a pixel's five-term
+# sum differently in a process that compiled the kernels than in one that loaded them from the cache
+# (1 ulp on 6% of the pixels after the first sweep, most after a cycle): a masked blend's output then
+# depended on which process ran it (uint8 results 1 level apart in up to 49 pixels at 512 px).
+# Without it they run as fast (the cycle within 2% at 512 px) and give the same bits in every
+# process (tests/test_numba_cache.py).
 
 
 @nb.njit(cache=True, nogil=True)
@@ -205,7 +212,7 @@ def coarsen(st, inside):
 # east, 1/centre).  All planes are zero off the mask. ----------------------------------------------
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
+@nb.njit(cache=True, nogil=True)
 def smooth_row(u, f, st, spans, i, color, from_zero):
     """Gauss-Seidel update of row ``i``'s pixels of one colour (``(i + j) % 2 == color``).
 
@@ -234,7 +241,7 @@ def smooth_row(u, f, st, spans, i, color, from_zero):
                     uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one])
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
+@nb.njit(cache=True, nogil=True)
 def residual_restrict_rows(u, f, st, block_spans, row, out, I):
     """``out[:, I] = R (f - A u)`` for coarse row ``I``: the residuals of fine rows ``2I - 1`` and ``2I`` summed per block."""
     one, two = np.uint64(1), np.uint64(2)
@@ -263,7 +270,7 @@ def residual_restrict_rows(u, f, st, block_spans, row, out, I):
                 oc[J] = r0[j] + r0[j + one] + r1[j] + r1[j + one]
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
+@nb.njit(cache=True, nogil=True)
 def prolong_row(u, e, scale, wt, spans, i):
     """``u += scale * P e`` on row ``i``: every masked cell takes its 2x2 block's coarse value."""
     one, two = np.uint64(1), np.uint64(2)
@@ -670,7 +677,7 @@ def dot(a, b, spans):
     return out
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
+@nb.njit(cache=True, nogil=True)
 def new_direction(p, z, beta, spans):
     """``p = z + beta p`` (beta per channel)."""
     C = p.shape[0]
