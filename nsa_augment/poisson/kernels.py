@@ -82,33 +82,36 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
     bh, bw = y1 - y0, x1 - x0
     # Planar copies of the box plus a one-pixel ring, so that the main loop is
     # branch-light and contiguous.  Beyond the image border dst is replicated
-    # (those edges are removed again below).
+    # (those edges are removed again below).  0/1 weights instead of branches keep the main loop
+    # vectorisable: src_w (q has a source value), out_w (q is not masked).  Filled row by row over
+    # the column ranges that lie in the image and in the source, so that no pixel tests its
+    # position: a per-pixel test made this copy 4/5 of the kernel's time (5 of 6 ms at 512 px).
     D = np.empty((C, bh + 2, bw + 2))
     S = np.zeros((C, bh + 2, bw + 2))
-    has_src = np.zeros((bh + 2, bw + 2), dtype=np.bool_)
-    masked = np.zeros((bh + 2, bw + 2), dtype=np.bool_)
-    for i in range(bh + 2):
-        y = min(max(y0 - 1 + i, 0), H - 1)
-        sy = y0 - 1 + i - oy
-        for j in range(bw + 2):
-            x = min(max(x0 - 1 + j, 0), W - 1)
-            sx = x0 - 1 + j - ox
-            for c in range(C):
-                D[c, i, j] = dst[y, x, c]
-            if 0 <= sy < h and 0 <= sx < w:
-                has_src[i, j] = True
-                masked[i, j] = mask[sy, sx]
-                for c in range(C):
-                    S[c, i, j] = src[sy, sx, c]
-    # 0/1 weights instead of branches keep the main loop vectorisable.
     src_w = np.zeros((bh + 2, bw + 2))
     out_w = np.ones((bh + 2, bw + 2))
+    ja, jb = max(0, 1 - x0), min(bw + 2, W + 1 - x0)  # the ring's columns in the image: x0 - 1 + j in [0, W)
+    sa, sb = max(0, ox + 1 - x0), min(bw + 2, ox + 1 - x0 + w)  # ... in the source: x0 - 1 + j - ox in [0, w)
     for i in range(bh + 2):
-        for j in range(bw + 2):
-            if has_src[i, j]:
+        y = min(max(y0 - 1 + i, 0), H - 1)
+        for c in range(C):
+            Dr = D[c, i]
+            for j in range(ja, jb):
+                Dr[j] = dst[y, x0 - 1 + j, c]
+            for j in range(0, ja):
+                Dr[j] = dst[y, 0, c]
+            for j in range(jb, bw + 2):
+                Dr[j] = dst[y, W - 1, c]
+        sy = y0 - 1 + i - oy
+        if 0 <= sy < h:
+            for j in range(sa, sb):
                 src_w[i, j] = 1.0
-            if masked[i, j]:
-                out_w[i, j] = 0.0
+                if mask[sy, x0 - 1 + j - ox]:
+                    out_w[i, j] = 0.0
+            for c in range(C):
+                Sr = S[c, i]
+                for j in range(sa, sb):
+                    Sr[j] = src[sy, x0 - 1 + j - ox, c]
     inside_w = 1.0 - out_w
     rhs = np.empty((C, bh, bw))
     # The mode is a run-time value: three call sites with a constant mode each (LLVM specialising
@@ -120,12 +123,12 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
     if y0 == 0 or y1 == H or x0 == 0 or x1 == W:
         for i in range(1, bh + 1):
             for j in range(1, bw + 1):
-                if not masked[i, j]:
+                if out_w[i, j] != 0.0:  # not masked
                     continue
                 n_out = (y0 + i - 1 == 0) + (y0 + i == H) + (x0 + j - 1 == 0) + (x0 + j == W)
                 for c in range(C):
                     rhs[c, i - 1, j - 1] -= n_out * D[c, i, j]
-    inside = masked[1:-1, 1:-1].copy()
+    inside = out_w[1:-1, 1:-1] == 0.0
     return rhs, inside
 
 
