@@ -184,7 +184,7 @@ def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level, name):
     ii, jj = np.nonzero(m)
     for first, from_zero in ((0, True), (1, False), (0, False)):
         got = u.copy()
-        mg.smooth(got, f, h.stencils[level], h.spans[level], first, from_zero)
+        mg.smooth(got, f, h.stencils[level], h.spans[level], first, from_zero, np.zeros(shape[1], np.float32))
         x = np.zeros((2, ii.size)) if from_zero else u[:, m].astype(np.float64)
         for color in (first, 1 - first):
             sel = ((ii + jj) % 2) == color
@@ -256,11 +256,11 @@ def test_prolong_then_smooth_is_the_two_steps():
     e = np.zeros((3,) + coarse.shape, np.float32)
     e[:, coarse] = rng.normal(size=(3, int(coarse.sum())))
     fused = u.copy()
-    mg.prolong_smooth(fused, e, 1.5, h.wts[0], h.spans[0], f, h.stencils[0], 1)
+    mg.prolong_smooth(fused, e, 1.5, h.wts[0], h.spans[0], f, h.stencils[0], 1, np.zeros(m.shape[1], np.float32))
     steps = u.copy()
     for i in range(1, m.shape[0] - 1):
         mg.prolong_row(steps, e, 1.5, h.wts[0], h.spans[0], i)
-    mg.smooth(steps, f, h.stencils[0], h.spans[0], 1, False)
+    mg.smooth(steps, f, h.stencils[0], h.spans[0], 1, False, np.zeros(m.shape[1], np.float32))
     np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
 
 
