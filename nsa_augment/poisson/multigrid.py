@@ -305,6 +305,10 @@ def prolong_row(u, e, scale, wt, spans, i):
                 uu[two * J] += v * wr[two * J]
 
 
+# _LITERALS: a constant argument (``0``, ``False``) reaches a jitted callee as a literal type, and
+# each literal value compiles the callee once more: smooth_row compiled three times and prolong_row
+# twice, about 1.3 s of a cold first masked blend.  The sweeps below pass np.int64 / np.bool_ values.
+
 # --- Sweeps.  Each walks the rows once, doing in one pass what would otherwise take two or three:
 # a Gauss-Seidel sweep updates one colour on row i and the other colour on row i - 1 (the same
 # arithmetic as two half-sweeps, as neither colour reads its own), and a coarse correction is added
@@ -315,11 +319,12 @@ def prolong_row(u, e, scale, wt, spans, i):
 def smooth(u, f, st, spans, first, from_zero, scratch):
     """One red-black Gauss-Seidel sweep, colour ``first`` then the other (``scratch``: a float32 row)."""
     H = st.shape[1]
+    first, from_zero, no = np.int64(first), np.bool_(from_zero), np.bool_(False)  # not literals: see _LITERALS
     for i in range(1, H):
         if i < H - 1:
             smooth_row(u, f, st, spans, i, first, from_zero, scratch)
         if i > 1:
-            smooth_row(u, f, st, spans, i - 1, 1 - first, False, scratch)
+            smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -348,14 +353,15 @@ def prolong_residual_restrict(u, e, scale, wt, spans, f, st, block_spans, row, o
 def prolong_smooth(u, e, scale, wt, spans, f, st, first, scratch):
     """``u += scale * P e``, then a Gauss-Seidel sweep (colour ``first`` first), in one pass."""
     H = st.shape[1]
-    prolong_row(u, e, scale, wt, spans, 1)
+    first, no = np.int64(first), np.bool_(False)  # not literals: see _LITERALS
+    prolong_row(u, e, scale, wt, spans, np.int64(1))
     for i in range(1, H):
         if i + 1 < H - 1:
             prolong_row(u, e, scale, wt, spans, i + 1)
         if i < H - 1:
-            smooth_row(u, f, st, spans, i, first, False, scratch)
+            smooth_row(u, f, st, spans, i, first, no, scratch)
         if i > 1:
-            smooth_row(u, f, st, spans, i - 1, 1 - first, False, scratch)
+            smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
 
 
 # --- The cycle, run by one compiled loop over a precomputed schedule ----------------------------
