@@ -43,19 +43,29 @@ def _edge(dp, dq, sp, sq, q_src, q_out, mode, factor):
 
 
 @nb.njit(cache=True, nogil=True)
-def _accumulate(rhs, D, S, src_w, out_w, inside_w, mode, factor):
-    """Sum the four edge contributions for every pixel of the box (one mode)."""
+def _accumulate(rhs, D, S, src_w, out_w, mode, factor):
+    """Sum the four edge contributions for every pixel of the box (one mode), in float64.
+
+    ``D``, ``S``, ``src_w`` and ``out_w`` are float32: every image dtype's values (uint8, uint16,
+    int16, float32) and the 0/1 weights are exact in it, and half the bytes of float64 copies are
+    half the memory to allocate and read.
+    """
     C, bh, bw = rhs.shape
+    f8 = np.float64
     for c in range(C):
         Dc, Sc, R = D[c], S[c], rhs[c]
         for i in range(1, bh + 1):
             for j in range(1, bw + 1):
-                dp, sp = Dc[i, j], Sc[i, j]
-                acc = _edge(dp, Dc[i - 1, j], sp, Sc[i - 1, j], src_w[i - 1, j], out_w[i - 1, j], mode, factor)
-                acc += _edge(dp, Dc[i + 1, j], sp, Sc[i + 1, j], src_w[i + 1, j], out_w[i + 1, j], mode, factor)
-                acc += _edge(dp, Dc[i, j - 1], sp, Sc[i, j - 1], src_w[i, j - 1], out_w[i, j - 1], mode, factor)
-                acc += _edge(dp, Dc[i, j + 1], sp, Sc[i, j + 1], src_w[i, j + 1], out_w[i, j + 1], mode, factor)
-                R[i - 1, j - 1] = inside_w[i, j] * acc
+                dp, sp = f8(Dc[i, j]), f8(Sc[i, j])
+                acc = _edge(dp, f8(Dc[i - 1, j]), sp, f8(Sc[i - 1, j]), f8(src_w[i - 1, j]), f8(out_w[i - 1, j]), mode,
+                            factor)
+                acc += _edge(dp, f8(Dc[i + 1, j]), sp, f8(Sc[i + 1, j]), f8(src_w[i + 1, j]), f8(out_w[i + 1, j]), mode,
+                             factor)
+                acc += _edge(dp, f8(Dc[i, j - 1]), sp, f8(Sc[i, j - 1]), f8(src_w[i, j - 1]), f8(out_w[i, j - 1]), mode,
+                             factor)
+                acc += _edge(dp, f8(Dc[i, j + 1]), sp, f8(Sc[i, j + 1]), f8(src_w[i, j + 1]), f8(out_w[i, j + 1]), mode,
+                             factor)
+                R[i - 1, j - 1] = (1.0 - f8(out_w[i, j])) * acc
 
 
 @nb.njit(cache=True, nogil=True)
@@ -86,10 +96,10 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
     # vectorisable: src_w (q has a source value), out_w (q is not masked).  Filled row by row over
     # the column ranges that lie in the image and in the source, so that no pixel tests its
     # position: a per-pixel test made this copy 4/5 of the kernel's time (5 of 6 ms at 512 px).
-    D = np.empty((C, bh + 2, bw + 2))
-    S = np.zeros((C, bh + 2, bw + 2))
-    src_w = np.zeros((bh + 2, bw + 2))
-    out_w = np.ones((bh + 2, bw + 2))
+    D = np.empty((C, bh + 2, bw + 2), np.float32)  # exact: see _accumulate
+    S = np.zeros((C, bh + 2, bw + 2), np.float32)
+    src_w = np.zeros((bh + 2, bw + 2), np.float32)
+    out_w = np.ones((bh + 2, bw + 2), np.float32)
     ja, jb = max(0, 1 - x0), min(bw + 2, W + 1 - x0)  # the ring's columns in the image: x0 - 1 + j in [0, W)
     sa, sb = max(0, ox + 1 - x0), min(bw + 2, ox + 1 - x0 + w)  # ... in the source: x0 - 1 + j - ox in [0, w)
     for i in range(bh + 2):
@@ -112,11 +122,10 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
                 Sr = S[c, i]
                 for j in range(sa, sb):
                     Sr[j] = src[sy, x0 - 1 + j - ox, c]
-    inside_w = 1.0 - out_w
     rhs = np.empty((C, bh, bw))
     # The mode is a run-time value: three call sites with a constant mode each (LLVM specialising
     # the loop per mode) compiled 1.7 s longer on first use and ran no faster (3-4 ms at 512 px).
-    _accumulate(rhs, D, S, src_w, out_w, inside_w, mode, factor)
+    _accumulate(rhs, D, S, src_w, out_w, mode, factor)
     # Edges leaving the image do not exist.  Their replicated dst gave
     # d_p - d_q = 0, but an unmasked q also added dst[q] = dst[p]: undo that
     # (a q beyond the image never has a source value nor is masked).
@@ -127,7 +136,7 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
                     continue
                 n_out = (y0 + i - 1 == 0) + (y0 + i == H) + (x0 + j - 1 == 0) + (x0 + j == W)
                 for c in range(C):
-                    rhs[c, i - 1, j - 1] -= n_out * D[c, i, j]
+                    rhs[c, i - 1, j - 1] -= n_out * np.float64(D[c, i, j])
     inside = out_w[1:-1, 1:-1] == 0.0
     return rhs, inside
 
