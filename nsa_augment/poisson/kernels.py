@@ -81,6 +81,9 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
     ``d_p - d_q`` per channel (MIXED), or ``factor*(s_p - s_q) +
     (1-factor)*(d_p - d_q)`` (INTERPOLATED).  Where ``q`` lies outside the
     source array there is no source gradient and ``d_p - d_q`` is used.
+    ``dst`` and ``src`` hold one of the image dtypes (uint8, uint16, int16,
+    float32: ``validation.IMAGE_DTYPES``), whose values the float32 copies below
+    hold exactly; a float64 image would be rounded.
 
     Returns
     -------
