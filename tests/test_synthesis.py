@@ -252,7 +252,7 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
                 x += run + int(rng.integers(1, 21))
     rows = _FOOTPRINTS[dims]
     table = (np.arange(40) * 0.5 + 3).astype(np.float32)  # each median bin's label value: a lookup, not the bin
-    got = median_footprint(values, values.reshape(-1), rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
+    got = median_footprint(values.reshape(-1), rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
                            np.empty(len(rows), np.int64), table)
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):

@@ -92,7 +92,7 @@ def _slide(hist, v_out, v_in, m):
 
 
 @nb.njit(cache=True, nogil=True)
-def median_footprint(values, flat, rows, need, out, hist, starts, table):
+def median_footprint(values, rows, need, out, hist, starts, table):
     """Median filter with a disk or ball footprint over non-negative integer ``values``, mapped through ``table``.
 
     Huang's sliding histogram: moving one pixel right removes the left end of
@@ -105,18 +105,19 @@ def median_footprint(values, flat, rows, need, out, hist, starts, table):
 
     Parameters
     ----------
-    values : int64 array (D, H, W), 0 <= values < len(hist) (an image is D = 1)
-    flat : the same values as a flat view, int64 (D * H * W,)
-        (reshaped by the caller: a reshape here costs compile time).
+    values : int64 array (D * H * W,), 0 <= values < len(hist)
+        The (D, H, W) values as a flat view (an image is D = 1; reshaped by the caller: a reshape
+        here costs compile time).
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
     need : bool array (D, H, W)
+        Also gives the shape.
     out : float32 array (D, H, W), zeros
         Receives ``table[median]`` where ``need`` is set.  The label's value of each median bin is
         looked up here, so no integer median map is written and read back.
     hist : int64 array (nbins,), zeros
         Scratch histogram (left zeroed).
     starts : int64 array (R,)
-        Scratch: where each footprint row's image row starts in ``flat``.  Passing the arrays in
+        Scratch: where each footprint row's image row starts in ``values``.  Passing the arrays in
         keeps allocation code out of the compiled kernel (a shorter first compile).
     table : float32 array (nbins,)
         The value written for each median bin (e.g. the logistic of its intensity).
@@ -125,7 +126,7 @@ def median_footprint(values, flat, rows, need, out, hist, starts, table):
     -------
     ``out``
     """
-    D, H, W = values.shape
+    D, H, W = need.shape
     R = rows.shape[0]
     n = 0
     reach = 0  # the footprint's largest half-width: farther than this from the x borders, no clamping
@@ -155,7 +156,7 @@ def median_footprint(values, flat, rows, need, out, hist, starts, table):
                 for f in range(R):
                     b, hw = starts[f], rows[f, 2]
                     for dx in range(first - hw, first + hw + 1):
-                        hist[flat[b + min(max(dx, 0), W - 1)]] += 1
+                        hist[values[b + min(max(dx, 0), W - 1)]] += 1
                 m = 0
                 below = 0
                 while below + hist[m] <= half:
@@ -167,14 +168,14 @@ def median_footprint(values, flat, rows, need, out, hist, starts, table):
                     if xx - reach - 1 >= 0 and xx + reach <= W - 1:
                         for f in range(R):
                             b, hw = starts[f], rows[f, 2]
-                            v_out = flat[b + xx - hw - 1]
-                            v_in = flat[b + xx + hw]
+                            v_out = values[b + xx - hw - 1]
+                            v_in = values[b + xx + hw]
                             below += _slide(hist, v_out, v_in, m)
                     else:
                         for f in range(R):
                             b, hw = starts[f], rows[f, 2]
-                            v_out = flat[b + min(max(xx - hw - 1, 0), W - 1)]
-                            v_in = flat[b + min(xx + hw, W - 1)]
+                            v_out = values[b + min(max(xx - hw - 1, 0), W - 1)]
+                            v_in = values[b + min(xx + hw, W - 1)]
                             below += _slide(hist, v_out, v_in, m)
                     while below > half:
                         m -= 1
@@ -188,7 +189,7 @@ def median_footprint(values, flat, rows, need, out, hist, starts, table):
                 for f in range(R):
                     b, hw = starts[f], rows[f, 2]
                     for dx in range(last - hw, last + hw + 1):
-                        hist[flat[b + min(max(dx, 0), W - 1)]] -= 1
+                        hist[values[b + min(max(dx, 0), W - 1)]] -= 1
     return out
 
 
@@ -366,7 +367,7 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
         else:  # the logistic of each bin; where the label is not set, need is not either: 0
             k, x0_ = logistic
             table = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))
-        out = median_footprint(as3(q), q.reshape(-1), rows_, as3(need), np.zeros(as3(q).shape, np.float32),
+        out = median_footprint(q.reshape(-1), rows_, as3(need), np.zeros(as3(q).shape, np.float32),
                                np.zeros(255 * quant + 1, np.int64), np.empty(len(rows_), np.int64),
                                table).reshape(q.shape)
     else:  # pragma: no cover - make_label checked the mode
