@@ -114,6 +114,9 @@ import importlib, pkgutil, numba, nsa_augment
 import numpy as np
 from nsa_augment.precompile import compile_all
 print(compile_all()["compiled"])
+import nsa_augment.poisson.multigrid as mg  # every multigrid array is float32: one signature per kernel
+print("multigrid-signatures", {k: len(v.signatures) for k, v in vars(mg).items()
+                               if isinstance(v, numba.core.dispatcher.Dispatcher) and len(v.signatures) > 1})
 """ + _DIGEST + """
 never = []
 for info in pkgutil.walk_packages(nsa_augment.__path__, "nsa_augment."):
@@ -169,13 +172,17 @@ def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
     compiling again for another array layout; a narrower test before it caught Numba's typed lists, used from
     the interpreter, compiling their methods in every process (about 2 s before the first masked blend) until
     the multigrid built them in cached code.  The same calls give the same bits in the process that compiled
-    the kernels and in one that loaded them (it caught fast-math sums that the two ordered differently)."""
+    the kernels and in one that loaded them (it caught fast-math sums that the two ordered differently), and each
+    multigrid kernel compiles once (constant arguments had compiled the sweeps once per literal value)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     first = subprocess.run([sys.executable, "-c", _COMPILE_AND_LIST], env=env, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
-    count, never = [line for line in first.stdout.strip().splitlines() if not line.startswith("digest ")][-2:]
+    count, never = [line for line in first.stdout.strip().splitlines()
+                    if not line.startswith(("digest ", "multigrid-signatures "))][-2:]
     assert int(count) > 20, first.stdout
     assert never == "[]", f"kernels compile_all never reaches: {never}"
+    # a constant argument reaches a jitted callee as a literal type: each value compiled it again (about 1.3 s)
+    assert "multigrid-signatures {}" in first.stdout.splitlines(), f"kernels compiled more than once: {first.stdout}"
     used = subprocess.run([sys.executable, "-c", _USE_EVERYTHING], env=env, cwd=ROOT, capture_output=True, text=True)
     assert used.returncode == 0, used.stderr[-2000:]
     assert used.stdout.strip().splitlines()[-1] == "[]", f"compiled after nsa-augment compile: {used.stdout}"
