@@ -743,6 +743,28 @@ def test_object_mask_is_its_definition(tiles128, dtype, channels):
     assert 0.05 < expected.mean() < 0.95 and np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("lo, hi, pairs", [(0.0, 255.0, [(100.0, 20.0)]),  # ties: |m - level| == threshold
+                                           (10.0, 250.0, [(200.0, 30.5), (20.0, 7.25)]),
+                                           (-3.0, 61.0, [(128.0, 127.9)])])
+def test_object_votes_by_lookup_equal_the_arithmetic(channels, lo, hi, pairs):
+    """8-bit images vote through a table of channel sums: bit-identical to the float64 kernel for every sum."""
+    from nsa_augment.methods.nsa.objects import _threshold_channel_mean, _vote_by_channel_sum, _votes_by_sum
+
+    rng = np.random.default_rng(channels)
+    image = rng.integers(0, 256, (48, 64, channels), dtype=np.uint8)
+    sums = np.arange(255 * channels + 1)  # every channel sum, spread over the channels, in the first rows
+    image[:, :, :][np.unravel_index(np.arange(sums.size), image.shape[:2])] = np.stack(
+        [np.clip(sums - 255 * c, 0, 255) for c in range(channels)], axis=-1).astype(np.uint8)
+    levels, thresholds = (np.array(v, np.float64) for v in zip(*pairs))
+    expected = _threshold_channel_mean(image, levels, thresholds, lo, hi - lo, np.empty(image.shape[:2]),
+                                       np.ones(image.shape[:2], np.uint8))
+    table = _votes_by_sum(channels, tuple(levels.tolist()), tuple(thresholds.tolist()), lo, hi - lo)
+    got = _vote_by_channel_sum(image, table, np.empty(image.shape[:2], np.uint8))
+    assert 0 < expected.sum() < expected.size and np.array_equal(got, expected)
+    assert not table.flags.writeable
+
+
 def test_median_keeps_is_the_label_median_on_a_box():
     """The skip rule agrees with the label's own median for every small box placed inside an image."""
     from nsa_augment.methods.nsa.objects import binary_median

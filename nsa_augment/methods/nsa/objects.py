@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numba as nb
 import numpy as np
@@ -43,6 +45,47 @@ def _threshold_channel_mean(image, levels, thresholds, lo, span, mean, out):
             for x in range(W):
                 out[y, x] &= abs(mean[y, x] - level) > threshold
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _vote_by_channel_sum(image, table, out):
+    """``out[y, x] = table[sum over channels of image[y, x]]``: the votes of an 8-bit image (H, W, C) by lookup.
+
+    ``table`` (uint8, ``255 C + 1``) holds :func:`_threshold_channel_mean`'s vote for every
+    channel sum (:func:`_votes_by_sum`); ``out`` is uint8 (H, W).
+    """
+    H, W, C = image.shape
+    for y in range(H):
+        row, o = image[y], out[y]
+        if C == 3:  # spelled out: the integer sum vectorises
+            for x in range(W):
+                o[x] = table[np.int64(row[x, 0]) + np.int64(row[x, 1]) + np.int64(row[x, 2])]
+        else:
+            for x in range(W):
+                acc = np.int64(0)
+                for c in range(C):
+                    acc += np.int64(row[x, c])
+                o[x] = table[acc]
+    return out
+
+
+@lru_cache(maxsize=64)
+def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, span: float) -> np.ndarray:
+    """The vote of :func:`_threshold_channel_mean` for every channel sum ``0 .. 255 C`` of an 8-bit image (read-only).
+
+    An 8-bit pixel's vote depends on its channel sum alone, so it is computed once per sum value
+    with the kernel's float64 arithmetic in the kernel's order (``sum / C - lo``, then ``* 255 /
+    span``, then ``|m - level| > threshold`` for every pair): the masks are bit-identical, and a
+    512 px image costs a lookup per pixel instead of the arithmetic (4-5x faster).
+    """
+    m = np.arange(255 * channels + 1, dtype=np.float64) / channels - lo
+    m = m * 255.0 / span
+    votes = np.ones(m.shape, bool)
+    for level, threshold in zip(levels, thresholds):
+        votes &= np.abs(m - level) > threshold
+    table = votes.astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 def binary_median(mask: np.ndarray, size: int) -> np.ndarray:
@@ -132,6 +175,11 @@ def spatial_object_mask(array: np.ndarray, pairs, box=None, intensity: tuple[flo
         return mask[tuple(slice(box[2 * a] - g0, box[2 * a + 1] - g0) for a, (g0, _) in enumerate(grown))]
     flat = np.ascontiguousarray(array).reshape(-1, spatial[-1], array.shape[-1])  # slices stacked as rows
     rows, cols = flat.shape[:2]
-    votes = _threshold_channel_mean(flat, pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo), float(hi - lo),
-                                    np.empty((rows, cols)), np.ones((rows, cols), np.uint8))
+    if flat.dtype == np.uint8:
+        table = _votes_by_sum(flat.shape[-1], tuple(pairs[:, 0].tolist()), tuple(pairs[:, 1].tolist()), float(lo),
+                              float(hi - lo))
+        votes = _vote_by_channel_sum(flat, table, np.empty((rows, cols), np.uint8))
+    else:
+        votes = _threshold_channel_mean(flat, pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo), float(hi - lo),
+                                        np.empty((rows, cols)), np.ones((rows, cols), np.uint8))
     return binary_median(votes.reshape(spatial), OBJECT_MEDIAN).view(bool)
