@@ -180,7 +180,7 @@ def test_label_equals_whole_image_definition(tiles128, mode):
         assert np.array_equal(make_label(dst, image, region, mode, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic), label)
 
 
-@pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1)])
+@pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1), (np.uint8, 3)])
 def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, channels):
     """Inputs other than uint8 read as 0..255 are binned to 1 / (4 C) of a level, and a change larger than
     the intensity window counts as 255 levels: the intensity and logistic labels against that definition."""
@@ -216,19 +216,48 @@ def test_the_label_kernel_sees_one_array_layout_whatever_the_box_and_the_callers
     """A box inside the image, one spanning all of it and a strided caller's image (a grey channel of a colour
     image) reach the change-map kernel as C-ordered arrays: one compiled signature per dtype.  Views typed 'A'
     here and 'C' there compiled the kernel again in the middle of a run (``nsa-augment compile`` missed them)."""
-    from nsa_augment.methods.nsa.labels import _measure_change, make_label
+    from nsa_augment.methods.nsa.labels import _measure_change, _measure_change_8bit, make_label
 
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    for before in (colour, colour[..., 1]):  # contiguous, and a strided view
+    wide = colour.astype(np.uint16) * 257  # 8-bit images take the lookup kernel, the others the arithmetic one
+    for before in (colour, colour[..., 1], wide, wide[..., 1]):  # contiguous, and a strided view
         after = before.copy()
         after[10:20, 12:30] //= 2
         for rows, cols in ((slice(10, 20), slice(12, 30)), (slice(0, 40), slice(0, 48))):  # part of it, all of it
             region = np.zeros((40, 48), bool)
             region[rows, cols] = True
             make_label(before, after, region, "logistic")
-    layouts = {arg.layout for sig in _measure_change.signatures for arg in sig if hasattr(arg, "layout")}
-    assert layouts == {"C"}, _measure_change.signatures
+    for kernel in (_measure_change, _measure_change_8bit):
+        layouts = {arg.layout for sig in kernel.signatures for arg in sig if hasattr(arg, "layout")}
+        assert layouts == {"C"}, kernel.signatures
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("lo, hi, tol", [(0.0, 255.0, 1.0), (40.0, 200.0, 1.0), (0.0, 255.0, 2.0 / 3.0), (-5.0, 300.0, 0.0)])
+def test_change_map_by_lookup_equals_the_arithmetic(channels, lo, hi, tol):
+    """8-bit images: the change map's threshold and bins looked up by summed difference, bit-identical to the
+    float64 kernel for every sum (ties with ``tol`` included) and every region value."""
+    from nsa_augment.intensity import level_scale
+    from nsa_augment.methods.nsa.labels import _change_tables, _measure_change, _measure_change_8bit
+
+    rng = np.random.default_rng(channels)
+    shape = (40, 52)
+    before = rng.integers(0, 256, shape + (channels,), dtype=np.uint8)
+    after = rng.integers(0, 256, shape + (channels,), dtype=np.uint8)
+    sums = np.arange(255 * channels + 1)  # every summed difference in the first rows: after - before per channel
+    first = np.unravel_index(np.arange(sums.size), shape)
+    before[first] = 0
+    after[first] = np.stack([np.clip(sums - 255 * c, 0, 255) for c in range(channels)], axis=-1).astype(np.uint8)
+    region = rng.random(shape) < 0.8
+    exact = (lo, hi) == (0.0, 255.0)
+    quant = float(channels * (1 if exact else 4))
+    args = (level_scale(lo, hi), tol, quant, 255 * quant)
+    expected = _measure_change(before, after, region, *args, np.empty(shape, np.uint8), np.empty(shape, np.int64))
+    got = _measure_change_8bit(before, after, region, *_change_tables(channels, *args), np.empty(shape, np.uint8),
+                               np.empty(shape, np.int64))
+    assert 0 < expected[0].sum() < expected[0].size
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
 @pytest.mark.parametrize("dims", [2, 3])

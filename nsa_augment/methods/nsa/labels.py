@@ -217,6 +217,48 @@ def _measure_change(before, after, region, scale, tol, quant, cap, raw, bins):
     return raw, bins
 
 
+@nb.njit(cache=True, nogil=True)
+def _measure_change_8bit(before, after, region, raw_table, bin_table, raw, bins):
+    """:func:`_measure_change` for 8-bit images: ``raw`` and ``bins`` looked up by the channels' summed difference.
+
+    ``acc = sum over channels |before - after|`` is an integer in ``0 .. 255 C``; the tables
+    (:func:`_change_tables`) hold what :func:`_measure_change` computes from it, so the outputs are
+    bit-identical and each pixel costs an integer sum and two lookups.
+    """
+    H, W, C = before.shape
+    for y in range(H):
+        b, a, r, rw, bn = before[y], after[y], region[y], raw[y], bins[y]
+        if C == 3:  # spelled out: the integer sums vectorise
+            for x in range(W):
+                acc = (abs(np.int64(b[x, 0]) - np.int64(a[x, 0])) + abs(np.int64(b[x, 1]) - np.int64(a[x, 1]))
+                       + abs(np.int64(b[x, 2]) - np.int64(a[x, 2])))
+                rw[x] = raw_table[acc] & np.uint8(r[x])
+                bn[x] = bin_table[acc]
+        else:
+            for x in range(W):
+                acc = np.int64(0)
+                for c in range(C):
+                    acc += abs(np.int64(b[x, c]) - np.int64(a[x, c]))
+                rw[x] = raw_table[acc] & np.uint8(r[x])
+                bn[x] = bin_table[acc]
+    return raw, bins
+
+
+@lru_cache(maxsize=64)
+def _change_tables(channels: int, scale: float, tol: float, quant: float, cap: float):
+    """:func:`_measure_change`'s two results for every summed difference ``0 .. 255 C`` of 8-bit channels (read-only).
+
+    The kernel's float64 arithmetic in its order: ``d = acc * (scale / C)``, ``d > tol``,
+    ``min(rint(d * quant), cap)``.
+    """
+    d = np.arange(255 * channels + 1, dtype=np.float64) * (scale / channels)
+    raw = (d > tol).astype(np.uint8)
+    bins = np.minimum(np.rint(d * quant), cap).astype(np.int64)
+    for v in (raw, bins):
+        v.setflags(write=False)
+    return raw, bins
+
+
 #: The logistic never reaches 1; float32 rounding would make it 1 for large changes.
 _BELOW_ONE = np.float32(1.0) - np.float32(2.0**-24)
 
@@ -349,8 +391,13 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
     quant = channels * (1 if exact else _FLOAT_QUANT)
     flat = lambda v: v.reshape(-1, v.shape[-2], v.shape[-1])  # noqa: E731 - volumes: slices stacked as rows
     rows = flat(b).shape[:2]
-    raw, bins = _measure_change(flat(b), flat(a), reg.reshape(rows), level_scale(lo, hi), float(tol), float(quant),
-                                float(255 * quant), np.empty(rows, np.uint8), np.empty(rows, np.int64))
+    scale, cap = level_scale(lo, hi), float(255 * quant)
+    outputs = np.empty(rows, np.uint8), np.empty(rows, np.int64)
+    if before.dtype == np.uint8:
+        tables = _change_tables(channels, scale, float(tol), float(quant), cap)
+        raw, bins = _measure_change_8bit(flat(b), flat(a), reg.reshape(rows), *tables, *outputs)
+    else:
+        raw, bins = _measure_change(flat(b), flat(a), reg.reshape(rows), scale, float(tol), float(quant), cap, *outputs)
     changed = binary_median(raw.reshape(reg.shape), MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), as the reference
     if mode == "binary":
         out = changed.astype(np.float32)
