@@ -180,11 +180,17 @@ def test_label_equals_whole_image_definition(tiles128, mode):
         assert np.array_equal(make_label(dst, image, region, mode, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic), label)
 
 
-@pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1), (np.uint8, 3)])
+@pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1), (np.uint8, 3),
+                                             (np.float32, 70)])
 def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, channels):
     """Inputs other than uint8 read as 0..255 are binned to 1 / (4 C) of a level, and a change larger than
-    the intensity window counts as 255 levels: the intensity and logistic labels against that definition."""
-    from nsa_augment.methods.nsa.labels import make_label
+    the intensity window counts as 255 levels: the intensity and logistic labels against that definition.
+    70 channels need more bins than uint16 holds (the median then reads int64 bins)."""
+    from nsa_augment.methods.nsa.labels import bin_dtype, make_label
+
+    if channels > 3:
+        tiles128 = [np.concatenate([t] * (channels // 3 + 1), axis=-1) for t in tiles128]
+        assert bin_dtype(255 * 4 * channels) == np.int64
 
     scale = {np.uint8: 1.0, np.uint16: 257.0, np.float32: 1 / 255}[dtype]
     lo, hi = 40 * scale, 200 * scale  # a window narrower than the values: large changes saturate

@@ -105,7 +105,7 @@ def median_footprint(values, rows, need, out, hist, starts, table):
 
     Parameters
     ----------
-    values : int64 array (D * H * W,), 0 <= values < len(hist)
+    values : uint16 (or int64) array (D * H * W,), 0 <= values < len(hist)
         The (D, H, W) values as a flat view (an image is D = 1; reshaped by the caller: a reshape
         here costs compile time).
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
@@ -197,7 +197,7 @@ def median_footprint(values, rows, need, out, hist, starts, table):
 def _measure_change(before, after, region, scale, tol, quant, cap, raw, bins):
     """Per pixel the change ``d = scale * mean over channels |before - after|`` (float64), read twice.
 
-    ``raw = (d > tol) & region`` (uint8 0/1) and ``bins = min(rint(d * quant), cap)`` (int64): the
+    ``raw = (d > tol) & region`` (uint8 0/1) and ``bins = min(rint(d * quant), cap)`` (:func:`bin_dtype`): the
     label's two uses of ``d`` in one pass, without a float64 map and NumPy's temporaries
     (1.6 ms of a 512 px example's 7 ms label did that in three NumPy passes).  A change larger
     than the whole intensity range (a CT window narrower than the image's values) saturates at
@@ -244,6 +244,15 @@ def _measure_change_8bit(before, after, region, raw_table, bin_table, raw, bins)
     return raw, bins
 
 
+def bin_dtype(cap: float):
+    """The integer type of the label's intensity bins ``0 .. cap``: uint16 (65,536 bins: up to 64 channels), else int64.
+
+    The disk median reads 22 bins per pixel it slides over; 2-byte bins make it 15% faster than
+    8-byte ones (captured inputs from 150 carpet examples at 256 and 512 px).
+    """
+    return np.uint16 if cap <= np.iinfo(np.uint16).max else np.int64
+
+
 @lru_cache(maxsize=64)
 def _change_tables(channels: int, scale: float, tol: float, quant: float, cap: float):
     """:func:`_measure_change`'s two results for every summed difference ``0 .. 255 C`` of 8-bit channels (read-only).
@@ -253,7 +262,7 @@ def _change_tables(channels: int, scale: float, tol: float, quant: float, cap: f
     """
     d = np.arange(255 * channels + 1, dtype=np.float64) * (scale / channels)
     raw = (d > tol).astype(np.uint8)
-    bins = np.minimum(np.rint(d * quant), cap).astype(np.int64)
+    bins = np.minimum(np.rint(d * quant), cap).astype(bin_dtype(cap))
     for v in (raw, bins):
         v.setflags(write=False)
     return raw, bins
@@ -392,7 +401,7 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
     flat = lambda v: v.reshape(-1, v.shape[-2], v.shape[-1])  # noqa: E731 - volumes: slices stacked as rows
     rows = flat(b).shape[:2]
     scale, cap = level_scale(lo, hi), float(255 * quant)
-    outputs = np.empty(rows, np.uint8), np.empty(rows, np.int64)
+    outputs = np.empty(rows, np.uint8), np.empty(rows, bin_dtype(cap))
     if before.dtype == np.uint8:
         tables = _change_tables(channels, scale, float(tol), float(quant), cap)
         raw, bins = _measure_change_8bit(flat(b), flat(a), reg.reshape(rows), *tables, *outputs)
