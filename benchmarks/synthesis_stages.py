@@ -24,9 +24,9 @@ slicing and allocation, argument checks) took no time at all, with today's kerne
 reference's time over the floor is the largest ratio those kernels allow; ``25x needs`` is the
 reference's time / 25.
 
-Every wrapped name must be called at least once in a run: if a refactoring moves a kernel so
-that a wrapper no longer sees it, the script stops with the name instead of printing a floor
-that leaves the kernel out.
+Every kernel (one of its variants) and stage must be called at least once in a run: if a
+refactoring moves a kernel so that a wrapper no longer sees it, the script stops with the name
+instead of printing a floor that leaves the kernel out.
 """
 
 from __future__ import annotations
@@ -60,18 +60,19 @@ STAGES = (
     ("blend", synthesis, "blend_patch"),
     ("label", synthesis, "_label"),
 )
-#: (kernel, module, name): the pixel work.  The box solver's inverse transforms are timed through
-#: the function ``_forward`` returns (see ``_timed_forward``).
+#: (kernel, module, names): the pixel work; a kernel with variants (8-bit images look values up)
+#: lists them all.  The box solver's inverse transforms are timed through the function
+#: ``_forward`` returns (see ``_timed_forward``).
 KERNELS = (
-    ("resampling", blending, "_resample_2d"),
-    ("right-hand side", kernels, "assemble_rhs_box"),
-    ("tridiagonal solves", box_solver, "solve_tridiagonal_modes"),
-    ("writing the solution", kernels, "write_solution"),
-    ("change map", labels, "_measure_change"),
-    ("binary median (label)", labels, "binary_median"),
-    ("disk median", labels, "median_footprint"),
-    ("object threshold", objects, "_threshold_channel_mean"),
-    ("binary median (objects)", objects, "binary_median"),
+    ("resampling", blending, ("_resample_2d",)),
+    ("right-hand side", kernels, ("assemble_rhs_box",)),
+    ("tridiagonal solves", box_solver, ("solve_tridiagonal_modes",)),
+    ("writing the solution", kernels, ("write_solution",)),
+    ("change map", labels, ("_measure_change", "_measure_change_8bit")),
+    ("binary median (label)", labels, ("binary_median",)),
+    ("disk median", labels, ("median_footprint",)),
+    ("object threshold", objects, ("_threshold_channel_mean", "_vote_by_channel_sum")),
+    ("binary median (objects)", objects, ("binary_median",)),
 )
 TRANSFORMS = "transforms (forward + inverse)"
 PRESETS = ("mvtec/carpet", "mvtec/hazelnut")
@@ -122,11 +123,12 @@ def _timed_forward(timers: Timers, forward):
 def instrumented(timers: Timers):
     """Install the wrappers for the duration (the package is restored afterwards)."""
     saved = []
-    for label, module, name in STAGES + KERNELS:
-        if not hasattr(module, name):
-            raise SystemExit(f"synthesis_stages.py: {module.__name__} has no {name} any more; update STAGES/KERNELS")
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, timers.wrap(label, getattr(module, name)))
+    for label, module, names in [(label, module, (name,)) for label, module, name in STAGES] + list(KERNELS):
+        for name in names:
+            if not hasattr(module, name):
+                raise SystemExit(f"synthesis_stages.py: {module.__name__} has no {name} any more; update STAGES/KERNELS")
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, timers.wrap(label, getattr(module, name)))
     saved.append((box_solver, "_forward", box_solver._forward))
     box_solver._forward = _timed_forward(timers, box_solver._forward)
     try:
@@ -161,7 +163,7 @@ def measure(images, preset: str, examples: int, seed: int = 0) -> dict:
                 runs[name](d, s, rngs[name])
                 times[name] += time.perf_counter() - t0
                 timers.active = False
-    missing = [label for label, module, name in KERNELS if timers.calls[label] == 0 and
+    missing = [label for label, _, _ in KERNELS if timers.calls[label] == 0 and
                not (label.startswith(("object", "binary median (objects)")) and cfg.object_masks is None)]
     missing += [label for label, _, _ in STAGES if timers.calls[label] == 0 and
                 not (label == "object masks (render)" and cfg.object_masks is None)]

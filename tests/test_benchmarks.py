@@ -86,6 +86,37 @@ def test_bench_synthesis_quick(tmp_path):
     assert all(volumes[f"solver3d:{m}"]["max_diff_levels"] <= 0.5 + 1e-6 for m in ("box", "ellipsoid"))
 
 
+def test_synthesis_stages_quick(tmp_path):
+    result, stdout = _run("synthesis_stages.py", tmp_path)
+    rows = {r["preset"]: r for r in result["results"]}
+    assert set(rows) == {"mvtec/carpet", "mvtec/hazelnut"}
+    for preset, r in rows.items():
+        kernels = r["kernels_ms"]
+        assert all(kernels[k] > 0 for k in ("disk median", "change map", "right-hand side", "resampling",
+                                            "tridiagonal solves", "writing the solution", "transforms (forward + inverse)"))
+        assert (kernels["object threshold"] > 0) == (preset == "mvtec/hazelnut")
+        assert 0 < r["kernel_floor_ms"] < r["instrumented_ms"] and r["speedup_at_floor"] > r["speedup"] > 0
+        assert abs(sum(r["stages_ms"].values()) - r["instrumented_ms"]) < 1e-6
+    assert "kernel floor" in stdout
+
+
+def test_synthesis_stages_stops_when_a_kernel_is_not_seen():
+    """A kernel the wrappers never see (moved by a refactoring) stops the script instead of a floor without it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synthesis_stages", ROOT / "benchmarks" / "synthesis_stages.py")
+    stages = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(stages)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    stages.KERNELS = stages.KERNELS + (("phantom", stages.labels, ("make_label",)),)  # synthesize never calls it
+    images = [np.random.default_rng(i).integers(0, 256, (96, 96, 3), dtype=np.uint8) for i in range(2)]
+    with pytest.raises(SystemExit, match="phantom"):
+        stages.measure(images, "mvtec/carpet", 2)
+
+
 def test_authors_generator_passes_the_preset_to_patch_ex_and_names_a_missing_checkout(tmp_path):
     """``bench_synthesis.py --authors-code``: the authors' ``patch_ex`` gets the preset's settings (a stand-in here)."""
     import importlib.util
