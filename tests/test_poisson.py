@@ -461,6 +461,26 @@ print(h.hexdigest(), before)
 """
 
 
+def test_eigenbasis_cache_keeps_to_its_byte_budget_and_evicts_the_least_recently_used():
+    """The box solver's bases are cached by bytes, not entries (a wide basis is 1 MB): under the budget
+    the least recently used go first, a basis wider than the whole budget is still returned (and kept
+    alone), and a hit returns the cached, read-only array."""
+    from nsa_augment.poisson.box_solver import _BasisCache, _eigenbasis
+
+    cache = _BasisCache(4 * (101**2 + 102**2 + 103**2))  # room for three of the four bases below
+    first = cache.get((100, False, False), _eigenbasis)
+    assert cache.get((100, False, False), _eigenbasis) is first and not first.flags.writeable
+    for n in (101, 102):
+        cache.get((n, False, False), _eigenbasis)
+    cache.get((100, False, False), _eigenbasis)  # 100 is now the most recent: 101 goes next
+    cache.get((103, False, False), _eigenbasis)
+    assert list(cache._items) == [(102, False, False), (100, False, False), (103, False, False)]
+    assert cache.nbytes <= cache.budget and cache.misses == 4
+    wide = cache.get((400, True, False), _eigenbasis)
+    assert list(cache._items) == [(400, True, False)] and cache.nbytes == wide.nbytes > cache.budget
+    assert np.allclose(wide.T @ wide, np.eye(400), atol=1e-5)
+
+
 def test_results_do_not_depend_on_blas_or_numba_threads():
     import os
     import subprocess
