@@ -17,9 +17,10 @@ where pixels have no neighbour).  Along the transformed axis:
   Dirichlet-Dirichlet box of twice the width (exact, twice the cost; only
   patches touching the image's left or right border pay it).
 
-Widths whose transform length has a large prime factor (256: 257 is prime) make
-pocketfft fall back to Bluestein's algorithm, 10x slower; for those we multiply
-by a cached dense eigenbasis instead (one BLAS call, exact for any boundary).
+Up to 240 px, and up to 512 px where the transform length has a large prime factor
+(256: 257 is prime, and pocketfft falls back to Bluestein's algorithm, 10x slower), we
+multiply by a cached dense eigenbasis instead (one BLAS call on one thread, exact for
+any boundary): below 240 px it beats even pocketfft's fast lengths (:func:`transform_path`).
 
 The same solver is the preconditioner of the masked solver
 (:mod:`nsa_augment.poisson.masked_solver`).
@@ -40,6 +41,9 @@ from .kernels import solve_tridiagonal_modes
 
 #: Above this width the O(n^2) eigenbasis product loses to any FFT.
 _MAX_DENSE = 512
+#: Up to this width the product beats pocketfft's transforms even for lengths it handles well
+#: (1.1-5x for (3 w, w) float32 on one BLAS thread; 0.9-1.2x from 240 to 300, slower above).
+_DENSE_ALWAYS = 240
 
 
 def _is_smooth(n: int) -> bool:
@@ -134,6 +138,14 @@ def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
     return q
 
 
+def transform_path(w: int, left: bool, right: bool) -> str:
+    """How :func:`_forward` transforms a width ``w`` with these sides: ``"dst"``, ``"dct"``, ``"mirrored"`` or ``"dense"``."""
+    fft_len = w + 1 if not (left or right) else (w if left and right else 2 * w + 1)
+    if w <= _MAX_DENSE and (w <= _DENSE_ALWAYS or not _is_smooth(fft_len)):
+        return "dense"
+    return "dct" if left and right else ("mirrored" if left or right else "dst")
+
+
 def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     """Transform the last axis into the eigenbasis of the 1-D operator.
 
@@ -141,13 +153,13 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     mapping a spectrum back, which may overwrite the spectrum it is given (always the
     solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
     transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.
-    Sizes that pocketfft handles well use DST-I/DCT-II; the rest (e.g. 256, where 257 is
-    prime) use a cached dense eigenbasis and one BLAS product, which is faster than a
-    Bluestein FFT up to ``_MAX_DENSE``.
+    Widths up to ``_DENSE_ALWAYS``, and those whose transform length pocketfft handles slowly
+    (e.g. 256, where 257 is prime: a Bluestein FFT) up to ``_MAX_DENSE``, multiply by a cached
+    dense eigenbasis (one BLAS product); wider boxes use DST-I/DCT-II.
     """
     w = rhs.shape[-1]
-    fft_len = w + 1 if not (left or right) else (w if left and right else 2 * w + 1)
-    if w > _MAX_DENSE or _is_smooth(fft_len):
+    path = transform_path(w, left, right)
+    if path != "dense":
         if left and right:
             spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho", overwrite_x=overwrite)
             return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho", overwrite_x=True)
