@@ -41,6 +41,9 @@ from .kernels import solve_tridiagonal_modes
 
 #: Above this width the O(n^2) eigenbasis product loses to any FFT.
 _MAX_DENSE = 512
+#: A 2-D box at most this fraction as tall as wide is transformed along its columns (the shorter
+#: axis): (3, 100, 300) float32 1.75x faster, (3, 50, 150) 1.4x, (3, 40, 80) 1.0x, (3, 60, 60) 0.87x.
+_SHORT_AXIS = 0.75
 #: Up to this width the product beats pocketfft's transforms even for lengths it handles well
 #: (1.1-5x for (3 w, w) float32 on one BLAS thread; 0.9-1.2x from 240 to 300, slower above).
 _DENSE_ALWAYS = 240
@@ -223,6 +226,11 @@ def solve_box_nd(rhs: np.ndarray, sides, regularize: float = 0.0, overwrite: boo
     all_neumann = all(lo and hi for lo, hi in sides)
     if all_neumann and regularize <= 0.0:
         raise ValueError("pure Neumann problem is singular: the region has no Dirichlet boundary")
+    if rhs.ndim == 3 and rhs.shape[1] < _SHORT_AXIS * rhs.shape[2]:
+        # The transform costs up to O(width) per pixel (the dense product), the tridiagonal solve O(1):
+        # a wide box is transformed along its columns instead, one copy each way.
+        turned = np.ascontiguousarray(rhs.transpose(0, 2, 1), dtype=np.float32)
+        return np.ascontiguousarray(solve_box_nd(turned, sides[::-1], regularize, True).transpose(0, 2, 1))
     C, n0 = rhs.shape[:2]
     last = rhs.ndim - 1
     with single_threaded_blas():  # the eigenbasis products: small, and slower on many threads
