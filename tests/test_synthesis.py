@@ -180,6 +180,37 @@ def test_label_equals_whole_image_definition(tiles128, mode):
         assert np.array_equal(make_label(dst, image, region, mode, tol=cfg.tol, factor=info.factor, logistic=cfg.logistic), label)
 
 
+@pytest.mark.parametrize("mode", ["binary", "continuous", "intensity", "logistic"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_label_by_groups_of_patch_boxes_equals_one_common_box(mode, dims):
+    """Synthesis labels each group of nearby patch boxes on its own box: the same label as on the region's
+    common bounding box (the whole-image definition), for boxes that merge (close) and that do not (just
+    far enough apart), at the image border, and regions that fill only part of their boxes (object masks)."""
+    from nsa_augment.methods.nsa.labels import _GROW, _groups, _label
+
+    rng = np.random.default_rng(dims)
+    n = 96 if dims == 2 else 56
+    shape = (n,) * dims
+    before = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    for gap in range(0, 3 * _GROW + 3):  # from touching to past the separation at which boxes stop merging
+        after = before.copy()
+        region = np.zeros(shape, bool)
+        first = tuple([0] * (dims - 1) + [2])  # at the border along the first axes
+        size = tuple([12] * dims)
+        second = tuple([5] * (dims - 1) + [2 + 12 + gap])
+        boxes = []
+        for corner in (first, second):
+            inner = tuple(slice(c, c + m) for c, m in zip(corner, size))
+            after[inner] = np.clip(after[inner].astype(int) + rng.integers(-60, 60, size + (3,)), 0, 255)
+            region[inner] = rng.random(size) < 0.9  # part of the box, as with object masks
+            boxes.append(tuple(v for c, m in zip(corner, size) for v in (c, c + m)))
+        kw = dict(tol=1.0, factor=0.5, logistic=(1 / 6, 20.0), intensity=(0.0, 255.0))
+        got = _label(before, after, region, mode, boxes=boxes, **kw)
+        assert np.array_equal(got, _label(before, after, region, mode, **kw)), gap
+        assert len(_groups(boxes, shape, _GROW)) == (1 if gap < 3 * _GROW else 2)
+        assert got.any()
+
+
 @pytest.mark.parametrize("dtype, channels", [(np.uint16, 3), (np.float32, 1), (np.uint8, 1), (np.uint8, 3),
                                              (np.float32, 70)])
 def test_label_bins_and_saturation_equal_their_definition(tiles128, dtype, channels):

@@ -380,21 +380,61 @@ def make_label(
     return _label(before, after, region, mode, tol=tol, factor=factor, logistic=logistic, intensity=intensity)
 
 
-def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
-    """:func:`make_label` for checked arguments (synthesis calls this on arrays it made itself)."""
+def _groups(boxes, shape, grow: int) -> list[tuple[int, ...]]:
+    """The boxes grown by ``grow``, merged wherever they come within ``grow`` of each other (flat per axis).
+
+    A label pixel depends on the images within ``grow`` of it, so boxes whose grown boxes stay
+    ``grow`` apart can be labelled alone (a conservative margin: no region lies within ``2 grow``
+    of another group's grown box).  NSA's patches lie spread over the image; their common bounding
+    box holds about 1.8x the area of their grown boxes.
+    """
+    dims = len(shape)
+    grown = [[max(b[2 * a] - grow, 0) if i == 0 else min(b[2 * a + 1] + grow, shape[a])
+              for a in range(dims) for i in (0, 1)] for b in boxes]
+    merged = True
+    while merged:  # a few boxes: merge pairs until none is near another
+        merged = False
+        for i in range(len(grown)):
+            for j in range(i + 1, len(grown)):
+                a, b = grown[i], grown[j]
+                if all(a[2 * k] < b[2 * k + 1] + grow and b[2 * k] < a[2 * k + 1] + grow for k in range(dims)):
+                    grown[i] = [min(a[m], b[m]) if m % 2 == 0 else max(a[m], b[m]) for m in range(2 * dims)]
+                    del grown[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(g) for g in grown]
+
+
+def _label(before, after, region, mode, *, tol, factor, logistic, intensity, boxes=None):
+    """:func:`make_label` for checked arguments (synthesis calls this on arrays it made itself).
+
+    ``boxes``: the patch boxes (flat per axis) whose union holds ``region``; each group of nearby
+    boxes is labelled on its own grown box (:func:`_groups`), not their common bounding box.
+    """
     dims = region.ndim
     label = np.zeros(region.shape, dtype=np.float32)
-    box = _bbox(region, _GROW)
-    if box is None:
+    groups = [_bbox(region, _GROW)] if boxes is None else _groups(boxes, region.shape, _GROW)
+    if groups == [None]:
         return label
     before = before if before.ndim > dims else before[..., None]
     after = after if after.ndim > dims else after[..., None]
     lo, hi = intensity if intensity is not None else intensity_range(before)
-    inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
+    for box in groups:
+        inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
+        label[inner] = _label_box(before[inner], after[inner], region[inner], mode, tol=tol, factor=factor,
+                                  logistic=logistic, lo=lo, hi=hi)
+    return label
+
+
+def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi):
+    """The label on one box (views of the images, channels last), from its change map."""
+    dims = region.ndim
     # Contiguous copies of the box: the kernels then always see C-ordered arrays, whichever part of the image
     # the box is and however the caller's image is strided, so each compiles once per dtype (a view typed 'A'
     # here and 'C' there compiled it again in the middle of a run).
-    b, a, reg = (np.ascontiguousarray(v[inner]) for v in (before, after, region))
+    b, a, reg = (np.ascontiguousarray(v) for v in (before, after, region))
     channels = before.shape[-1]
     exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
     quant = channels * (1 if exact else _FLOAT_QUANT)
@@ -428,8 +468,7 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity):
                                table).reshape(q.shape)
     else:  # pragma: no cover - make_label checked the mode
         raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
-    label[inner] = out
-    return label
+    return out
 
 
 def image_label(mask: np.ndarray, threshold: float = 0.0) -> int:

@@ -391,7 +391,7 @@ def _render(images: _Inputs, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
             else:
                 region[inside] |= patch_region
     label = _label(dst, image, region, cfg.label, tol=cfg.tol, factor=plan.factor, logistic=cfg.logistic,
-                   intensity=images.dst_range)
+                   intensity=images.dst_range, boxes=[p.dst_box for p in plan.patches])
     return image, label
 
 
