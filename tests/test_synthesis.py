@@ -585,14 +585,19 @@ def test_inconsistent_config(kwargs, match):
 
 
 def test_plan_then_render_equals_synthesize(tiles128, object_scene):
+    """Rendering a plan alone computes each patch's object masks on its boxes; synthesize crops the masks
+    its planning computed for the whole images: the same examples, also for a source that is the destination."""
     from nsa_augment import plan_anomaly, render_anomaly
 
-    for (dst, src), name in (((tiles128[0], tiles128[1]), "mvtec/carpet"), (tuple(object_scene), "mvtec/bottle")):
-        image, label, info = synthesize(dst, src, name, np.random.default_rng(8))
-        plan = plan_anomaly(dst, src, name, np.random.default_rng(8))
+    scene = tuple(object_scene)
+    cases = [((tiles128[0], tiles128[1]), "mvtec/carpet", 8)] + [(scene, "mvtec/bottle", seed) for seed in range(6)]
+    cases += [((scene[0], scene[0]), "mvtec/hazelnut", seed) for seed in range(3)]
+    for (dst, src), name, seed in cases:
+        image, label, info = synthesize(dst, src, name, np.random.default_rng(seed))
+        plan = plan_anomaly(dst, src, name, np.random.default_rng(seed))
         assert plan.patches == info.patches and plan.skipped == info.skipped
         image2, label2 = render_anomaly(dst, src, name, plan)
-        assert np.array_equal(image, image2) and np.array_equal(label, label2)
+        assert np.array_equal(image, image2) and np.array_equal(label, label2), (name, seed)
     with pytest.raises(TypeError, match="plan must be"):
         render_anomaly(dst, src, name, {"patches": []})
 

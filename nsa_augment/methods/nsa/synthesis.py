@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -243,6 +243,9 @@ class _Inputs:
     dst_range: tuple[float, float]
     src_range: tuple[float, float]
     same: bool
+    #: The whole-image object masks ("dst", "src") once planning has computed them: rendering the
+    #: same inputs then crops them instead of computing each patch's boxes again (identical).
+    objects: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def clip(self) -> bool:
@@ -309,6 +312,7 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
         # Only the very same image may share its mask: a view of another part of it is another image.
         src_object = dst_object if images.same else spatial_object_mask(src, cfg.object_masks, intensity=images.src_range)
         src_table = integral(src_object)
+        images.objects.update(dst=dst_object, src=src_object)
 
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
     patches, skipped = [], []
@@ -363,11 +367,15 @@ def _patch_region(images: _Inputs, patch: PatchGeometry) -> np.ndarray | None:
     """Where in the patch's box it may be labelled: ``source object | destination object`` (None: the whole box).
 
     Computed from the images being rendered, on the patch's boxes only (the object
-    mask of a box equals that part of the whole-image mask, :func:`object_mask`).
+    mask of a box equals that part of the whole-image mask, :func:`object_mask`), or cropped
+    from the whole-image masks when the same inputs were just planned (:func:`synthesize`).
     """
     pairs = images.cfg.object_masks
     if pairs is None:
         return None
+    if images.objects:  # planned from these very inputs: crops of the whole-image masks
+        src_patch = extract_mask(images.objects["src"], patch.src_box, patch.dst_size)
+        return src_patch | images.objects["dst"][box_slices(patch.dst_box)]
     src_object = spatial_object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
     relative = tuple(v for n in box_size(patch.src_box) for v in (0, n))
     src_patch = extract_mask(src_object, relative, patch.dst_size)
