@@ -18,6 +18,8 @@ Conventions shared by the kernels
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numba as nb
 import numpy as np
 
@@ -292,8 +294,9 @@ def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
 NO_ROUNDING, ROUND_HALF_UP, TRUNCATE = 0, 1, 2
 
 
+@lru_cache(maxsize=64)
 def output_range(dtype, *, truncate: bool = False, clip: bool = False) -> tuple[float, float, int]:
-    """``(lo, hi, rounding)`` for :func:`write_solution` and an output dtype.
+    """``(lo, hi, rounding)`` for :func:`write_solution` and an output dtype (cached: every patch asks).
 
     Integer dtypes are clipped to their range and rounded (or truncated, as
     OpenCV does); floats are clipped to [0, 1] only when ``clip``.

@@ -47,13 +47,12 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
         (i0, i1, fy), (j0, j1, fx) = axes
         out = np.empty((i0.size, j0.size, source.shape[2]), source.dtype)
         kind = 1 if source.dtype.kind in "iu" else 0
-        info = np.iinfo(source.dtype) if kind else None
-        first, last = int(j0.min()), int(j1.max()) + 1
+        lo, hi, _ = kernels.output_range(source.dtype) if kind else (0.0, 0.0, 0)
+        first, last = int(j0[0]), int(j1[-1]) + 1  # positions never decrease
         C = source.shape[2]
         # The images as flat rows, (H, W * C): views, reshaped here (in the kernel it costs compile time).
         _resample_2d(source.reshape(source.shape[0], -1), C, i0, i1, fy, j0, j1, fx, first, last,
-                     out.reshape(i0.size, -1), kind, float(info.min) if kind else 0.0, float(info.max) if kind else 0.0,
-                     np.empty((last - first) * C))
+                     out.reshape(i0.size, -1), kind, lo, hi, np.empty((last - first) * C))
         return out
     # Volumes: the same arithmetic in NumPy, on the part of the source the samples reach.
     lows = [int(i0[0]) for i0, _, _ in axes]
