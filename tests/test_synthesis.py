@@ -867,6 +867,23 @@ def _bilinear_reference(src, box, size, margin):
     return out
 
 
+def test_resampling_positions_kernel_equals_sample_positions():
+    """extract_patch computes its sample positions in a small kernel: the values of sample_positions
+    (the definition the volume path and the batched renderer use), bit for bit, for crops, up- and
+    down-scaling, margins and boxes at the source's borders."""
+    from nsa_augment.methods.nsa.blending import _positions, sample_positions
+
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        length = int(rng.integers(1, 600))
+        b0 = int(rng.integers(0, length))
+        b1 = int(rng.integers(b0 + 1, length + 1))
+        n = b1 - b0 if trial % 5 == 0 else int(rng.integers(1, 700))
+        margin = int(rng.integers(0, 3))
+        for want, got in zip(sample_positions(b0, b1, n, margin, length), _positions(b0, b1, n, margin, length)):
+            assert want.dtype == got.dtype and np.array_equal(want, got), (b0, b1, n, margin, length)
+
+
 def test_patch_resampling_is_separable_linear_interpolation():
     from nsa_augment.methods.nsa.blending import extract_patch
 

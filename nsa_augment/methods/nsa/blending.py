@@ -42,9 +42,9 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
     -------
     ndarray, size + 2 margin along each axis, channels last, same dtype
     """
-    axes = [sample_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a]) for a, n in enumerate(size)]
     if len(size) == 2:
-        (i0, i1, fy), (j0, j1, fx) = axes
+        (i0, i1, fy), (j0, j1, fx) = (_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a])
+                                      for a, n in enumerate(size))
         out = np.empty((i0.size, j0.size, source.shape[2]), source.dtype)
         kind = 1 if source.dtype.kind in "iu" else 0
         lo, hi, _ = kernels.output_range(source.dtype) if kind else (0.0, 0.0, 0)
@@ -55,6 +55,7 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
                      out.reshape(i0.size, -1), kind, lo, hi, np.empty((last - first) * C))
         return out
     # Volumes: the same arithmetic in NumPy, on the part of the source the samples reach.
+    axes = [sample_positions(src_box[2 * a], src_box[2 * a + 1], n, margin, source.shape[a]) for a, n in enumerate(size)]
     lows = [int(i0[0]) for i0, _, _ in axes]
     highs = [int(i1[-1]) + 1 for _, i1, _ in axes]
     out = source[tuple(slice(lo, hi) for lo, hi in zip(lows, highs))]
@@ -78,6 +79,31 @@ def sample_positions(b0: int, b1: int, n: int, margin: int, length: int):
     coords = np.clip(b0 + (np.arange(-margin, n + margin) + 0.5) * ((b1 - b0) / n) - 0.5, 0.0, length - 1)
     i0 = np.floor(coords).astype(np.int64)
     return i0, np.minimum(i0 + 1, length - 1), coords - i0
+
+
+def _positions(b0: int, b1: int, n: int, margin: int, length: int):
+    """:func:`sample_positions` by one small kernel call instead of a dozen NumPy calls (identical values)."""
+    index = np.empty((2, n + 2 * margin), np.int64)
+    frac = np.empty(n + 2 * margin)
+    _fill_positions(b0, b1, n, margin, length, index[0], index[1], frac)
+    return index[0], index[1], frac
+
+
+@nb.njit(cache=True, nogil=True)
+def _fill_positions(b0, b1, n, margin, length, i0, i1, frac):
+    """:func:`sample_positions`'s arithmetic, element by element in its order (float64, no fast-math)."""
+    top = length - 1
+    if b1 - b0 == n:
+        for k in range(n + 2 * margin):
+            i0[k] = i1[k] = min(max(b0 - margin + k, 0), top)
+            frac[k] = 0.0
+        return
+    step = (b1 - b0) / n
+    for k in range(n + 2 * margin):
+        coord = min(max(b0 + (np.float64(k - margin) + 0.5) * step - 0.5, 0.0), np.float64(top))
+        i0[k] = np.int64(np.floor(coord))
+        i1[k] = min(i0[k] + 1, top)
+        frac[k] = coord - i0[k]
 
 
 @nb.njit(cache=True, nogil=True)
