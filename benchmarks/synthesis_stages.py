@@ -64,7 +64,7 @@ STAGES = (
 #: lists them all.  The box solver's inverse transforms are timed through the function
 #: ``_forward`` returns (see ``_timed_forward``).
 KERNELS = (
-    ("resampling", blending, ("_resample_2d",)),
+    ("resampling", blending, ("_resample_2d", "_fill_positions")),
     ("right-hand side", kernels, ("assemble_rhs_box",)),
     ("tridiagonal solves", box_solver, ("solve_tridiagonal_modes",)),
     ("writing the solution", kernels, ("write_solution",)),
