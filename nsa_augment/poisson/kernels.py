@@ -171,10 +171,10 @@ def assemble_rhs_box(dst, src, d2, s2, oy, ox, y0, y1, x0, x1, mode, factor, rhs
     The source must cover the box (its neighbours beyond the box may be missing).
 
     ``d2``, ``s2``: the same images as flat rows, ``(H, W * C)`` and ``(h, w * C)`` (views,
-    reshaped by the caller: a reshape here costs compile time).  ``rhs``: float64 (C, y1 - y0,
-    x1 - x0), filled and returned; ``row``: float64 scratch of ``(x1 - x0) * C`` values (both
-    allocated by the caller: an allocation here compiles NumPy's array constructor into the
-    kernel, a longer first call).
+    reshaped by the caller: a reshape here costs compile time).  ``rhs``: float32 or float64
+    (C, y1 - y0, x1 - x0), filled (each value summed in float64) and returned; ``row``: float64
+    scratch of ``(x1 - x0) * C`` values (both allocated by the caller: an allocation here compiles
+    NumPy's array constructor into the kernel, a longer first call).
     """
     H, W, C = dst.shape
     h, w = src.shape[0], src.shape[1]
