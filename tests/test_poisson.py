@@ -647,3 +647,20 @@ def test_the_reference_solve_names_bad_arguments(args, kwargs, exc, match):
     """The sparse reference is public too: it takes any real dtype (float64 for an oracle), nothing malformed."""
     with pytest.raises(exc, match=match):
         poisson_blend_reference(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("rounding", [0, 1, 2])
+def test_write_box_equals_write_solution_with_a_full_mask(dtype, rounding):
+    """The rectangle writer (no mask) writes what the masked one writes for a full mask: halves, values out of
+    range and negative ones, every rounding mode."""
+    rng = np.random.default_rng(rounding)
+    solution = (rng.normal(size=(3, 7, 9)) * 300).astype(np.float32)
+    solution[0, 0, :4] = [0.5, 1.5, -0.5, 254.5]
+    info = np.iinfo(dtype) if dtype != np.float32 else None
+    lo, hi = (float(info.min), float(info.max)) if info else (0.0, 1.0)
+    expected = np.zeros((12, 14, 3), dtype)
+    got = expected.copy()
+    kernels.write_solution(expected, solution, np.ones((7, 9), bool), 2, 3, lo, hi, rounding)
+    kernels.write_box(got, solution, 2, 3, lo, hi, rounding)
+    assert np.array_equal(got, expected) and expected.any()

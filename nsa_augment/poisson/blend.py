@@ -208,7 +208,7 @@ def blend_box_inplace(image, source, offset, box, gradients, factor, clip=False)
                                    np.empty((C, y1 - y0, x1 - x0), np.float32), np.empty((x1 - x0) * C))
     solution = solve_box_nd(rhs, ((y0 == 0, y1 == H), (x0 == 0, x1 == W)), overwrite=True)
     lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
-    kernels.write_solution(image, solution, np.ones(rhs.shape[1:], dtype=np.bool_), y0, x0, lo, hi, rounding)
+    kernels.write_box(image, solution, y0, x0, lo, hi, rounding)
 
 
 def _level(image: np.ndarray, source: np.ndarray, box: tuple[int, int, int, int]) -> float:
