@@ -650,10 +650,10 @@ def test_the_reference_solve_names_bad_arguments(args, kwargs, exc, match):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
-@pytest.mark.parametrize("rounding", [0, 1, 2])
+@pytest.mark.parametrize("rounding", [0, 1])
 def test_write_box_equals_write_solution_with_a_full_mask(dtype, rounding):
     """The rectangle writer (no mask) writes what the masked one writes for a full mask: halves, values out of
-    range and negative ones, every rounding mode."""
+    range and negative ones, both rounding modes rectangle blends use."""
     rng = np.random.default_rng(rounding)
     solution = (rng.normal(size=(3, 7, 9)) * 300).astype(np.float32)
     solution[0, 0, :4] = [0.5, 1.5, -0.5, 254.5]

@@ -521,7 +521,10 @@ def write_box(out, solution, y0, x0, lo, hi, rounding):
     """:func:`write_solution` for a whole rectangle: no mask, and loops LLVM can vectorise.
 
     Row by row and channel by channel, one loop per rounding mode; each value is computed as in
-    :func:`write_solution` (float64 ``floor(v + 0.5)``, clip, truncation), so the output is identical.
+    :func:`write_solution` (float64 ``floor(v + 0.5)``, clip), so the output is identical.
+    ``rounding`` is :data:`ROUND_HALF_UP` or :data:`NO_ROUNDING`: the rectangle blends never
+    truncate (OpenCV's formulation writes with :func:`write_solution`), and each vectorised loop
+    adds compile time to the first call.
     """
     C, bh, bw = solution.shape
     for i in range(bh):
@@ -531,9 +534,6 @@ def write_box(out, solution, y0, x0, lo, hi, rounding):
             if rounding == 1:
                 for j in range(bw):
                     row[x0 + j, c] = min(max(np.floor(np.float64(sol[j]) + 0.5), lo), hi)
-            elif rounding == 2:
-                for j in range(bw):
-                    row[x0 + j, c] = np.trunc(min(max(np.float64(sol[j]), lo), hi))
             else:
                 for j in range(bw):
                     row[x0 + j, c] = min(max(np.float64(sol[j]), lo), hi)
