@@ -67,7 +67,7 @@ KERNELS = (
     ("resampling", blending, ("_resample_2d", "_fill_positions")),
     ("right-hand side", kernels, ("assemble_rhs_box",)),
     ("tridiagonal solves", box_solver, ("solve_tridiagonal_modes",)),
-    ("writing the solution", kernels, ("write_solution",)),
+    ("writing the solution", kernels, ("write_solution", "write_box")),
     ("change map", labels, ("_measure_change", "_measure_change_8bit")),
     ("binary median (label)", labels, ("binary_median",)),
     ("disk median", labels, ("median_footprint",)),
