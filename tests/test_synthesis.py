@@ -899,3 +899,20 @@ def test_patch_resampling_is_separable_linear_interpolation():
         got32 = extract_patch(src.astype(np.float32) / 255, box, size, margin)
         assert got32.dtype == np.float32
         np.testing.assert_allclose(got32, ref / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_object_counts_direct_then_from_the_table_equal_the_mask(dims):
+    """Rejection sampling counts object pixels in boxes: on the mask for the first boxes, from a summed-area
+    table after that; every count equals the mask's own, and the table is built only once asked for more."""
+    from nsa_augment.methods.nsa.sampling import ObjectCounts
+
+    rng = np.random.default_rng(dims)
+    shape = (40, 56) if dims == 2 else (12, 20, 24)
+    mask = rng.random(shape) < 0.3
+    counts = ObjectCounts(mask, direct=3)
+    for k in range(12):
+        lows = [int(rng.integers(0, n)) for n in shape]
+        box = tuple(v for lo, n in zip(lows, shape) for v in (lo, int(rng.integers(lo + 1, n + 1))))
+        assert counts(box) == int(mask[tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(dims))].sum())
+        assert (counts.table is None) == (k < 3)

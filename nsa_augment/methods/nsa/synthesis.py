@@ -23,10 +23,10 @@ from .config import NSAConfig
 from .labels import MEDIAN_SIZE, _label, median_keeps
 from .objects import spatial_object_mask
 from .sampling import (
+    ObjectCounts,
     PatchGeometry,
     box_size,
     box_slices,
-    integral,
     pixel_bounds,
     rescaled_size,
     sample_destination_box,
@@ -306,12 +306,12 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
                  f"px along {' and '.join(too_small)}"
         return NSAPlan(skipped=(reason,) * num_attempted, **common)
 
-    dst_object = src_object = src_table = None
+    dst_object = src_object = src_counts = None
     if cfg.object_masks is not None:
         dst_object = spatial_object_mask(dst, cfg.object_masks, intensity=images.dst_range)
         # Only the very same image may share its mask: a view of another part of it is another image.
         src_object = dst_object if images.same else spatial_object_mask(src, cfg.object_masks, intensity=images.src_range)
-        src_table = integral(src_object)
+        src_counts = ObjectCounts(src_object)
         images.objects.update(dst=dst_object, src=src_object)
 
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
@@ -323,7 +323,7 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
             skipped.append(f"source {'x'.join(map(str, src_shape))} too small for this patch: its half-width "
                            f"{half} px rounds to zero")
             continue
-        src_box, attempts = sample_source_box(rng, src_shape, half, min_hw, src_table, cfg.min_object, cfg.max_attempts)
+        src_box, attempts = sample_source_box(rng, src_shape, half, min_hw, src_counts, cfg.min_object, cfg.max_attempts)
         if src_box is None:
             skipped.append(f"no source position with more than {cfg.min_object:.0%} object in {attempts} draws")
             continue
