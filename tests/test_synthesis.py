@@ -271,7 +271,8 @@ def test_the_label_kernel_sees_one_array_layout_whatever_the_box_and_the_callers
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-@pytest.mark.parametrize("lo, hi, tol", [(0.0, 255.0, 1.0), (40.0, 200.0, 1.0), (0.0, 255.0, 2.0 / 3.0), (-5.0, 300.0, 0.0)])
+@pytest.mark.parametrize("lo, hi, tol", [(0.0, 255.0, 1.0), (40.0, 200.0, 1.0), (0.0, 255.0, 2.0 / 3.0),
+                                         (-5.0, 300.0, 0.0)])
 def test_change_map_by_lookup_equals_the_arithmetic(channels, lo, hi, tol):
     """8-bit images: the change map's threshold and bins looked up by summed difference, bit-identical to the
     float64 kernel for every sum (ties with ``tol`` included) and every region value."""

@@ -142,7 +142,10 @@ def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
 
 
 def transform_path(w: int, left: bool, right: bool) -> str:
-    """How :func:`_forward` transforms a width ``w`` with these sides: ``"dst"``, ``"dct"``, ``"mirrored"`` or ``"dense"``."""
+    """How :func:`_forward` transforms width ``w`` with these sides.
+
+    Returns ``"dst"``, ``"dct"`` or ``"mirrored"`` (pocketfft), or ``"dense"`` (the cached eigenbasis).
+    """
     fft_len = w + 1 if not (left or right) else (w if left and right else 2 * w + 1)
     if w <= _MAX_DENSE and (w <= _DENSE_ALWAYS or not _is_smooth(fft_len)):
         return "dense"

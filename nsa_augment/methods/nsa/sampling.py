@@ -145,8 +145,8 @@ class ObjectCounts:
 
     The first ``direct`` boxes are counted on the mask itself; a sampling loop that asks for more
     gets a summed-area table (:func:`integral`, built once) and O(1) counts.  Most examples ask for
-    a handful of boxes, and at 512 px the table (a 1 MB array, written fresh for every example)
-    cost 0.4 ms, more than counting them.  The counts are the same integers either way.
+    a handful of boxes, fewer pixels than the table (a fresh (H+1) x (W+1) int32 array for every
+    example): 2% of a hazelnut example at 256 and 512 px.  The counts are the same integers.
     """
 
     def __init__(self, mask: np.ndarray, direct: int = 8):
