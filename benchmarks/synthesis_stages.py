@@ -99,10 +99,6 @@ class Timers:
 
         return timed
 
-    def reset(self):
-        self.seconds.clear()
-        self.calls.clear()
-
 
 def _timed_forward(timers: Timers, forward):
     """Wrap ``box_solver._forward`` so that the forward transform and the inverse it returns are timed."""
