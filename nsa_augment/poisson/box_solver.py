@@ -165,17 +165,17 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     """
     w = rhs.shape[-1]
     path = transform_path(w, left, right)
-    if path != "dense":
-        if left and right:
-            spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho", overwrite_x=overwrite)
-            return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho", overwrite_x=True)
-        if left or right:
-            # Mirror about the Neumann side: the half-sample symmetric extension
-            # is a Dirichlet-Dirichlet problem of width 2w.
-            ext = np.concatenate((rhs[..., ::-1], rhs), axis=-1) if left else np.concatenate((rhs, rhs[..., ::-1]), axis=-1)
-            spec = scipy.fft.dst(ext, type=1, axis=-1, norm="ortho", overwrite_x=True)  # ext: our own
-            keep = slice(w, None) if left else slice(None, w)
-            return spec, eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)[..., keep]
+    if path == "dct":
+        spec = scipy.fft.dct(rhs, type=2, axis=-1, norm="ortho", overwrite_x=overwrite)
+        return spec, eigenvalues(w, True, True), lambda s: scipy.fft.idct(s, type=2, axis=-1, norm="ortho", overwrite_x=True)
+    if path == "mirrored":
+        # Mirror about the Neumann side: the half-sample symmetric extension
+        # is a Dirichlet-Dirichlet problem of width 2w.
+        ext = np.concatenate((rhs[..., ::-1], rhs), axis=-1) if left else np.concatenate((rhs, rhs[..., ::-1]), axis=-1)
+        spec = scipy.fft.dst(ext, type=1, axis=-1, norm="ortho", overwrite_x=True)  # ext: our own
+        keep = slice(w, None) if left else slice(None, w)
+        return spec, eigenvalues(2 * w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)[..., keep]
+    if path == "dst":
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho", overwrite_x=overwrite)
         return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)
     lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
