@@ -20,6 +20,7 @@ at a fraction of the cost.  Images are (H, W) or (H, W, C); volumes, passed as
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 
@@ -390,22 +391,19 @@ def _groups(boxes, shape, grow: int) -> list[tuple[int, ...]]:
     box holds about 1.8x the area of their grown boxes.
     """
     dims = len(shape)
-    grown = [[max(b[2 * a] - grow, 0) if i == 0 else min(b[2 * a + 1] + grow, shape[a])
-              for a in range(dims) for i in (0, 1)] for b in boxes]
-    merged = True
-    while merged:  # a few boxes: merge pairs until none is near another
-        merged = False
-        for i in range(len(grown)):
-            for j in range(i + 1, len(grown)):
-                a, b = grown[i], grown[j]
-                if all(a[2 * k] < b[2 * k + 1] + grow and b[2 * k] < a[2 * k + 1] + grow for k in range(dims)):
-                    grown[i] = [min(a[m], b[m]) if m % 2 == 0 else max(a[m], b[m]) for m in range(2 * dims)]
-                    del grown[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [tuple(g) for g in grown]
+    grown = [tuple(max(b[2 * a] - grow, 0) if i == 0 else min(b[2 * a + 1] + grow, shape[a])
+                   for a in range(dims) for i in (0, 1)) for b in boxes]
+
+    def near(a, b):
+        return all(a[2 * k] < b[2 * k + 1] + grow and b[2 * k] < a[2 * k + 1] + grow for k in range(dims))
+
+    while True:  # a few boxes: merge a near pair until none is left
+        pair = next(((i, j) for i, j in itertools.combinations(range(len(grown)), 2) if near(grown[i], grown[j])), None)
+        if pair is None:
+            return grown
+        i, j = pair
+        a, b = grown[i], grown.pop(j)
+        grown[i] = tuple(min(a[m], b[m]) if m % 2 == 0 else max(a[m], b[m]) for m in range(2 * dims))
 
 
 def _label(before, after, region, mode, *, tol, factor, logistic, intensity, boxes=None):
