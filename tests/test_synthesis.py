@@ -818,10 +818,17 @@ def test_object_mask_is_its_definition(tiles128, dtype, channels):
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("lo, hi, pairs", [(0.0, 255.0, [(100.0, 20.0)]),  # ties: |m - level| == threshold
                                            (10.0, 250.0, [(200.0, 30.5), (20.0, 7.25)]),
-                                           (-3.0, 61.0, [(128.0, 127.9)])])
+                                           (-3.0, 61.0, [(128.0, 127.9)]),  # background from sum 0
+                                           (0.0, 255.0, [(250.0, 10.0), (40.0, 3.0)])])  # ... up to the top
 def test_object_votes_by_lookup_equal_the_arithmetic(channels, lo, hi, pairs):
-    """8-bit images vote through a table of channel sums: bit-identical to the float64 kernel for every sum."""
-    from nsa_augment.methods.nsa.objects import _threshold_channel_mean, _vote_by_channel_sum, _votes_by_sum
+    """8-bit images vote by their channel sums' background intervals: bit-identical to the float64 kernel for every sum."""
+    from nsa_augment.methods.nsa.objects import (
+        _sum_dtype,
+        _threshold_channel_mean,
+        _vote_by_channel_sum,
+        _vote_intervals,
+        _votes_by_sum,
+    )
 
     rng = np.random.default_rng(channels)
     image = rng.integers(0, 256, (48, 64, channels), dtype=np.uint8)
@@ -831,10 +838,14 @@ def test_object_votes_by_lookup_equal_the_arithmetic(channels, lo, hi, pairs):
     levels, thresholds = (np.array(v, np.float64) for v in zip(*pairs))
     expected = _threshold_channel_mean(image, levels, thresholds, lo, hi - lo, np.empty(image.shape[:2]),
                                        np.ones(image.shape[:2], np.uint8))
-    table = _votes_by_sum(channels, tuple(levels.tolist()), tuple(thresholds.tolist()), lo, hi - lo)
-    got = _vote_by_channel_sum(image, table, np.empty(image.shape[:2], np.uint8))
+    key = (channels, tuple(levels.tolist()), tuple(thresholds.tolist()), lo, hi - lo)
+    table, intervals = _votes_by_sum(*key), _vote_intervals(*key)
+    got = _vote_by_channel_sum(image, *intervals, np.empty(image.shape[1], _sum_dtype(channels)),
+                               np.empty(image.shape[:2], np.uint8))
     assert 0 < expected.sum() < expected.size and np.array_equal(got, expected)
-    assert not table.flags.writeable
+    assert np.array_equal(table[np.arange(255 * channels + 1)], expected.reshape(-1)[:255 * channels + 1])
+    assert len(intervals[0]) == len(pairs) or pairs[0][0] == 128.0  # one background run per pair here
+    assert not table.flags.writeable and not intervals[0].flags.writeable
 
 
 def test_median_keeps_is_the_label_median_on_a_box():

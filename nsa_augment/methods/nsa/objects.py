@@ -48,24 +48,32 @@ def _threshold_channel_mean(image, levels, thresholds, lo, span, mean, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _vote_by_channel_sum(image, table, out):
-    """``out[y, x] = table[sum over channels of image[y, x]]``: the votes of an 8-bit image (H, W, C) by lookup.
+def _vote_by_channel_sum(image, lows, highs, sums, out):
+    """``out[y, x] = 0`` where the channel sum of ``image[y, x]`` lies in one of ``[lows[k], highs[k]]``, else 1.
 
-    ``table`` (uint8, ``255 C + 1``) holds :func:`_threshold_channel_mean`'s vote for every
-    channel sum (:func:`_votes_by_sum`); ``out`` is uint8 (H, W).
+    The votes of an 8-bit image (H, W, C): ``lows``/``highs`` are the background intervals of
+    :func:`_votes_by_sum`'s table (:func:`_vote_intervals`), of the dtype of ``sums``, a scratch
+    row (W,) (uint16 up to 257 channels).  Comparisons instead of a table lookup: they vectorise
+    (a 512 px RGB image 0.28 -> 0.10 ms).  ``out`` is uint8 (H, W).
     """
     H, W, C = image.shape
     for y in range(H):
         row, o = image[y], out[y]
         if C == 3:  # spelled out: the integer sum vectorises
             for x in range(W):
-                o[x] = table[np.int64(row[x, 0]) + np.int64(row[x, 1]) + np.int64(row[x, 2])]
+                sums[x] = row[x, 0] + row[x, 1] + row[x, 2]
         else:
             for x in range(W):
-                acc = np.int64(0)
+                acc = 0
                 for c in range(C):
-                    acc += np.int64(row[x, c])
-                o[x] = table[acc]
+                    acc += row[x, c]
+                sums[x] = acc
+        for x in range(W):
+            o[x] = 1
+        for k in range(lows.shape[0]):  # intervals outermost keeps the pixel loop vectorisable
+            a, b = lows[k], highs[k]
+            for x in range(W):
+                o[x] &= (sums[x] < a) | (sums[x] > b)
     return out
 
 
@@ -76,7 +84,7 @@ def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, sp
     An 8-bit pixel's vote depends on its channel sum alone, so it is computed once per sum value
     with the kernel's float64 arithmetic in the kernel's order (``sum / C - lo``, then ``* 255 /
     span``, then ``|m - level| > threshold`` for every pair): the masks are bit-identical, and a
-    512 px image costs a lookup per pixel instead of the arithmetic (4-5x faster).
+    512 px image costs an integer sum and a comparison or two per pixel instead of the arithmetic.
     """
     m = np.arange(255 * channels + 1, dtype=np.float64) / channels - lo
     m = m * 255.0 / span
@@ -86,6 +94,27 @@ def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, sp
     table = votes.astype(np.uint8)
     table.setflags(write=False)
     return table
+
+
+def _sum_dtype(channels: int):
+    """The integer type that holds a sum of ``channels`` 8-bit values: uint16 (vectorises best) up to 257 channels."""
+    return np.uint16 if 255 * channels <= np.iinfo(np.uint16).max else np.int64
+
+
+@lru_cache(maxsize=64)
+def _vote_intervals(channels: int, levels: tuple, thresholds: tuple, lo: float, span: float):
+    """The runs of zeros of :func:`_votes_by_sum`'s table as inclusive ``(lows, highs)`` (read-only, :func:`_sum_dtype`).
+
+    Read off the table itself, so the votes they give are the table's, bit for bit (one
+    interval per pair, fewer where they overlap).
+    """
+    table = _votes_by_sum(channels, levels, thresholds, lo, span)
+    step = np.diff(np.concatenate(([1], table.astype(np.int8), [1])))
+    lows, highs = np.flatnonzero(step == -1), np.flatnonzero(step == 1) - 1
+    out = tuple(v.astype(_sum_dtype(channels)) for v in (lows, highs))
+    for v in out:
+        v.setflags(write=False)
+    return out
 
 
 def binary_median(mask: np.ndarray, size: int) -> np.ndarray:
@@ -176,9 +205,11 @@ def spatial_object_mask(array: np.ndarray, pairs, box=None, intensity: tuple[flo
     flat = np.ascontiguousarray(array).reshape(-1, spatial[-1], array.shape[-1])  # slices stacked as rows
     rows, cols = flat.shape[:2]
     if flat.dtype == np.uint8:
-        table = _votes_by_sum(flat.shape[-1], tuple(pairs[:, 0].tolist()), tuple(pairs[:, 1].tolist()), float(lo),
-                              float(hi - lo))
-        votes = _vote_by_channel_sum(flat, table, np.empty((rows, cols), np.uint8))
+        channels = flat.shape[-1]
+        intervals = _vote_intervals(channels, tuple(pairs[:, 0].tolist()), tuple(pairs[:, 1].tolist()), float(lo),
+                                    float(hi - lo))
+        votes = _vote_by_channel_sum(flat, *intervals, np.empty(cols, _sum_dtype(channels)),
+                                     np.empty((rows, cols), np.uint8))
     else:
         votes = _threshold_channel_mean(flat, pairs[:, 0].copy(), pairs[:, 1].copy(), float(lo), float(hi - lo),
                                         np.empty((rows, cols)), np.ones((rows, cols), np.uint8))
