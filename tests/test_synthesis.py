@@ -120,6 +120,24 @@ def test_object_rules_are_honoured(object_scene):
     assert placed > 50
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_extract_mask_is_its_definition(dims):
+    """Nearest-neighbour resize of a box of a mask: output pixel i takes box pixel floor((i + 1/2) box / size)."""
+    from nsa_augment.methods.nsa.blending import extract_mask
+
+    rng = np.random.default_rng(dims)
+    mask = rng.random((9, 23, 31)[-dims:]) > 0.5
+    for _ in range(40):
+        box = tuple(v for n in mask.shape for v in np.sort(rng.choice(n + 1, 2, replace=False)))
+        size = tuple(int(rng.integers(1, 2 * n + 3)) for n in mask.shape)
+        got = extract_mask(mask, box, size)
+        expected = np.empty(size, bool)
+        for i in np.ndindex(*size):
+            expected[i] = mask[tuple(box[2 * a] + int((i[a] + 0.5) * (box[2 * a + 1] - box[2 * a]) // size[a])
+                                     for a in range(dims))]
+        assert got.shape == size and np.array_equal(got, expected)
+
+
 def test_destination_overlap_rule(object_scene):
     dst, src = object_scene
     cfg = presets.get("mvtec/bottle").replace(rescale=False)  # patch == cut box: easy to recheck
