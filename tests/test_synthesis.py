@@ -866,6 +866,26 @@ def test_object_votes_by_lookup_equal_the_arithmetic(channels, lo, hi, pairs):
     assert not table.flags.writeable and not intervals[0].flags.writeable
 
 
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_binary_median_is_cv2_median_blur(size):
+    """Window counts equal cv2.medianBlur on 0/1 images of every shape from 1 px, sparse to dense, and on volumes."""
+    from scipy import ndimage
+
+    from nsa_augment.methods.nsa.objects import binary_median
+
+    rng = np.random.default_rng(size)
+    shapes = [(1, 1), (1, 9), (9, 1), (2, 3), (4, 4), (6, 5), (7, 8), (13, 64), (64, 13), (97, 131)]
+    for shape in shapes:
+        for density in (0.1, 0.5, 0.9):
+            mask = (rng.random(shape) < density).astype(np.uint8)
+            assert np.array_equal(binary_median(mask, size), cv2.medianBlur(mask, size)), (shape, density)
+    strided = (rng.random((40, 60)) < 0.5).astype(np.uint8)[::2, 1::3]  # a view: not contiguous
+    assert np.array_equal(binary_median(strided, size), cv2.medianBlur(np.ascontiguousarray(strided), size))
+    volume = (rng.random((6, 9, 11)) < 0.5).astype(np.uint8)
+    expected = ndimage.median_filter(volume, size=size, mode="nearest")
+    assert np.array_equal(binary_median(volume, size), expected)
+
+
 def test_median_keeps_is_the_label_median_on_a_box():
     """The skip rule agrees with the label's own median for every small box placed inside an image."""
     from nsa_augment.methods.nsa.objects import binary_median
