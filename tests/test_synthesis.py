@@ -321,7 +321,7 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
     """The disk/ball median where ``need`` is set, equal to ``ndi.median_filter``: needed runs separated
     by every gap from 1 to 20 columns (the kernel slides across short gaps and restarts after long
     ones, so both paths and the switch between them are checked), at the borders too."""
-    from nsa_augment.methods.nsa.labels import _FOOTPRINTS, footprint, median_footprint
+    from nsa_augment.methods.nsa.labels import _FOOTPRINTS, footprint, median_footprint, pad_replicated
 
     rng = np.random.default_rng(5)
     shape = (6, 40, 130) if dims == 3 else (1, 60, 230)
@@ -337,14 +337,49 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
                 x += run + int(rng.integers(1, 21))
     rows = _FOOTPRINTS[dims]
     table = (np.arange(40) * 0.5 + 3).astype(np.float32)  # each median bin's label value: a lookup, not the bin
-    got = median_footprint(values.reshape(-1), rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
-                           np.empty(len(rows), np.int64), table)
+    pads = (5 if dims == 3 else 0, 5, 5)
+    padded = pad_replicated(values if dims == 3 else values[0], pads[3 - dims:])
+    got = median_footprint(padded.reshape(-1), pads, rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
+                           np.empty(len(rows), np.int64), np.empty(len(rows), np.int64), table)
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):
         ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
     expected = ndi.median_filter(values if dims == 3 else values[0], footprint=ball, mode="nearest")
     expected = expected if dims == 3 else expected[None]
     assert np.array_equal(got, np.where(need, table[expected], 0))
+
+
+def test_pad_replicated_is_numpy_edge_padding_of_the_masked_values():
+    from nsa_augment.methods.nsa.labels import pad_replicated
+
+    rng = np.random.default_rng(3)
+    for shape, pads in [((7, 9), (5, 5)), ((1, 1), (2, 3)), ((4, 6, 5), (5, 5, 5)), ((3, 4, 2), (0, 2, 1)),
+                        ((2, 3), (0, 4))]:
+        values = rng.integers(1, 500, shape).astype(np.uint16)
+        mask = (rng.random(shape) < 0.5).astype(np.uint8)
+        widths = [(p, p) for p in pads]
+        assert np.array_equal(pad_replicated(values, pads), np.pad(values, widths, mode="edge"))
+        got = pad_replicated(values, pads, mask)
+        assert got.dtype == np.uint16 and np.array_equal(got, np.pad(values * mask, widths, mode="edge"))
+
+
+def test_median_kernel_refuses_a_padding_short_of_the_footprint():
+    """The kernel reads the padding unchecked per pixel: a padding narrower than the footprint, or
+    values of another size, must stop it before it reads outside the array."""
+    from nsa_augment.methods.nsa.labels import _FOOTPRINTS, median_footprint, pad_replicated
+
+    rows = _FOOTPRINTS[2]
+    need = np.ones((1, 12, 14), bool)
+    for pads in [(0, 5, 4), (0, 4, 5)]:
+        values = pad_replicated(np.ones((12, 14), np.int64), pads[1:])
+        with pytest.raises(ValueError, match="padding must reach"):
+            median_footprint(values.reshape(-1), pads, rows, need, np.zeros(need.shape, np.float32),
+                             np.zeros(4, np.int64), np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
+                             np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="need's shape padded"):
+        median_footprint(np.ones(22 * 24 - 1, np.int64), (0, 5, 5), rows, need, np.zeros(need.shape, np.float32),
+                         np.zeros(4, np.int64), np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
+                         np.zeros(4, np.float32))
 
 
 def test_label_value_ranges_and_consistency(tiles128):

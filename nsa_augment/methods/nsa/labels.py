@@ -86,30 +86,24 @@ _FOOTPRINTS = {2: footprint(DISK_RADIUS, 2), 3: footprint(DISK_RADIUS, 3)}
 
 
 @nb.njit(cache=True, nogil=True)
-def _slide(hist, v_out, v_in, m):
-    """Move one value out of the histogram and one in; returns the change in the count below bin ``m``."""
-    hist[v_out] -= 1
-    hist[v_in] += 1
-    return np.int64(v_in < m) - np.int64(v_out < m)
-
-
-@nb.njit(cache=True, nogil=True)
-def median_footprint(values, rows, need, out, hist, starts, table):
+def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
     """Median filter with a disk or ball footprint over non-negative integer ``values``, mapped through ``table``.
 
     Huang's sliding histogram: moving one pixel right removes the left end of
     every footprint row and adds its right end (2 pixels per row), and the
     median bin is tracked incrementally.  Borders replicate the edge pixels
-    (scipy's ``mode="nearest"``).  Only pixels where ``need`` is set are
+    (scipy's ``mode="nearest"``) through the padding of ``values``
+    (:func:`pad_replicated`), so no read is clamped.  Only pixels where ``need`` is set are
     computed; the others are 0.  Each row slides over runs of needed pixels,
     and across a gap between them only while that is cheaper than emptying the
     histogram and filling it again after the gap (e.g. between two patches).
 
     Parameters
     ----------
-    values : uint16 (or int64) array (D * H * W,), 0 <= values < len(hist)
-        The (D, H, W) values as a flat view (an image is D = 1; reshaped by the caller: a reshape
-        here costs compile time).
+    values : uint16 (or int64) array ((D + 2 pz) * (H + 2 py) * (W + 2 px),), 0 <= values < len(hist)
+        The (D, H, W) values padded by ``pads`` on both sides of each axis, edges replicated, as a
+        flat view (an image is D = 1, pz = 0).
+    pads : (pz, py, px) int64, at least the footprint's reach along each axis (checked)
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
     need : bool array (D, H, W)
         Also gives the shape.
@@ -118,9 +112,10 @@ def median_footprint(values, rows, need, out, hist, starts, table):
         looked up here, so no integer median map is written and read back.
     hist : int64 array (nbins,), zeros
         Scratch histogram (left zeroed).
-    starts : int64 array (R,)
-        Scratch: where each footprint row's image row starts in ``values``.  Passing the arrays in
-        keeps allocation code out of the compiled kernel (a shorter first compile).
+    lo, hi : int64 arrays (R,)
+        Scratch: per footprint row, where the value leaving and the value entering the window
+        lie in ``values`` for x = 0.  Passing the arrays in keeps allocation code out of the
+        compiled kernel (a shorter first compile).
     table : float32 array (nbins,)
         The value written for each median bin (e.g. the logistic of its intensity).
 
@@ -129,20 +124,26 @@ def median_footprint(values, rows, need, out, hist, starts, table):
     ``out``
     """
     D, H, W = need.shape
+    pz, py, px = pads
+    Hp, Wp = H + 2 * py, W + 2 * px
     R = rows.shape[0]
+    if values.size != (D + 2 * pz) * Hp * Wp:
+        raise ValueError("median_footprint: values must be need's shape padded by pads")
     n = 0
-    reach = 0  # the footprint's largest half-width: farther than this from the x borders, no clamping
     for f in range(R):
         n += 2 * rows[f, 2] + 1
-        reach = max(reach, rows[f, 2])
+        if abs(rows[f, 0]) > pz or abs(rows[f, 1]) > py or rows[f, 2] > px:
+            raise ValueError("median_footprint: the padding must reach as far as the footprint")
     half = n // 2  # the median is the (half)-th smallest, 0-based
     # Sliding one pixel costs 2 R updates, emptying and refilling 2 n: restart after longer gaps.
     gap = n // R
     for z in range(D):
         for y in range(H):
-            # The footprint rows' image rows (clamped at the borders) once per row, not per pixel.
+            # The footprint rows' image rows once per row, not per pixel.
             for f in range(R):
-                starts[f] = (min(max(z + rows[f, 0], 0), D - 1) * H + min(max(y + rows[f, 1], 0), H - 1)) * W
+                b = ((z + pz + rows[f, 0]) * Hp + y + py + rows[f, 1]) * Wp + px
+                lo[f] = b - rows[f, 2] - 1
+                hi[f] = b + rows[f, 2]
             x = 0
             while True:
                 while x < W and not need[z, y, x]:
@@ -156,9 +157,8 @@ def median_footprint(values, rows, need, out, hist, starts, table):
                         last = x
                     x += 1
                 for f in range(R):
-                    b, hw = starts[f], rows[f, 2]
-                    for dx in range(first - hw, first + hw + 1):
-                        hist[values[b + min(max(dx, 0), W - 1)]] += 1
+                    for k in range(lo[f] + 1 + first, hi[f] + 1 + first):
+                        hist[values[k]] += 1
                 m = 0
                 below = 0
                 while below + hist[m] <= half:
@@ -166,19 +166,11 @@ def median_footprint(values, rows, need, out, hist, starts, table):
                     m += 1
                 out[z, y, first] = table[m]
                 for xx in range(first + 1, last + 1):
-                    # Clamping every read cost a third of the time: only near the left and right borders.
-                    if xx - reach - 1 >= 0 and xx + reach <= W - 1:
-                        for f in range(R):
-                            b, hw = starts[f], rows[f, 2]
-                            v_out = values[b + xx - hw - 1]
-                            v_in = values[b + xx + hw]
-                            below += _slide(hist, v_out, v_in, m)
-                    else:
-                        for f in range(R):
-                            b, hw = starts[f], rows[f, 2]
-                            v_out = values[b + min(max(xx - hw - 1, 0), W - 1)]
-                            v_in = values[b + min(xx + hw, W - 1)]
-                            below += _slide(hist, v_out, v_in, m)
+                    for f in range(R):
+                        v_out, v_in = values[lo[f] + xx], values[hi[f] + xx]
+                        hist[v_out] -= 1
+                        hist[v_in] += 1
+                        below += np.int64(v_in < m) - np.int64(v_out < m)
                     while below > half:
                         m -= 1
                         below -= hist[m]
@@ -189,10 +181,33 @@ def median_footprint(values, rows, need, out, hist, starts, table):
                         out[z, y, xx] = table[m]
                 # empty the histogram by removing the last window (cheaper than clearing all bins)
                 for f in range(R):
-                    b, hw = starts[f], rows[f, 2]
-                    for dx in range(last - hw, last + hw + 1):
-                        hist[values[b + min(max(dx, 0), W - 1)]] -= 1
+                    for k in range(lo[f] + 1 + last, hi[f] + 1 + last):
+                        hist[values[k]] -= 1
     return out
+
+
+def pad_replicated(values: np.ndarray, pads: tuple[int, ...], mask: np.ndarray | None = None) -> np.ndarray:
+    """``values`` (times ``mask``) padded by ``pads[a]`` on both sides of each axis ``a``, edges replicated.
+
+    The input of :func:`median_footprint`: reading the padding is reading the clamped index
+    (scipy's ``mode="nearest"``).  The product with ``mask`` is written straight into the
+    padded array, so masking and padding cost one pass, not two.
+    """
+    dims = values.ndim
+    padded = np.empty(tuple(n + 2 * p for n, p in zip(values.shape, pads)), values.dtype)
+    inner = tuple(slice(p, p + n) for n, p in zip(values.shape, pads))
+    if mask is None:
+        padded[inner] = values
+    else:
+        np.multiply(values, mask, out=padded[inner])
+    for axis in reversed(range(dims)):  # innermost first; an axis filled earlier is copied whole
+        p, n = pads[axis], values.shape[axis]
+        if p == 0:
+            continue
+        part = lambda s: tuple(s if a == axis else (inner[a] if a < axis else slice(None)) for a in range(dims))  # noqa: E731
+        padded[part(slice(0, p))] = padded[part(slice(p, p + 1))]
+        padded[part(slice(p + n, None))] = padded[part(slice(p + n - 1, p + n))]
+    return padded
 
 
 @nb.njit(cache=True, nogil=True)
@@ -452,9 +467,7 @@ def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi):
     elif mode == "continuous":
         out = changed.astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
-        q = bins.reshape(reg.shape)
-        q *= changed  # the intensity median sees the change only where the label is set
-        need = changed.view(bool) if mode == "logistic" else np.ones(q.shape, bool)
+        need = changed.view(bool) if mode == "logistic" else np.ones(reg.shape, bool)
         as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
         rows_ = _FOOTPRINTS[dims]
         if mode == "intensity":
@@ -462,9 +475,12 @@ def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi):
         else:  # the logistic of each bin; where the label is not set, need is not either: 0
             k, x0_ = logistic
             table = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))
-        out = median_footprint(q.reshape(-1), rows_, as3(need), np.zeros(as3(q).shape, np.float32),
-                               np.zeros(255 * quant + 1, np.int64), np.empty(len(rows_), np.int64),
-                               table).reshape(q.shape)
+        # The intensity median sees the change only where the label is set (bins times changed).
+        pads = (DISK_RADIUS,) * dims
+        values = pad_replicated(bins.reshape(reg.shape), pads, changed)
+        out = median_footprint(values.reshape(-1), (0,) * (3 - dims) + pads, rows_, as3(need),
+                               np.zeros(as3(need).shape, np.float32), np.zeros(255 * quant + 1, np.int64),
+                               np.empty(len(rows_), np.int64), np.empty(len(rows_), np.int64), table).reshape(reg.shape)
     else:  # pragma: no cover - make_label checked the mode
         raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
     return out
