@@ -98,7 +98,7 @@ def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, sp
 
 def _sum_dtype(channels: int):
     """The integer type that holds a sum of ``channels`` 8-bit values: uint16 (vectorises best) up to 257 channels."""
-    return np.uint16 if 255 * channels <= np.iinfo(np.uint16).max else np.int64
+    return np.uint16 if 255 * channels <= 0xFFFF else np.int64
 
 
 @lru_cache(maxsize=64)
