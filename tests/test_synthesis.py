@@ -338,9 +338,10 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
     rows = _FOOTPRINTS[dims]
     table = (np.arange(40) * 0.5 + 3).astype(np.float32)  # each median bin's label value: a lookup, not the bin
     pads = (5 if dims == 3 else 0, 5, 5)
-    padded = pad_replicated(values if dims == 3 else values[0], pads[3 - dims:])
-    got = median_footprint(padded.reshape(-1), pads, rows, need, np.zeros(shape, np.float32), np.zeros(40, np.int64),
-                           np.empty(len(rows), np.int64), np.empty(len(rows), np.int64), table)
+    padded = pad_replicated(values if dims == 3 else values[0], [(p, p) for p in pads[3 - dims:]])
+    got = median_footprint(padded.reshape(-1), (1,) * (3 - dims) + padded.shape, pads, rows, need,
+                           np.zeros(shape, np.float32), np.zeros(40, np.int64), np.empty(len(rows), np.int64),
+                           np.empty(len(rows), np.int64), table)
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):
         ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
@@ -353,33 +354,48 @@ def test_pad_replicated_is_numpy_edge_padding_of_the_masked_values():
     from nsa_augment.methods.nsa.labels import pad_replicated
 
     rng = np.random.default_rng(3)
-    for shape, pads in [((7, 9), (5, 5)), ((1, 1), (2, 3)), ((4, 6, 5), (5, 5, 5)), ((3, 4, 2), (0, 2, 1)),
-                        ((2, 3), (0, 4))]:
+    for shape, widths in [((7, 9), ((5, 5), (5, 5))), ((1, 1), ((2, 0), (3, 1))), ((4, 6, 5), ((5, 5),) * 3),
+                          ((3, 4, 2), ((0, 0), (2, 0), (0, 1))), ((2, 3), ((0, 0), (0, 4)))]:
         values = rng.integers(1, 500, shape).astype(np.uint16)
         mask = (rng.random(shape) < 0.5).astype(np.uint8)
-        widths = [(p, p) for p in pads]
-        assert np.array_equal(pad_replicated(values, pads), np.pad(values, widths, mode="edge"))
-        got = pad_replicated(values, pads, mask)
+        assert np.array_equal(pad_replicated(values, widths), np.pad(values, widths, mode="edge"))
+        got = pad_replicated(values.copy(), widths, mask)
         assert got.dtype == np.uint16 and np.array_equal(got, np.pad(values * mask, widths, mode="edge"))
+    values = rng.integers(1, 500, (4, 5)).astype(np.uint16)  # no padding: the product in place
+    mask = (rng.random((4, 5)) < 0.5).astype(np.uint8)
+    expected = values * mask
+    assert pad_replicated(values, ((0, 0), (0, 0)), mask) is values and np.array_equal(values, expected)
 
 
-def test_median_kernel_refuses_a_padding_short_of_the_footprint():
-    """The kernel reads the padding unchecked per pixel: a padding narrower than the footprint, or
-    values of another size, must stop it before it reads outside the array."""
+def test_median_kernel_refuses_footprints_that_leave_the_values():
+    """The kernel reads without clamping: a needed pixel whose footprint would reach beyond the
+    values (a side left unpadded too close to it), or values of another size, stop it before it
+    reads outside the array; needed pixels far enough from an unpadded side are computed."""
     from nsa_augment.methods.nsa.labels import _FOOTPRINTS, median_footprint, pad_replicated
 
     rows = _FOOTPRINTS[2]
-    need = np.ones((1, 12, 14), bool)
-    for pads in [(0, 5, 4), (0, 4, 5)]:
-        values = pad_replicated(np.ones((12, 14), np.int64), pads[1:])
-        with pytest.raises(ValueError, match="padding must reach"):
-            median_footprint(values.reshape(-1), pads, rows, need, np.zeros(need.shape, np.float32),
-                             np.zeros(4, np.int64), np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
-                             np.zeros(4, np.float32))
-    with pytest.raises(ValueError, match="need's shape padded"):
-        median_footprint(np.ones(22 * 24 - 1, np.int64), (0, 5, 5), rows, need, np.zeros(need.shape, np.float32),
-                         np.zeros(4, np.int64), np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
-                         np.zeros(4, np.float32))
+    values = np.arange(30 * 32, dtype=np.int64).reshape(30, 32) % 7
+
+    def run(need, widths):
+        padded = pad_replicated(values.copy(), widths)
+        return median_footprint(padded.reshape(-1), (1,) + padded.shape, (0, widths[0][0], widths[1][0]), rows,
+                                need[None], np.zeros((1, 30, 32), np.float32), np.zeros(7, np.int64),
+                                np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
+                                np.arange(7, dtype=np.float32))
+
+    need = np.zeros((30, 32), bool)
+    need[5:25, 5:27] = True  # 5 px from every side: no padding needed
+    full = run(np.ones((30, 32), bool), ((5, 5), (5, 5)))
+    assert np.array_equal(run(need, ((0, 0), (0, 0))), np.where(need[None], full, 0))
+    for side in range(4):
+        near = need.copy()
+        near[(4, 25, slice(None), slice(None))[side], (slice(None), slice(None), 4, 27)[side]] = True
+        with pytest.raises(ValueError, match="footprint leaves the values"):
+            run(near, ((0, 0), (0, 0)))
+    with pytest.raises(ValueError, match="must have the given shape"):
+        median_footprint(np.ones(30 * 32 - 1, np.int64), (1, 30, 32), (0, 0, 0), rows, need[None],
+                         np.zeros((1, 30, 32), np.float32), np.zeros(7, np.int64), np.empty(len(rows), np.int64),
+                         np.empty(len(rows), np.int64), np.zeros(7, np.float32))
 
 
 def test_label_value_ranges_and_consistency(tiles128):

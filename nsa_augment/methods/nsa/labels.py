@@ -86,27 +86,32 @@ _FOOTPRINTS = {2: footprint(DISK_RADIUS, 2), 3: footprint(DISK_RADIUS, 3)}
 
 
 @nb.njit(cache=True, nogil=True)
-def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
+def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table):
     """Median filter with a disk or ball footprint over non-negative integer ``values``, mapped through ``table``.
 
     Huang's sliding histogram: moving one pixel right removes the left end of
     every footprint row and adds its right end (2 pixels per row), and the
-    median bin is tracked incrementally.  Borders replicate the edge pixels
-    (scipy's ``mode="nearest"``) through the padding of ``values``
-    (:func:`pad_replicated`), so no read is clamped.  Only pixels where ``need`` is set are
-    computed; the others are 0.  Each row slides over runs of needed pixels,
-    and across a gap between them only while that is cheaper than emptying the
-    histogram and filling it again after the gap (e.g. between two patches).
+    median bin is tracked incrementally.  No read is clamped: ``values`` must
+    hold every pixel a needed pixel's footprint reaches, so borders replicate
+    (scipy's ``mode="nearest"``) through the padding :func:`pad_replicated`
+    adds where the values end at an image border; elsewhere the label's box
+    already reaches that far (checked per run: a footprint that would leave
+    ``values`` raises instead of reading outside).  Only pixels where ``need``
+    is set are computed; the others are 0.  Each row slides over runs of
+    needed pixels, and across a gap between them only while that is cheaper
+    than emptying the histogram and filling it again after the gap (e.g.
+    between two patches).
 
     Parameters
     ----------
-    values : uint16 (or int64) array ((D + 2 pz) * (H + 2 py) * (W + 2 px),), 0 <= values < len(hist)
-        The (D, H, W) values padded by ``pads`` on both sides of each axis, edges replicated, as a
-        flat view (an image is D = 1, pz = 0).
-    pads : (pz, py, px) int64, at least the footprint's reach along each axis (checked)
+    values : uint16 (or int64) array (Dv * Hv * Wv,), 0 <= values < len(hist)
+        The values as a flat view; an image is Dv = 1.
+    shape : (Dv, Hv, Wv) int
+    origin : (oz, oy, ox) int
+        Where ``need``'s first pixel lies in ``values``.
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
     need : bool array (D, H, W)
-        Also gives the shape.
+        Also gives the shape of the output.
     out : float32 array (D, H, W), zeros
         Receives ``table[median]`` where ``need`` is set.  The label's value of each median bin is
         looked up here, so no integer median map is written and read back.
@@ -114,7 +119,7 @@ def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
         Scratch histogram (left zeroed).
     lo, hi : int64 arrays (R,)
         Scratch: per footprint row, where the value leaving and the value entering the window
-        lie in ``values`` for x = 0.  Passing the arrays in keeps allocation code out of the
+        lie in ``values`` at x = 0.  Passing the arrays in keeps allocation code out of the
         compiled kernel (a shorter first compile).
     table : float32 array (nbins,)
         The value written for each median bin (e.g. the logistic of its intensity).
@@ -124,16 +129,16 @@ def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
     ``out``
     """
     D, H, W = need.shape
-    pz, py, px = pads
-    Hp, Wp = H + 2 * py, W + 2 * px
+    Dv, Hv, Wv = shape
+    oz, oy, ox = origin
     R = rows.shape[0]
-    if values.size != (D + 2 * pz) * Hp * Wp:
-        raise ValueError("median_footprint: values must be need's shape padded by pads")
+    if values.size != Dv * Hv * Wv:
+        raise ValueError("median_footprint: values must have the given shape")
     n = 0
+    rz = ry = rx = 0  # the footprint's reach along each axis
     for f in range(R):
         n += 2 * rows[f, 2] + 1
-        if abs(rows[f, 0]) > pz or abs(rows[f, 1]) > py or rows[f, 2] > px:
-            raise ValueError("median_footprint: the padding must reach as far as the footprint")
+        rz, ry, rx = max(rz, abs(rows[f, 0])), max(ry, abs(rows[f, 1])), max(rx, rows[f, 2])
     half = n // 2  # the median is the (half)-th smallest, 0-based
     # Sliding one pixel costs 2 R updates, emptying and refilling 2 n: restart after longer gaps.
     gap = n // R
@@ -141,7 +146,7 @@ def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
         for y in range(H):
             # The footprint rows' image rows once per row, not per pixel.
             for f in range(R):
-                b = ((z + pz + rows[f, 0]) * Hp + y + py + rows[f, 1]) * Wp + px
+                b = ((z + oz + rows[f, 0]) * Hv + y + oy + rows[f, 1]) * Wv + ox
                 lo[f] = b - rows[f, 2] - 1
                 hi[f] = b + rows[f, 2]
             x = 0
@@ -156,6 +161,9 @@ def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
                     if need[z, y, x]:
                         last = x
                     x += 1
+                if (z + oz - rz < 0 or z + oz + rz >= Dv or y + oy - ry < 0 or y + oy + ry >= Hv
+                        or first + ox - rx < 0 or last + ox + rx >= Wv):
+                    raise ValueError("median_footprint: a needed pixel's footprint leaves the values (pad them)")
                 for f in range(R):
                     for k in range(lo[f] + 1 + first, hi[f] + 1 + first):
                         hist[values[k]] += 1
@@ -186,27 +194,30 @@ def median_footprint(values, pads, rows, need, out, hist, lo, hi, table):
     return out
 
 
-def pad_replicated(values: np.ndarray, pads: tuple[int, ...], mask: np.ndarray | None = None) -> np.ndarray:
-    """``values`` (times ``mask``) padded by ``pads[a]`` on both sides of each axis ``a``, edges replicated.
+def pad_replicated(values: np.ndarray, widths, mask: np.ndarray | None = None) -> np.ndarray:
+    """``values`` (times ``mask``) padded by ``widths[a] = (before, after)`` along each axis ``a``, edges replicated.
 
-    The input of :func:`median_footprint`: reading the padding is reading the clamped index
-    (scipy's ``mode="nearest"``).  The product with ``mask`` is written straight into the
-    padded array, so masking and padding cost one pass, not two.
+    ``np.pad(values * mask, widths, mode="edge")`` in one pass over the values: the product is
+    written straight into the padded array, then the edges are copied axis by axis.  Reading the
+    padding is reading the clamped index (scipy's ``mode="nearest"``).  Without padding the
+    product is computed in place of ``values``, which must then be the caller's scratch.
     """
+    if not any(w0 or w1 for w0, w1 in widths):
+        return values if mask is None else np.multiply(values, mask, out=values)
     dims = values.ndim
-    padded = np.empty(tuple(n + 2 * p for n, p in zip(values.shape, pads)), values.dtype)
-    inner = tuple(slice(p, p + n) for n, p in zip(values.shape, pads))
+    padded = np.empty(tuple(n + w0 + w1 for n, (w0, w1) in zip(values.shape, widths)), values.dtype)
+    inner = tuple(slice(w0, w0 + n) for n, (w0, _) in zip(values.shape, widths))
     if mask is None:
         padded[inner] = values
     else:
         np.multiply(values, mask, out=padded[inner])
     for axis in reversed(range(dims)):  # innermost first; an axis filled earlier is copied whole
-        p, n = pads[axis], values.shape[axis]
-        if p == 0:
-            continue
-        part = lambda s: tuple(s if a == axis else (inner[a] if a < axis else slice(None)) for a in range(dims))  # noqa: E731
-        padded[part(slice(0, p))] = padded[part(slice(p, p + 1))]
-        padded[part(slice(p + n, None))] = padded[part(slice(p + n - 1, p + n))]
+        (w0, w1), n = widths[axis], values.shape[axis]
+        lead = inner[:axis]
+        if w0:
+            padded[lead + (slice(0, w0),)] = padded[lead + (slice(w0, w0 + 1),)]
+        if w1:
+            padded[lead + (slice(w0 + n, None),)] = padded[lead + (slice(w0 + n - 1, w0 + n),)]
     return padded
 
 
@@ -437,13 +448,20 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity, box
     lo, hi = intensity if intensity is not None else intensity_range(before)
     for box in groups:
         inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
+        borders = tuple((box[2 * i] == 0, box[2 * i + 1] == region.shape[i]) for i in range(dims))
         label[inner] = _label_box(before[inner], after[inner], region[inner], mode, tol=tol, factor=factor,
-                                  logistic=logistic, lo=lo, hi=hi)
+                                  logistic=logistic, lo=lo, hi=hi, borders=borders)
     return label
 
 
-def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi):
-    """The label on one box (views of the images, channels last), from its change map."""
+def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi, borders):
+    """The label on one box (views of the images, channels last), from its change map.
+
+    ``borders``: per axis, whether the box's low and high sides lie on the image's border.  The
+    box reaches ``_GROW`` pixels beyond every region pixel, so a logistic label's needed pixels lie
+    at least the disk's radius inside every other side; only the image's border sides are padded
+    for the disk median (the intensity label needs every pixel of the box: all sides).
+    """
     dims = region.ndim
     # Contiguous copies of the box: the kernels then always see C-ordered arrays, whichever part of the image
     # the box is and however the caller's image is strided, so each compiles once per dtype (a view typed 'A'
@@ -476,9 +494,10 @@ def _label_box(before, after, region, mode, *, tol, factor, logistic, lo, hi):
             k, x0_ = logistic
             table = _logistic_table(255 * quant + 1, float(quant), float(k), float(x0_))
         # The intensity median sees the change only where the label is set (bins times changed).
-        pads = (DISK_RADIUS,) * dims
-        values = pad_replicated(bins.reshape(reg.shape), pads, changed)
-        out = median_footprint(values.reshape(-1), (0,) * (3 - dims) + pads, rows_, as3(need),
+        widths = tuple(tuple(DISK_RADIUS if edge or mode == "intensity" else 0 for edge in sides) for sides in borders)
+        values = pad_replicated(bins.reshape(reg.shape), widths, changed)
+        out = median_footprint(values.reshape(-1), (1,) * (3 - dims) + values.shape,
+                               (0,) * (3 - dims) + tuple(w0 for w0, _ in widths), rows_, as3(need),
                                np.zeros(as3(need).shape, np.float32), np.zeros(255 * quant + 1, np.int64),
                                np.empty(len(rows_), np.int64), np.empty(len(rows_), np.int64), table).reshape(reg.shape)
     else:  # pragma: no cover - make_label checked the mode
