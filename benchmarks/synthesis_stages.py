@@ -17,8 +17,8 @@ patches' object masks at render time, patch extraction (resampling), the Poisson
 label, and the rest of ``synthesize`` (checks, copies, the region map).  **Kernels**: the calls
 that do the pixel work and nothing else — the Numba kernels (resampling, right-hand side,
 tridiagonal solves, writing the solution, the change map, the disk median, the object masks'
-threshold), the box solver's transforms (pocketfft's sine/cosine transforms or one BLAS product
-with a cached eigenbasis), and OpenCV's box filters (the binary medians).  Their sum is the
+threshold, the binary medians) and the box solver's transforms (pocketfft's sine/cosine transforms
+or one BLAS product with a cached eigenbasis).  Their sum is the
 *kernel floor*: what an example would cost if everything between the kernels (Python, NumPy
 slicing and allocation, argument checks) took no time at all, with today's kernels.  The
 reference's time over the floor is the largest ratio those kernels allow; ``25x needs`` is the
