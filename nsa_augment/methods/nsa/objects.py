@@ -165,7 +165,7 @@ def binary_median(mask: np.ndarray, size: int) -> np.ndarray:
     for images with the two windows NSA uses (5 and 7) by :func:`_majority_5_or_7`, other
     sizes by ``cv2.boxFilter``, and volumes by running sums along each axis.
     """
-    if mask.ndim == 2 and size in (5, 7):
+    if mask.ndim == 2 and size in (5, 7) and mask.size:  # (an empty mask: boxFilter's own error below)
         return _majority_5_or_7(np.ascontiguousarray(mask), size, np.empty(mask.shape, np.uint8),
                                 np.empty(mask.shape[1] + size - 1, np.uint8))
     if mask.ndim == 2:
