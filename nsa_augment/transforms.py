@@ -502,4 +502,4 @@ def _combine(mask: np.ndarray, label: np.ndarray) -> np.ndarray:
     if mask.shape[: label.ndim] != label.shape or mask.ndim > label.ndim + 1:
         raise ValueError(f"mask shape {mask.shape} does not match the image's {label.shape}")
     lab = label if mask.ndim == label.ndim else label[..., None]
-    return np.maximum(mask.astype(np.float32), lab)
+    return np.maximum(mask, lab, dtype=np.float32)  # one pass: no float32 copy of the mask first

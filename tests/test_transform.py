@@ -68,6 +68,22 @@ def test_mask_untouched_when_not_applied_and_max_combined_when_applied():
     assert (out["mask"][:4, :4] == 1.0).all() and out["mask"].max() >= 1.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.bool_])
+@pytest.mark.parametrize("channels", [None, 2])
+def test_label_is_max_combined_into_any_mask_as_float32(dtype, channels):
+    from nsa_augment.transforms import _combine
+
+    rng = np.random.default_rng(0)
+    shape = (6, 7) if channels is None else (6, 7, channels)
+    mask = (rng.random(shape) * 2).astype(dtype)
+    before = mask.copy()
+    label = rng.random((6, 7)).astype(np.float32)
+    got = _combine(mask, label)
+    expected = np.maximum(mask.astype(np.float32), label if channels is None else label[..., None])
+    assert got.dtype == np.float32 and got.shape == shape and np.array_equal(got, expected)
+    assert np.array_equal(mask, before)
+
+
 def test_label_follows_later_geometric_transforms():
     image, source = _images((64, 64, 3), np.uint8)
     nsa = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
