@@ -77,7 +77,6 @@ def _vote_by_channel_sum(image, lows, highs, sums, out):
     return out
 
 
-@lru_cache(maxsize=64)
 def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, span: float) -> np.ndarray:
     """The vote of :func:`_threshold_channel_mean` for every channel sum ``0 .. 255 C`` of an 8-bit image (read-only).
 
@@ -85,6 +84,7 @@ def _votes_by_sum(channels: int, levels: tuple, thresholds: tuple, lo: float, sp
     with the kernel's float64 arithmetic in the kernel's order (``sum / C - lo``, then ``* 255 /
     span``, then ``|m - level| > threshold`` for every pair): the masks are bit-identical, and a
     512 px image costs an integer sum and a comparison or two per pixel instead of the arithmetic.
+    Not cached itself: :func:`_vote_intervals`, its only caller on the hot path, is.
     """
     m = np.arange(255 * channels + 1, dtype=np.float64) / channels - lo
     m = m * 255.0 / span
