@@ -63,8 +63,8 @@ def extract_patch(source: np.ndarray, src_box: Box, size: tuple[int, ...], margi
         w = frac.reshape([-1 if a == axis else 1 for a in range(out.ndim)])
         out = np.take(out, i0 - lo, axis=axis) * (1.0 - w) + np.take(out, i1 - lo, axis=axis) * w
     if source.dtype.kind in "iu":
-        info = np.iinfo(source.dtype)
-        out = np.clip(np.floor(out + 0.5), info.min, info.max)
+        low, high, _ = kernels.output_range(source.dtype)  # the dtype's limits, as the 2-D kernel gets them
+        out = np.clip(np.floor(out + 0.5), low, high)
     return np.ascontiguousarray(out.astype(source.dtype))
 
 
