@@ -201,11 +201,12 @@ def blend_box_inplace(image, source, offset, box, gradients, factor, clip=False)
     oy, ox = offset
     y0, y1, x0, x1 = box
     H, W, C = image.shape
-    # The right-hand side is summed in float64 and stored as float32, what the solver transforms: one
-    # rounding, as converting a float64 array would do, without the extra pass over it.
+    # The right-hand side is summed in float64 (float32 where that is exact: integer images) and stored
+    # as float32, what the solver transforms: one rounding, as converting a float64 array would do,
+    # without the extra pass over it; the row scratch is float32 too (it rounds as the result does).
     rhs = kernels.assemble_rhs_box(image, source, image.reshape(H, -1), source.reshape(source.shape[0], -1),
                                    oy, ox, y0, y1, x0, x1, GRADIENT_MODES[gradients], factor,
-                                   np.empty((C, y1 - y0, x1 - x0), np.float32), np.empty((x1 - x0) * C))
+                                   np.empty((C, y1 - y0, x1 - x0), np.float32), np.empty((x1 - x0) * C, np.float32))
     solution = solve_box_nd(rhs, ((y0 == 0, y1 == H), (x0 == 0, x1 == W)), overwrite=True)
     lo, hi, rounding = kernels.output_range(image.dtype, clip=clip)
     kernels.write_box(image, solution, y0, x0, lo, hi, rounding)
