@@ -21,6 +21,8 @@ when that is its range).  An image and its exact rescaling (uint8 ``v`` and uint
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .validation import is_finite
@@ -41,7 +43,12 @@ def check_intensity_range(value) -> None:
 
 def dtype_range(dtype) -> tuple[float, float]:
     """The full range of an image dtype (float32: [0, 1])."""
-    dtype = np.dtype(dtype)
+    return _dtype_range(np.dtype(dtype))
+
+
+@lru_cache(maxsize=16)
+def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
+    # Cached: every synthesis asks for its images' ranges, and np.iinfo costs a few microseconds a call.
     if dtype == np.float32:
         return 0.0, 1.0
     info = np.iinfo(dtype)
