@@ -602,9 +602,9 @@ def test_rectangle_right_hand_side_matches_its_definition(seed, dtype, channels,
         x1 -= 1 if (y1 - y0) * (x1 - x0) == H * W else 0
     oy, ox = int(rng.integers(0, y0 + 1)), int(rng.integers(0, x0 + 1))
     h, w = int(rng.integers(y1 - oy, H - oy + 1)), int(rng.integers(x1 - ox, W - ox + 1))
-    peak = 65535 if dtype == np.uint16 else 250  # int16: signed values
-    dst = (rng.random((H, W, channels)) * peak - (125 if dtype == np.int16 else 0)).astype(dtype)
-    src = (rng.random((h, w, channels)) * peak - (125 if dtype == np.int16 else 0)).astype(dtype)
+    low, peak = {np.uint16: (0, 65535), np.int16: (-32768, 65535)}.get(dtype, (0, 250))  # 16 bits: their full range
+    dst = (low + rng.random((H, W, channels)) * peak).astype(dtype)
+    src = (low + rng.random((h, w, channels)) * peak).astype(dtype)
     got = kernels.assemble_rhs_box(dst, src, dst.reshape(H, -1), src.reshape(h, -1), oy, ox, y0, y1, x0, x1, mode, 0.3,
                                    np.empty((channels, y1 - y0, x1 - x0), out_dtype),
                                    np.empty((x1 - x0) * channels, out_dtype))

@@ -174,8 +174,8 @@ def _difference_zero(value):
 
 def _difference_cast(value):
     # 8- and 16-bit integers: float32, where the interior's sums of four differences (at most
-    # 4 x 65535 < 2**24) are exact, as in float64, and twice as many lanes vectorise (1.3-1.5x the
-    # interior loops at 40-90 px).  float32 images: float64, whose differences are exact.
+    # 4 x 65535 < 2**24) are exact, as in float64, and twice as many lanes vectorise (with a float32
+    # row: 1.3-1.5x the kernel at 90 px).  float32 images: float64, whose differences are exact.
     return np.float32 if isinstance(value, types.Integer) and value.bitwidth <= 16 else np.float64
 
 
