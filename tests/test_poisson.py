@@ -104,6 +104,21 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
     assert {p for p, along_rows in paths if not along_rows} == {"dense"}
 
 
+def test_box_solver_rejects_the_singular_all_neumann_problem():
+    """Every side on the image border: no Dirichlet boundary, a singular system.
+
+    The tridiagonal kernel divides without a zero test (``error_model="numpy"``), so this check is
+    what keeps a zero pivot from becoming a silent inf/nan; the preconditioner's regularised solve
+    stays finite.
+    """
+    rhs = np.random.default_rng(1).normal(size=(2, 6, 9)).astype(np.float32)
+    with pytest.raises(ValueError, match="singular"):
+        box_solver.solve_box(rhs, True, True, True, True)
+    with pytest.raises(ValueError, match="singular"):
+        box_solver.solve_box_nd(rhs[:, None], ((True, True),) * 3)
+    assert np.isfinite(box_solver.solve_box(rhs, True, True, True, True, regularize=1e-3)).all()
+
+
 def test_masked_solver_converges_without_fallback_on_compact_shapes():
     yy, xx = np.mgrid[:128, :128]
     inside = ((yy - 64) / 60) ** 2 + ((xx - 64) / 40) ** 2 < 1
