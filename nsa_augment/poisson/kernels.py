@@ -565,15 +565,15 @@ def write_box(out, solution, y0, x0, lo, hi, rounding):
     """
     C, bh, bw = solution.shape
     for i in range(bh):
-        row = out[y0 + i, x0:x0 + bw]  # the box's part of the row: j indexes it directly (10% faster)
+        row = out[y0 + i]
         for c in range(C):
             sol = solution[c, i]
             if rounding == 1:
                 for j in range(bw):
-                    row[j, c] = min(max(np.floor(np.float64(sol[j]) + 0.5), lo), hi)
+                    row[x0 + j, c] = min(max(np.floor(np.float64(sol[j]) + 0.5), lo), hi)
             else:
                 for j in range(bw):
-                    row[j, c] = min(max(np.float64(sol[j]), lo), hi)
+                    row[x0 + j, c] = min(max(np.float64(sol[j]), lo), hi)
     return out
 
 
