@@ -34,7 +34,8 @@ from albumentations.core.type_definitions import Targets
 from .methods import registry
 from .methods.cutpaste import CutPasteConfig, ScarConfig
 from .methods.draem import DraemConfig
-from .methods.nsa import NSAConfig, plan_volume_anomaly, presets, render_volume_anomaly
+from .methods.nsa import NSAConfig, presets, render_volume_anomaly
+from .methods.nsa.synthesis import plan_keeping_inputs
 from .methods.plan import check_field_names, resolve_config
 from .validation import is_finite
 
@@ -83,6 +84,11 @@ class _AnomalyTransform(DualTransform):
     uses_source: ClassVar[bool] = True
     #: 2 or 3 for NSA transforms (the config's ``dims`` must match), None for the peers.
     dims: ClassVar[int | None] = None
+    #: What sampling kept for rendering its plans in the same call (``Method.plan_keeping_inputs``): set by
+    #: ``_sample``, used and emptied by ``_prepare``; a replay finds it empty and renders from the plan alone.
+    _kept: Sequence[Any] = ()
+    #: For an ``images`` target: the container sampled and the item objects planned (None otherwise).
+    _kept_items: tuple | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -193,16 +199,22 @@ class _AnomalyTransform(DualTransform):
         if "images" in data and "image" not in data:
             if "masks" not in data:
                 raise ValueError(self._needs_mask("masks"))
-            plans, indices = [], []
-            for item in data["images"]:
+            plans, indices, kept = [], [], []
+            items = list(data["images"])  # the item objects planned: rendering them again in this call reuses kept
+            for item in items:
                 src, index = self._pick_source(source, rng)
-                plans.append(method.plan(item, src, self._config, rng))
+                plan, keep = method.plan_keeping_inputs(item, src, self._config, rng)
+                plans.append(plan)
                 indices.append(index)
+                kept.append(keep)
+            self._kept, self._kept_items = kept, (data["images"], items)
             return {"nsa_plans": plans, "nsa_source_indices": indices}
         if "mask" not in data:
             raise ValueError(self._needs_mask("mask"))
         src, index = self._pick_source(source, rng)
-        return {"nsa_plan": method.plan(data["image"], src, self._config, rng), "nsa_source_index": index}
+        plan, keep = method.plan_keeping_inputs(data["image"], src, self._config, rng)
+        self._kept = [keep]
+        return {"nsa_plan": plan, "nsa_source_index": index}
 
     def _pick_source(self, source, rng) -> tuple[np.ndarray | None, int | None]:
         """The source to cut from and how to find it again: None (the image itself), -1 (the array), or a list index."""
@@ -259,6 +271,12 @@ class _AnomalyTransform(DualTransform):
         ``image`` (or ``images``) is rendered here once, so that its label is at hand for ``mask``
         whatever order the targets come in; ``apply`` reuses the render for that very array.
         """
+        try:
+            return self._prepare_renders(params, data)
+        finally:
+            self._kept, self._kept_items = (), None  # what sampling kept for these renders: not held past the call
+
+    def _prepare_renders(self, params, data: dict[str, Any]) -> dict[str, Any]:
         if params.get("nsa_plan") is not None:
             source = self._resolve_source(data, params["nsa_source_index"])
             image = data.get("image")
@@ -270,7 +288,9 @@ class _AnomalyTransform(DualTransform):
             if images is None or len(images) != len(params["nsa_plans"]):
                 raise ValueError(f"{type(self).__name__}: the plans were drawn for {len(params['nsa_plans'])} images, "
                                  f"got {0 if images is None else len(images)}")
-            outs = [self._render(img, src, plan) for img, src, plan in zip(images, sources, params["nsa_plans"])]
+            # Iterating an array of images makes new views each time: the ones planned, if these are the images planned.
+            items = self._kept_items[1] if self._kept_items is not None and self._kept_items[0] is images else images
+            outs = [self._render(img, src, plan) for img, src, plan in zip(items, sources, params["nsa_plans"])]
             return {"nsa_sources": sources, "nsa_rendered_batch": (images, [o[0] for o in outs], [o[1] for o in outs])}
         return {}
 
@@ -292,7 +312,11 @@ class _AnomalyTransform(DualTransform):
         return source[index]
 
     def _render(self, image: np.ndarray, source: np.ndarray | None, plan) -> tuple[np.ndarray, np.ndarray]:
-        return self._method().render(image, source, self._config, plan)
+        return self._method().render(image, source, self._config, plan, self._kept_for(plan))
+
+    def _kept_for(self, plan):
+        """What sampling kept for ``plan`` in this call (checked inputs, object masks), or None (a replay)."""
+        return next((k for k in self._kept if k is not None and k.plan is plan), None)
 
     def apply(self, img: np.ndarray, nsa_plan=None, nsa_source=None, nsa_rendered=None, **params: Any) -> np.ndarray:
         if nsa_plan is None:
@@ -412,9 +436,11 @@ class NaturalSyntheticAnomaly3D(NaturalSyntheticAnomaly):
                              "passed: call the pipeline with mask3d=np.zeros(volume.shape[:3], np.float32)")
         source = data.get(self.source_key) if self._takes_source() else None
         src, index = self._pick_source(source, rng)
-        return {"nsa_plan": plan_volume_anomaly(data["volume"], src, self._config, rng), "nsa_source_index": index}
+        keep = plan_keeping_inputs(data["volume"], src, self._config, rng, volume=True)
+        self._kept = [keep]
+        return {"nsa_plan": keep.plan, "nsa_source_index": index}
 
-    def _prepare(self, params, data: dict[str, Any]) -> dict[str, Any]:
+    def _prepare_renders(self, params, data: dict[str, Any]) -> dict[str, Any]:
         if params.get("nsa_plan") is None:
             return {}
         source = self._resolve_source(data, params["nsa_source_index"])
@@ -423,6 +449,9 @@ class NaturalSyntheticAnomaly3D(NaturalSyntheticAnomaly):
         return {"nsa_source": source, "nsa_rendered": rendered}
 
     def _render(self, volume: np.ndarray, source: np.ndarray | None, plan) -> tuple[np.ndarray, np.ndarray]:
+        kept = self._kept_for(plan)
+        if kept is not None and kept.matches(volume, source, self._config, plan):
+            return kept.render()
         return render_volume_anomaly(volume, source, self._config, plan)
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:

@@ -230,6 +230,49 @@ def test_replay_compose_replays():
     assert np.array_equal(first["image"], again["image"]) and np.array_equal(first["mask"], again["mask"])
 
 
+@pytest.mark.parametrize("preset", ["mvtec/bottle", "mvtec/carpet"])  # with object masks, without
+@pytest.mark.parametrize("target", ["image", "images"])
+def test_a_call_checks_its_inputs_once_and_renders_what_a_replay_renders(preset, target, object_scene, tiles128,
+                                                                         monkeypatch):
+    """Sampling keeps the checked inputs and the object masks for the call's own render (one check of the
+    inputs per image, no object masks computed again on the patches' boxes), releases them after the call,
+    and renders bit for bit what the plan gives rendered afresh (a replay keeps nothing)."""
+    from nsa_augment.methods.nsa import objects, synthesis
+
+    a, source = object_scene if preset == "mvtec/bottle" else tiles128[:2]
+    b = np.ascontiguousarray(a[::-1])
+    calls = {"checks": 0, "box masks": 0}
+    check, masks = synthesis._check_inputs, objects.spatial_object_mask
+
+    def counted_check(*args, **kwargs):
+        calls["checks"] += 1
+        return check(*args, **kwargs)
+
+    def counted_masks(array, pairs, box=None, intensity=None):
+        calls["box masks"] += box is not None
+        return masks(array, pairs, box, intensity)
+
+    monkeypatch.setattr(synthesis, "_check_inputs", counted_check)
+    monkeypatch.setattr(synthesis, "spatial_object_mask", counted_masks)
+    t = NaturalSyntheticAnomaly.from_preset(preset, p=1.0)
+    pipeline = A.ReplayCompose([t])
+    pipeline.set_random_seed(3)
+    images = [a] if target == "image" else [a, b]
+    masks0 = lambda: np.zeros((len(images), *a.shape[:2]), np.float32)  # noqa: E731
+    call = (lambda **kw: pipeline(image=a, mask=masks0()[0], **kw)) if target == "image" else \
+        (lambda **kw: pipeline(images=np.stack(images), masks=masks0(), **kw))
+    first = call(nsa_source=source)
+    key = "mask" if target == "image" else "masks"
+    assert first[key].max() > 0
+    assert calls == {"checks": len(images), "box masks": 0} and t._kept == ()
+    replay = A.ReplayCompose.replay
+    again = replay(first["replay"], image=a, mask=masks0()[0], nsa_source=source) if target == "image" else \
+        replay(first["replay"], images=np.stack(images), masks=masks0(), nsa_source=source)
+    assert calls["checks"] == 2 * len(images) and (calls["box masks"] > 0) == (preset == "mvtec/bottle")
+    image_key = "image" if target == "image" else "images"
+    assert np.array_equal(first[image_key], again[image_key]) and np.array_equal(first[key], again[key])
+
+
 def test_transform_matches_functional_core():
     """The transform samples with its own generator and renders with synthesize's code path."""
     image, source = _images((64, 64, 3), np.uint8)
@@ -429,9 +472,12 @@ def test_16_bit_images_through_the_transform(dtype):
         assert out["mask"].max() > 0 and (out["image"] != image).any()
 
 
-def test_volume_transform_on_volume_targets():
+def test_volume_transform_on_volume_targets(monkeypatch):
     from nsa_augment import NaturalSyntheticAnomaly3D, render_volume_anomaly
+    from nsa_augment.methods.nsa import synthesis
 
+    checks, check = [], synthesis._check_inputs
+    monkeypatch.setattr(synthesis, "_check_inputs", lambda *args, **kw: checks.append(1) or check(*args, **kw))
     rng = np.random.default_rng(0)
     volume = rng.integers(200, 900, (24, 48, 48)).astype(np.int16)
     other = rng.integers(200, 900, (24, 48, 48)).astype(np.int16)
@@ -442,6 +488,7 @@ def test_volume_transform_on_volume_targets():
     out = pipeline(volume=volume, mask3d=np.zeros((24, 48, 48), np.float32), seg3d=segmentation, nsa_source=other)
     assert out["volume"].dtype == np.int16 and out["mask3d"].shape == (24, 48, 48)
     assert (out["volume"] != volume).any() and out["mask3d"].max() > 0 and np.array_equal(out["seg3d"], segmentation)
+    assert len(checks) == 1 and t._kept == ()  # the call rendered what it planned, from the inputs it checked
     entry = out["replay"]["transforms"][0]
     params = entry["params"] if "params" in entry else entry.get("replay_params", {})
     plan = (params.get("params", params))["nsa_plan"]

@@ -24,12 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .cutpaste import CutPasteConfig, ScarConfig, plan_cutpaste, plan_scar, render_cutpaste, render_scar
 from .draem import DraemConfig, plan_draem, render_draem
 from .nsa import NSAConfig, plan_anomaly, presets, render_anomaly
+from .nsa.synthesis import plan_keeping_inputs
 from .plan import Config, Plan
 
 
@@ -57,6 +59,9 @@ class Method:
     _config: Callable[[NSAConfig], Config]
     _plan: Callable[..., Plan]
     _render: Callable[..., tuple[np.ndarray, np.ndarray]]
+    #: ``fn(image, source, config, rng) -> kept``, a plan with what rendering it on the same arrays may
+    #: reuse (:class:`~nsa_augment.methods.nsa.synthesis.PlannedInputs`); None where nothing is worth keeping.
+    _plan_keeping: Callable[..., Any] | None = None
 
     def config(self, preset: str | Path | NSAConfig = "mvtec/carpet") -> Config:
         """The method's settings; NSA-family methods build on the preset's patch geometry.
@@ -72,9 +77,26 @@ class Method:
         """Draw a plan (all randomness) for ``image``; ``source`` is ignored by methods that cut from the image."""
         return self._plan(image, source if self.uses_source else None, config, rng)
 
-    def render(self, image: np.ndarray, source: np.ndarray | None, config: Config, plan: Plan):
-        """Render a plan on ``image``: ``(image, label)``, deterministic."""
-        return self._render(image, source if self.uses_source else None, config, plan)
+    def plan_keeping_inputs(self, image: np.ndarray, source: np.ndarray | None, config: Config,
+                            rng: np.random.Generator) -> tuple[Plan, Any]:
+        """``(plan, kept)``: :meth:`plan`, and what :meth:`render` may reuse to render that plan on these very
+        arrays (the checked inputs and object masks; None for methods that keep nothing)."""
+        source = source if self.uses_source else None
+        if self._plan_keeping is None:
+            return self._plan(image, source, config, rng), None
+        kept = self._plan_keeping(image, source, config, rng)
+        return kept.plan, kept
+
+    def render(self, image: np.ndarray, source: np.ndarray | None, config: Config, plan: Plan, kept: Any = None):
+        """Render a plan on ``image``: ``(image, label)``, deterministic.
+
+        ``kept``: from :meth:`plan_keeping_inputs`; used only when these are the very arguments it was
+        planned with (the same result, faster), ignored otherwise.
+        """
+        source = source if self.uses_source else None
+        if kept is not None and kept.matches(image, source, config, plan):
+            return kept.render()
+        return self._render(image, source, config, plan)
 
     def generator(self, preset: str | NSAConfig = "mvtec/carpet") -> Callable[..., tuple]:
         """``fn(destination, source, rng) -> (image, label, plan)`` with the preset's config."""
@@ -94,24 +116,25 @@ def _fpi_pii(base: NSAConfig, **blend) -> NSAConfig:
 
 _nsa_plan = lambda image, source, cfg, rng: plan_anomaly(image, source, cfg, rng)  # noqa: E731
 _nsa_render = lambda image, source, cfg, plan: render_anomaly(image, source, cfg, plan)  # noqa: E731
+_nsa = (_nsa_plan, _nsa_render, plan_keeping_inputs)
 
 _METHODS = (
     Method("nsa", "the class preset: Poisson blend, rescale, object masks", NSAConfig, True, 1.0,
-           lambda base: base, _nsa_plan, _nsa_render),
+           lambda base: base, *_nsa),
     Method("nsa-binary", "the class preset with binary labels", NSAConfig, True, 1.0,
-           lambda base: base.replace(label="binary"), _nsa_plan, _nsa_render),
+           lambda base: base.replace(label="binary"), *_nsa),
     Method("nsa-reference", "the class preset with the reference code's blend (cv2.seamlessClone's system) and "
            "rescale clipping", NSAConfig, True, 1.0,
            lambda base: base.replace(poisson="opencv", rescale_clip="reference") if base.blend == "poisson"
-           else base.replace(rescale_clip="reference"), _nsa_plan, _nsa_render),
+           else base.replace(rescale_clip="reference"), *_nsa),
     # same image as source; object masks only make sense between two images
     Method("cutpaste-nsa", "NSA's patch sampling, hard paste from the same image", NSAConfig, False, 1.0,
            lambda base: base.replace(blend="paste", poisson="exact", same_source=True, object_masks=None, label="binary"),
-           _nsa_plan, _nsa_render),
+           *_nsa),
     Method("fpi", "a patch of another image alpha-blended in place", NSAConfig, True, 1.0,
-           lambda base: _fpi_pii(base, blend="alpha", poisson="exact"), _nsa_plan, _nsa_render),
+           lambda base: _fpi_pii(base, blend="alpha", poisson="exact"), *_nsa),
     Method("pii", "a patch of another image, Poisson-interpolated gradients", NSAConfig, True, 1.0,
-           lambda base: _fpi_pii(base, blend="poisson", gradients="interpolated"), _nsa_plan, _nsa_render),
+           lambda base: _fpi_pii(base, blend="poisson", gradients="interpolated"), *_nsa),
     Method("cutpaste", "CutPaste: a jittered rectangle of the image pasted elsewhere", CutPasteConfig, False, 0.5,
            lambda base: CutPasteConfig(), lambda image, source, cfg, rng: plan_cutpaste(image, cfg, rng),
            lambda image, source, cfg, plan: render_cutpaste(image, cfg, plan)),

@@ -144,6 +144,40 @@ def plan_anomaly(destination, source, config, rng) -> NSAPlan:
     return _plan(_check_inputs(destination, source, config), check_generator(rng))
 
 
+@dataclass(frozen=True, eq=False)
+class PlannedInputs:
+    """A plan with the checked inputs it was drawn from (:func:`plan_keeping_inputs`).
+
+    :meth:`render` renders the plan on those very arrays without checking them again, and crops the
+    object masks planning computed instead of computing them on every patch's boxes: what
+    :func:`synthesize` does in one call, for a caller that draws and renders apart, such as the
+    Albumentations transforms (sampling and applying are two steps of one call there).  Identity,
+    not equality, decides whether a render is that render (:meth:`matches`).
+    """
+
+    plan: NSAPlan
+    destination: np.ndarray
+    source: np.ndarray | None
+    config: object
+    images: _Inputs
+
+    def matches(self, destination, source, config, plan) -> bool:
+        """Whether rendering ``plan`` on these arguments renders what was planned: the same objects (``is``)."""
+        return (plan is self.plan and destination is self.destination and source is self.source
+                and config is self.config)
+
+    def render(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(image, label)``, bit for bit what :func:`render_anomaly` (:func:`render_volume_anomaly`) returns."""
+        image, label = _render(self.images, self.plan)
+        return image.reshape(self.destination.shape), label
+
+
+def plan_keeping_inputs(destination, source, config, rng, volume: bool = False) -> PlannedInputs:
+    """:func:`plan_anomaly` (:func:`plan_volume_anomaly` for ``volume``), keeping the checked inputs to render it."""
+    images = _check_inputs(destination, source, config, volume)
+    return PlannedInputs(_plan(images, check_generator(rng)), destination, source, config, images)
+
+
 def render_anomaly(destination, source, config, plan: NSAPlan) -> tuple[np.ndarray, np.ndarray]:
     """Render a plan from :func:`plan_anomaly`: deterministic, no randomness.
 
