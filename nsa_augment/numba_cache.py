@@ -13,7 +13,8 @@ import tempfile
 
 from numba.core import event
 
-_announced = False
+#: Which notice this process printed last: None, "kernels" or "masked" (each at most once).
+_announced = None
 
 
 def _probe():  # pragma: no cover - never called; only compiled-for-caching by prepare()
@@ -64,20 +65,35 @@ def is_ours(ev) -> bool:
     return module.startswith("nsa_augment.")
 
 
+#: Modules whose kernels only the multigrid solver of ``poisson_blend`` on a mask that is not a
+#: rectangle uses: about thirty kernels, 20-40 s to compile on a 2-core machine, not "a few seconds".
+_MASKED_SOLVER = ("nsa_augment.poisson.multigrid",)
+
+NOTICE = "nsa-augment: compiling the Numba kernels on first use (a few seconds, once: they are cached on disk)"
+MASKED_NOTICE = ("nsa-augment: compiling the masked Poisson solver on first use (20-40 s on 2 cores, once: cached on "
+                 "disk; `nsa-augment compile` does it ahead of time)")
+
+
 class _CompileNotice(event.Listener):
     """One line on stderr when the first of our kernels compiles in this process (never for a cache load).
 
     A cold first call takes a few seconds with no output otherwise; the line says why and that it
-    happens once.  Numba emits ``numba:compile`` only for real compilations.
+    happens once.  The masked solver's kernels take far longer, so their first compile says so in a
+    line of its own (unless it was the first line, which then says it).  Numba emits
+    ``numba:compile`` only for real compilations.
     """
 
     def on_start(self, ev):
         global _announced
-        if _announced or not is_ours(ev):
+        if not is_ours(ev):
             return
-        _announced = True
-        print("nsa-augment: compiling the Numba kernels on first use (a few seconds, once: they are cached on disk)",
-              file=sys.stderr, flush=True)
+        masked = ev.data["dispatcher"].py_func.__module__ in _MASKED_SOLVER
+        if masked and _announced != "masked":
+            _announced = "masked"
+            print(MASKED_NOTICE, file=sys.stderr, flush=True)
+        elif not _announced:
+            _announced = "kernels"
+            print(NOTICE, file=sys.stderr, flush=True)
 
     def on_end(self, ev):  # the notice is printed once, at the start
         pass

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nsa_augment.numba_cache import MASKED_NOTICE, NOTICE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _RUN = """
@@ -183,11 +185,39 @@ def test_compile_command_fills_the_cache_for_everything_users_run(tmp_path):
     assert never == "[]", f"kernels compile_all never reaches: {never}"
     # a constant argument reaches a jitted callee as a literal type: each value compiled it again (about 1.3 s)
     assert "multigrid-signatures {}" in first.stdout.splitlines(), f"kernels compiled more than once: {first.stdout}"
+    # the notices: the masked solver's once, the general one at most once (none if the masked solver came first)
+    assert first.stderr.count(MASKED_NOTICE) == 1 and first.stderr.count(NOTICE) <= 1, first.stderr[-2000:]
     used = subprocess.run([sys.executable, "-c", _USE_EVERYTHING], env=env, cwd=ROOT, capture_output=True, text=True)
     assert used.returncode == 0, used.stderr[-2000:]
+    assert "nsa-augment: compiling" not in used.stderr  # loading from the cache is not compiling
     assert used.stdout.strip().splitlines()[-1] == "[]", f"compiled after nsa-augment compile: {used.stdout}"
     digests = [[line for line in run.stdout.splitlines() if line.startswith("digest ")] for run in (first, used)]
     assert len(digests[0]) == 1 and digests[0] == digests[1], f"compiled and cached kernels differ: {digests}"
     again = subprocess.run([sys.executable, "-m", "nsa_augment", "compile"], env=env, cwd=ROOT, capture_output=True,
                            text=True)
     assert again.returncode == 0 and "nothing to compile" in again.stdout, again.stdout + again.stderr
+
+
+def test_compile_notices_say_how_long_once_each(monkeypatch, capsys):
+    """One line when our first kernel compiles (none for Numba's own helpers), and one more when the masked
+    solver's first kernel compiles after it: that one takes 20-40 s, not "a few seconds"."""
+    from numba.core import event
+
+    from nsa_augment import numba_cache
+    from nsa_augment.methods.nsa import labels
+    from nsa_augment.poisson import multigrid
+
+    def compile_of(dispatcher):
+        return event.Event("numba:compile", event.EventStatus.START, data={"dispatcher": dispatcher})
+
+    numba_helper = type("Helper", (), {"py_func": int})  # a kernel that is not one of ours (Numba's, say)
+    notice = numba_cache._CompileNotice()
+    for first, then, expected in (
+        ([labels.median_footprint, numba_helper], [multigrid.smooth, multigrid.pcg, labels.median_footprint],
+         [NOTICE, MASKED_NOTICE]),
+        ([numba_helper, multigrid.smooth], [labels.median_footprint, multigrid.pcg], [MASKED_NOTICE]),
+    ):
+        monkeypatch.setattr(numba_cache, "_announced", None)
+        for dispatcher in first + then:
+            notice.on_start(compile_of(dispatcher))
+        assert capsys.readouterr().err.splitlines() == expected
