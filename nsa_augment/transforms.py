@@ -111,6 +111,15 @@ class _AnomalyTransform(DualTransform):
                             "probability of applying.")
         cls.__init__ = __init__
 
+    def __getstate__(self) -> dict[str, Any]:
+        # What sampling kept belongs to one call: never pickled with the transform (a DataLoader pickles
+        # its dataset's transforms for its workers), even after a call that raised before applying.
+        parent = getattr(super(), "__getstate__", None)  # AlbumentationsX's; Python >= 3.11's default
+        state = dict(parent() if parent is not None else self.__dict__)
+        state.pop("_kept", None)
+        state.pop("_kept_items", None)
+        return state
+
     @classmethod
     def _extra_args(cls) -> dict[str, Any]:
         return {"source_key": "nsa_source", "missing_source": "self"} if cls.uses_source else {}

@@ -273,6 +273,17 @@ def test_a_call_checks_its_inputs_once_and_renders_what_a_replay_renders(preset,
     assert np.array_equal(first[image_key], again[image_key]) and np.array_equal(first[key], again[key])
 
 
+def test_what_sampling_kept_is_never_pickled():
+    """A call that raised between sampling and applying leaves its kept inputs on the transform until the next
+    call; a pickle of the transform (a DataLoader's worker copy) carries none of them."""
+    t = NaturalSyntheticAnomaly.from_preset("mvtec/carpet", p=1.0)
+    empty = len(pickle.dumps(t))
+    t._kept, t._kept_items = [np.zeros(10**6)], (None, [np.zeros(10**6)])
+    copy = pickle.loads(pickle.dumps(t))
+    assert len(pickle.dumps(t)) == empty and copy._kept == () and copy._kept_items is None
+    assert copy.config == t.config and copy.p == t.p
+
+
 def test_transform_matches_functional_core():
     """The transform samples with its own generator and renders with synthesize's code path."""
     image, source = _images((64, 64, 3), np.uint8)
