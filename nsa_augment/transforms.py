@@ -115,7 +115,7 @@ class _AnomalyTransform(DualTransform):
         # What sampling kept belongs to one call: never pickled with the transform (a DataLoader pickles
         # its dataset's transforms for its workers), even after a call that raised before applying.
         parent = getattr(super(), "__getstate__", None)  # AlbumentationsX's; Python >= 3.11's default
-        state = dict(parent() if parent is not None else self.__dict__)
+        state = dict((parent() if parent is not None else self.__dict__) or {})  # (None: an empty instance dict)
         state.pop("_kept", None)
         state.pop("_kept_items", None)
         return state
