@@ -494,6 +494,75 @@ def test_any_size_channels_dtype(h, w, sh, sw, channels, dtype, name, seed):
     assert np.isfinite(label).all() and label.min() >= 0
 
 
+
+_IMAGE_PRESETS = sorted(n for n in presets.names() if presets.get(n).dims == 2)
+
+
+def _fuzz_image(rng, shape, dtype, blob):
+    """Levels 30..220 (a darker disc in the middle with ``blob``: something for object presets to find)."""
+    values = rng.integers(30, 221, shape)
+    if blob:
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
+        disc = (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 < (min(shape[:2]) / 3) ** 2
+        values = np.where(disc.reshape(disc.shape + (1,) * (len(shape) - 2)), values // 4, values)
+    if dtype == np.uint8:
+        return values.astype(np.uint8)
+    if dtype == np.uint16:
+        return (values * 257).astype(np.uint16)
+    if dtype == np.int16:
+        return (values * 8 - 1024).astype(np.int16)
+    return (values / 255).astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    size=st.tuples(st.integers(2, 120), st.integers(2, 120)),
+    source_size=st.one_of(st.none(), st.tuples(st.integers(2, 120), st.integers(2, 120))),
+    channels=st.sampled_from([None, 1, 2, 3, 4]),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.float32]),
+    name=st.sampled_from(_IMAGE_PRESETS),
+    overrides=st.fixed_dictionaries({}, optional={
+        "label": st.sampled_from(["binary", "continuous", "intensity", "logistic"]),
+        "blend": st.sampled_from(["poisson", "paste", "alpha"]),
+        "gradients": st.sampled_from(["normal", "mixed", "mix"]),
+        "num_patches": st.integers(1, 5),
+        "rescale": st.booleans(),
+        "shift": st.booleans(),
+    }),
+    blob=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_every_preset_renders_its_plan_and_labels_only_what_changed(size, source_size, channels, dtype, name,
+                                                                    overrides, blob, seed):
+    """Any image preset, option, dtype, channel count and size (down to 2 px, the source of another size):
+    no error, the caller's arrays untouched, a label only where the image changed, and the plan, drawn
+    apart and rendered, gives the very same example."""
+    from nsa_augment import plan_anomaly, render_anomaly
+
+    cfg = presets.get(name)
+    if overrides.get("blend", "poisson") != "poisson":
+        cfg = cfg.replace(poisson="exact")  # the OpenCV formulation is a Poisson blend only
+    cfg = cfg.replace(**overrides)
+    if dtype == np.int16 and cfg.intensity_range is None:
+        cfg = cfg.replace(intensity_range="image")
+    rng = np.random.default_rng(seed)
+    with_channels = (lambda hw: hw) if channels is None else (lambda hw: hw + (channels,))
+    dst = _fuzz_image(rng, with_channels(size), dtype, blob)
+    src = _fuzz_image(rng, with_channels(source_size or size), dtype, blob)
+    dst_copy, src_copy = dst.copy(), src.copy()
+    image, label, info = synthesize(dst, src, cfg, np.random.default_rng(seed + 1))
+    assert np.array_equal(dst, dst_copy) and np.array_equal(src, src_copy)
+    assert image.shape == dst.shape and image.dtype == dst.dtype
+    assert label.shape == size and label.dtype == np.float32 and np.isfinite(label).all() and label.min() >= 0
+    assert label.max() <= (255 if cfg.label == "intensity" else 1)
+    if dtype == np.float32:
+        assert np.isfinite(image).all()
+    changed = image != dst if image.ndim == 2 else (image != dst).any(axis=-1)
+    assert changed.any() or not label.any(), "a label where nothing changed"
+    plan = plan_anomaly(dst, src, cfg, np.random.default_rng(seed + 1))
+    image2, label2 = render_anomaly(dst, src, cfg, plan)[:2]
+    assert np.array_equal(image2, image) and np.array_equal(label2, label)
+
 @pytest.mark.parametrize("name", ["mvtec/bottle", "mvtec/leather"])
 def test_float_and_uint8_inputs_agree(tiles128, name):
     cfg = presets.get(name).replace(object_masks=None)
