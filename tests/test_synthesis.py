@@ -524,7 +524,7 @@ def _fuzz_image(rng, shape, dtype, blob):
     overrides=st.fixed_dictionaries({}, optional={
         "label": st.sampled_from(["binary", "continuous", "intensity", "logistic"]),
         "blend": st.sampled_from(["poisson", "paste", "alpha"]),
-        "gradients": st.sampled_from(["normal", "mixed", "mix"]),
+        "gradients": st.sampled_from(["normal", "mixed", "mix", "interpolated"]),
         "num_patches": st.integers(1, 5),
         "rescale": st.booleans(),
         "shift": st.booleans(),
