@@ -5,9 +5,11 @@ import copy
 import albumentations as A
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
-from nsa_augment import methods
+from nsa_augment import methods, presets
 from nsa_augment.methods import cutpaste, cutpaste_scar, draem_anomaly, perlin_noise
 from nsa_augment.transforms import CutPaste, CutPasteScar, DraemAnomaly, transform_for
 
@@ -70,6 +72,52 @@ def test_shapes_and_dtypes(method, shape):
         if d.dtype == np.float32:
             assert image.min() >= 0 and image.max() <= 1
 
+
+
+def _levels_as(values, dtype):
+    """Levels 30..220 as ``dtype``: 8-bit, 16-bit (x 257), CT-like int16 (x 8 - 1024) or float in [0, 1]."""
+    if dtype == np.uint8:
+        return values.astype(np.uint8)
+    if dtype == np.uint16:
+        return (values * 257).astype(np.uint16)
+    if dtype == np.int16:
+        return (values * 8 - 1024).astype(np.int16)
+    return (values / 255).astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    method=st.sampled_from([m for m in ALL if m not in methods.NSA_FAMILY]),  # the NSA family: test_synthesis
+    preset=st.sampled_from(sorted(n for n in presets.names() if presets.get(n).dims == 2)),
+    size=st.tuples(st.integers(2, 120), st.integers(2, 120)),
+    source_size=st.one_of(st.none(), st.tuples(st.integers(2, 120), st.integers(2, 120))),
+    channels=st.sampled_from([None, 1, 2, 3, 4]),
+    dtype=st.sampled_from([np.uint8, np.uint16, np.int16, np.float32]),
+    seed=st.integers(0, 2**31),
+)
+def test_peers_take_any_size_dtype_and_channels(method, preset, size, source_size, channels, dtype, seed):
+    """Every peer on any preset, size (down to 2 px, a source of another size), channel count and dtype: no
+    error, the caller's arrays untouched, nothing changed outside the label, and a plan renders the same twice."""
+    m = methods.get(method)
+    cfg = m.config(preset)
+    if dtype == np.int16 and getattr(cfg, "intensity_range", "") is None:
+        cfg = cfg.replace(intensity_range="image")
+    rng = np.random.default_rng(seed)
+    shape = (lambda hw: hw) if channels is None else (lambda hw: hw + (channels,))
+    dst = _levels_as(rng.integers(30, 221, shape(size)), dtype)
+    src = _levels_as(rng.integers(30, 221, shape(source_size or size)), dtype) if m.uses_source else None
+    before = dst.copy(), None if src is None else src.copy()
+    plan = m.plan(dst, src, cfg, np.random.default_rng(seed + 1))
+    image, label = m.render(dst, src, cfg, plan)[:2]
+    assert np.array_equal(dst, before[0]) and (src is None or np.array_equal(src, before[1]))
+    assert image.shape == dst.shape and image.dtype == dst.dtype
+    assert label.shape == size and label.dtype == np.float32 and np.isfinite(label).all()
+    assert label.min() >= 0 and label.max() <= 1
+    if dtype == np.float32:
+        assert np.isfinite(image).all()
+    assert not _changed(dst, image)[label == 0].any(), "a change outside the label"
+    again = m.render(dst, src, cfg, plan)[:2]
+    assert np.array_equal(again[0], image) and np.array_equal(again[1], label)
 
 @pytest.mark.parametrize("method", ALL)
 def test_bad_input(method):
