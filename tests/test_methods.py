@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from conftest import levels_as
 from nsa_augment import methods, presets
 from nsa_augment.methods import cutpaste, cutpaste_scar, draem_anomaly, perlin_noise
 from nsa_augment.transforms import CutPaste, CutPasteScar, DraemAnomaly, transform_for
@@ -74,17 +75,6 @@ def test_shapes_and_dtypes(method, shape):
 
 
 
-def _levels_as(values, dtype):
-    """Levels 30..220 as ``dtype``: 8-bit, 16-bit (x 257), CT-like int16 (x 8 - 1024) or float in [0, 1]."""
-    if dtype == np.uint8:
-        return values.astype(np.uint8)
-    if dtype == np.uint16:
-        return (values * 257).astype(np.uint16)
-    if dtype == np.int16:
-        return (values * 8 - 1024).astype(np.int16)
-    return (values / 255).astype(np.float32)
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     method=st.sampled_from([m for m in ALL if m not in methods.NSA_FAMILY]),  # the NSA family: test_synthesis
@@ -104,8 +94,8 @@ def test_peers_take_any_size_dtype_and_channels(method, preset, size, source_siz
         cfg = cfg.replace(intensity_range="image")
     rng = np.random.default_rng(seed)
     shape = (lambda hw: hw) if channels is None else (lambda hw: hw + (channels,))
-    dst = _levels_as(rng.integers(30, 221, shape(size)), dtype)
-    src = _levels_as(rng.integers(30, 221, shape(source_size or size)), dtype) if m.uses_source else None
+    dst = levels_as(rng.integers(30, 221, shape(size)), dtype)
+    src = levels_as(rng.integers(30, 221, shape(source_size or size)), dtype) if m.uses_source else None
     before = dst.copy(), None if src is None else src.copy()
     plan = m.plan(dst, src, cfg, np.random.default_rng(seed + 1))
     image, label = m.render(dst, src, cfg, plan)[:2]
@@ -118,6 +108,7 @@ def test_peers_take_any_size_dtype_and_channels(method, preset, size, source_siz
     assert not _changed(dst, image)[label == 0].any(), "a change outside the label"
     again = m.render(dst, src, cfg, plan)[:2]
     assert np.array_equal(again[0], image) and np.array_equal(again[1], label)
+
 
 @pytest.mark.parametrize("method", ALL)
 def test_bad_input(method):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from skimage.morphology import disk
 
+from conftest import levels_as
 from nsa_augment import NSAConfig, object_mask, presets, synthesize
 from nsa_augment.methods.nsa.labels import median_keeps
 from nsa_augment.methods.nsa.sampling import (
@@ -494,24 +495,17 @@ def test_any_size_channels_dtype(h, w, sh, sw, channels, dtype, name, seed):
     assert np.isfinite(label).all() and label.min() >= 0
 
 
-
 _IMAGE_PRESETS = sorted(n for n in presets.names() if presets.get(n).dims == 2)
 
 
 def _fuzz_image(rng, shape, dtype, blob):
-    """Levels 30..220 (a darker disc in the middle with ``blob``: something for object presets to find)."""
+    """Levels 30..220 as ``dtype`` (a darker disc in the middle with ``blob``: something for object presets to find)."""
     values = rng.integers(30, 221, shape)
     if blob:
         yy, xx = np.mgrid[: shape[0], : shape[1]]
         disc = (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 < (min(shape[:2]) / 3) ** 2
         values = np.where(disc.reshape(disc.shape + (1,) * (len(shape) - 2)), values // 4, values)
-    if dtype == np.uint8:
-        return values.astype(np.uint8)
-    if dtype == np.uint16:
-        return (values * 257).astype(np.uint16)
-    if dtype == np.int16:
-        return (values * 8 - 1024).astype(np.int16)
-    return (values / 255).astype(np.float32)
+    return levels_as(values, dtype)
 
 
 @settings(max_examples=30, deadline=None)
