@@ -26,7 +26,6 @@ def _load_rgb(size: int, count: int) -> list[np.ndarray]:
     return images[:count]
 
 
-
 def levels_as(values: np.ndarray, dtype) -> np.ndarray:
     """Integer levels 0..255 as an image of ``dtype``: uint8 as is, uint16 x 257, CT-like int16 x 8 - 1024,
     float32 / 255 (the property tests' images in every dtype the package takes)."""
@@ -37,6 +36,7 @@ def levels_as(values: np.ndarray, dtype) -> np.ndarray:
     if dtype == np.int16:
         return (values * 8 - 1024).astype(np.int16)
     return (values / 255).astype(np.float32)
+
 
 @pytest.fixture(scope="session")
 def tiles128() -> list[np.ndarray]:

@@ -74,7 +74,6 @@ def test_shapes_and_dtypes(method, shape):
             assert image.min() >= 0 and image.max() <= 1
 
 
-
 @settings(max_examples=40, deadline=None)
 @given(
     method=st.sampled_from([m for m in ALL if m not in methods.NSA_FAMILY]),  # the NSA family: test_synthesis
