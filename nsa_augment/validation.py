@@ -162,7 +162,14 @@ def check_same_kind(source: np.ndarray, destination: np.ndarray) -> None:
     if source.dtype != destination.dtype:
         raise TypeError(f"source dtype {source.dtype} must match destination dtype {destination.dtype}")
     if source.shape[-1] != destination.shape[-1]:
-        raise ValueError(f"source has {source.shape[-1]} channels but destination has {destination.shape[-1]}")
+        raise channel_mismatch(source.shape[-1], destination.shape[-1])
+
+
+def channel_mismatch(source_channels: int, destination_channels: int) -> ValueError:
+    """The error for a source whose channel count differs from the destination's (names the fix)."""
+    n = source_channels
+    return ValueError(f"source has {n} channel{'' if n == 1 else 's'} but destination has {destination_channels}: "
+                      "give both the same channels (e.g. cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB) for a grey one)")
 
 
 def as_dhwc(volume: np.ndarray) -> np.ndarray:

@@ -660,7 +660,7 @@ def test_sixteen_bit_scans_are_solved_to_sixteen_bit_precision():
     [
         ((np.zeros((8, 8)).tolist(), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, TypeError, "destination must be a numpy"),
         ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((3, 4), bool)), {}, ValueError, r"mask must be an array of the source's shape \(4, 4\)"),
-        ((np.zeros((8, 8, 3)), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, ValueError, "source has 1 channels but destination has 3"),
+        ((np.zeros((8, 8, 3)), np.zeros((4, 4)), np.ones((4, 4), bool)), {}, ValueError, "source has 1 channel but destination has 3: give both the same channels"),
         ((np.zeros((8, 8)), np.full((4, 4), np.nan), np.ones((4, 4), bool)), {}, ValueError, "source contains NaN"),
         ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"offset": (6, 0)}, ValueError, "does not fit"),
         ((np.zeros((8, 8)), np.zeros((4, 4)), np.ones((4, 4), bool)), {"offset": (1.5, 0)}, TypeError, "offset must be 2 integers"),

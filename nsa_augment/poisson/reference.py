@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from ..validation import as_hwc
+from ..validation import as_hwc, channel_mismatch
 from .blend import check_guidance
 
 
@@ -51,7 +51,7 @@ def _check(destination, source, mask, offset, gradients, factor, dims: int) -> N
         spatial.append(a.shape[:dims])
     channels = [a.shape[dims] if a.ndim > dims else 1 for a in (destination, source)]
     if channels[0] != channels[1]:
-        raise ValueError(f"source has {channels[1]} channels but destination has {channels[0]}")
+        raise channel_mismatch(channels[1], channels[0])
     if not isinstance(mask, np.ndarray) or mask.shape != spatial[1]:
         raise ValueError(f"mask must be an array of the source's shape {spatial[1]}, got "
                          + (f"{mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__))
