@@ -627,7 +627,8 @@ def test_small_images_work():
         (np.zeros((0, 32), np.uint8), None, ValueError, "at least 2x2"),
         (np.zeros((1, 1), np.uint8), None, ValueError, "at least 2x2"),
         (np.zeros((32, 32), np.uint8), np.zeros((32, 32), np.float32), TypeError, "must match"),
-        (np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 1), np.uint8), ValueError, "1 channel but destination has 3: give both the same channels"),
+        (np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32, 1), np.uint8), ValueError,
+         "1 channel but destination has 3: give both the same channels"),
         (np.zeros((32, 32), np.uint8), [[1, 2]], TypeError, "source must be a numpy.ndarray"),
     ],
 )
