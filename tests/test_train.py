@@ -17,6 +17,7 @@ from conftest import ROOT, make_category
 from nsa_augment.cli import main as cli_main
 from nsa_augment.detection import train as train_module
 from nsa_augment.detection.metrics import auroc_standard_error, roc_auc
+from nsa_augment.numba_cache import NOTICE
 
 FAST = ["--image-size", "64", "--batch-size", "4", "--workers", "0", "--profile-data", "0"]
 
@@ -82,6 +83,49 @@ def test_one_loader_pass_serves_every_epoch_and_the_wait_for_data_is_measured(tm
     out = capsys.readouterr().out
     assert f"waiting for data {waiting:.0%} of the time: limited by the " in out
     assert ("data pipeline" in out.split("limited by")[-1]) == (waiting >= train_module.WAIT_BOUND)
+
+
+def test_the_main_process_draws_the_first_items_before_the_workers_start_and_that_changes_nothing(
+        tmp_path, monkeypatch):
+    """Kernels compile once in the main process (forked workers inherit them), not in every worker at once;
+    the items are keyed, so the run's losses and scores are the same without that step."""
+    drawn, at_loader = [], []
+    real_getitem = train_module.SyntheticAnomalyDataset.__getitem__
+
+    def counting_getitem(self, key):
+        drawn.append(key)
+        return real_getitem(self, key)
+
+    class RecordingLoader(train_module.DataLoader):
+        def __init__(self, *args, **kwargs):
+            at_loader.append(list(drawn))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.SyntheticAnomalyDataset, "__getitem__", counting_getitem)
+    monkeypatch.setattr(train_module, "DataLoader", RecordingLoader)
+    root = make_category(tmp_path / "data")
+    assert _train(root, tmp_path / "warm", "--steps", "2") == 0
+    assert at_loader == [[(0, i) for i in range(6)]]  # all 6 images (WARM_ITEMS = 8), before the loader
+    monkeypatch.setattr(train_module, "compile_in_main", lambda dataset, ddp: None)
+    assert _train(root, tmp_path / "cold", "--steps", "2") == 0
+    for name in ("train_log.csv", "scores.csv"):
+        warm, cold = (list(csv.DictReader(open(tmp_path / run / "tiles" / name, newline=""))) for run in ("warm", "cold"))
+        drop = ("seconds", "cpu_seconds", "data_wait_seconds", "samples_per_s")
+        assert [{k: v for k, v in r.items() if k not in drop} for r in warm] == \
+            [{k: v for k, v in r.items() if k not in drop} for r in cold]
+
+
+@pytest.mark.slow
+def test_on_a_cold_cache_the_workers_compile_nothing(tmp_path):
+    """A fresh Numba cache and two workers: the kernels compile once, in the main process (one notice on stderr),
+    instead of in both workers at once."""
+    root = make_category(tmp_path / "data")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NO_ALBUMENTATIONS_UPDATE="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "nsa_augment", "train", "--root", str(root), "--category", "tiles", "--out",
+           str(tmp_path / "runs"), "--steps", "2", "--image-size", "64", "--batch-size", "4", "--workers", "2", "--profile-data", "0"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count(NOTICE) == 1, proc.stderr[-3000:]
 
 
 def test_data_wait_fraction_leaves_out_the_first_epoch_and_older_rows():

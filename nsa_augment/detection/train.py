@@ -367,6 +367,7 @@ def run_category(settings: TrainSettings, category: str, ddp: Distributed) -> di
         if cat.missing_masks:
             print(f"[{category}] {len(cat.missing_masks)} defect images have no mask file: image-level only")
 
+    compile_in_main(dataset, ddp)
     # One loader pass for the whole run (RunSampler: every epoch's batches in order), so the workers prepare the
     # next epoch's first batches while this one's last ones train; an item's randomness comes from
     # (seed, epoch, index), not from the workers.
@@ -510,6 +511,31 @@ def write_log(path: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text(path, buffer.getvalue())
+
+
+#: Items drawn by :func:`compile_in_main`: enough that at least one is anomalous at the peers' p = 0.5
+#: (all but 1 in 256 runs) and so reaches every kernel of its method; a few milliseconds each once compiled.
+WARM_ITEMS = 8
+
+
+def compile_in_main(dataset, ddp: Distributed, items: int = WARM_ITEMS) -> None:
+    """Draw the run's first items in this process before the DataLoader starts its workers, rank 0 first.
+
+    On a cold Numba cache every worker of every rank would otherwise compile the same kernels at once:
+    with more workers than cores that multiplies the wait for the first batch (4 workers on 2 cores:
+    11 s instead of 6 s; ``benchmarks/first_call.py``). Compiled here, they reach forked workers
+    compiled and spawned ones through the cache, and the other ranks load what rank 0 compiled. Items
+    are keyed ``(epoch, index)``, each drawn from its own streams, so drawing them here changes nothing
+    the workers draw.
+    """
+    keys = [(0, index) for index in range(min(items, len(dataset)))]
+    if ddp.main:
+        for key in keys:
+            dataset[key]
+    ddp.barrier()
+    if not ddp.main:
+        for key in keys:
+            dataset[key]
 
 
 def profile_data(dataset, n: int) -> float:
