@@ -523,7 +523,7 @@ def compile_in_main(dataset, ddp: Distributed, items: int = WARM_ITEMS) -> None:
 
     On a cold Numba cache every worker of every rank would otherwise compile the same kernels at once:
     with more workers than cores that multiplies the wait for the first batch (4 workers on 2 cores:
-    11 s instead of 6 s; ``benchmarks/first_call.py``). Compiled here, they reach forked workers
+    11-13 s instead of 5-6 s; ``benchmarks/first_call.py``). Compiled here, they reach forked workers
     compiled and spawned ones through the cache, and the other ranks load what rank 0 compiled. Items
     are keyed ``(epoch, index)``, each drawn from its own streams, so drawing them here changes nothing
     the workers draw.
