@@ -104,15 +104,39 @@ def test_the_main_process_draws_the_first_items_before_the_workers_start_and_tha
     monkeypatch.setattr(train_module.SyntheticAnomalyDataset, "__getitem__", counting_getitem)
     monkeypatch.setattr(train_module, "DataLoader", RecordingLoader)
     root = make_category(tmp_path / "data")
-    assert _train(root, tmp_path / "warm", "--steps", "2") == 0
+    assert _train(root, tmp_path / "drawn", "--steps", "2") == 0
     assert at_loader == [[(0, i) for i in range(6)]]  # all 6 images (WARM_ITEMS = 8), before the loader
     monkeypatch.setattr(train_module, "compile_in_main", lambda dataset, ddp: None)
-    assert _train(root, tmp_path / "cold", "--steps", "2") == 0
+    assert _train(root, tmp_path / "not_drawn", "--steps", "2") == 0
+    drop = ("seconds", "cpu_seconds", "data_wait_seconds", "samples_per_s")  # timings
     for name in ("train_log.csv", "scores.csv"):
-        warm, cold = (list(csv.DictReader(open(tmp_path / run / "tiles" / name, newline=""))) for run in ("warm", "cold"))
-        drop = ("seconds", "cpu_seconds", "data_wait_seconds", "samples_per_s")
-        assert [{k: v for k, v in r.items() if k not in drop} for r in warm] == \
-            [{k: v for k, v in r.items() if k not in drop} for r in cold]
+        drawn_first, not_drawn = ([{k: v for k, v in row.items() if k not in drop}
+                                   for row in csv.DictReader((tmp_path / run / "tiles" / name).read_text().splitlines())]
+                                  for run in ("drawn", "not_drawn"))
+        assert drawn_first == not_drawn
+
+
+# Runs `nsa-augment train` with a listener, inherited by the forked workers, that records which process compiles
+# each of our kernels.
+_WATCHED_TRAIN = """
+import os, sys
+from numba.core import event
+from nsa_augment.cli import main
+from nsa_augment.numba_cache import is_ours
+
+class Record(event.Listener):
+    def on_start(self, ev):
+        if is_ours(ev):
+            with open(sys.argv[1], "a") as f:
+                f.write(f"{os.getpid()}\\n")
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Record())
+print("main", os.getpid())
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 @pytest.mark.slow
@@ -121,10 +145,14 @@ def test_on_a_cold_cache_the_workers_compile_nothing(tmp_path):
     instead of in both workers at once."""
     root = make_category(tmp_path / "data")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NO_ALBUMENTATIONS_UPDATE="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "nsa_augment", "train", "--root", str(root), "--category", "tiles", "--out",
-           str(tmp_path / "runs"), "--steps", "2", "--image-size", "64", "--batch-size", "4", "--workers", "2", "--profile-data", "0"]
+    compiled = tmp_path / "compiled.txt"
+    cmd = [sys.executable, "-c", _WATCHED_TRAIN, str(compiled), "train", "--root", str(root), "--category", "tiles",
+           "--out", str(tmp_path / "runs"), "--steps", "2", "--image-size", "64", "--batch-size", "4", "--workers", "2",
+           "--profile-data", "0"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    main_pid = proc.stdout.split()[1]
+    assert set(compiled.read_text().split()) == {main_pid}  # every compile in the main process, none in a worker
     assert proc.stderr.count(NOTICE) == 1, proc.stderr[-3000:]
 
 
