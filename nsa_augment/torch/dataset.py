@@ -182,6 +182,10 @@ class SyntheticAnomalyDataset(Dataset):
     Items are ``(image, mask, label)``: the pipeline's image and mask (tensors
     if it ends with ``ToTensorV2``; the mask as float32) and ``label`` = 1 if the
     final mask has any positive pixel (an anomaly survived later crops).
+
+    Before a DataLoader with workers, draw one item in the main process (``dataset[0]``): on a
+    cold Numba cache the kernels then compile once and the workers inherit them, instead of
+    every worker compiling them at once (``nsa-augment train`` does this).
     """
 
     def __init__(
