@@ -94,10 +94,7 @@ next(iter(torch.utils.data.DataLoader(dataset, batch_size=16, num_workers=4)))
 
 #: The same after one item drawn in the main process, as ``nsa-augment train`` does (``compile_in_main``):
 #: the kernels compile once, and the forked workers inherit them.
-LOADER_MAIN_FIRST = """
-dataset[0]
-next(iter(torch.utils.data.DataLoader(dataset, batch_size=16, num_workers=4)))
-"""
+LOADER_MAIN_FIRST = "\ndataset[0]" + LOADER
 
 
 def first_call_latency(body: str, label: str, setup: str = "") -> dict:

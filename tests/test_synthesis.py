@@ -561,6 +561,7 @@ def test_every_preset_renders_its_plan_and_labels_only_what_changed(size, source
     image2, label2 = render_anomaly(dst, src, cfg, plan)[:2]
     assert np.array_equal(image2, image) and np.array_equal(label2, label)
 
+
 @pytest.mark.parametrize("name", ["mvtec/bottle", "mvtec/leather"])
 def test_float_and_uint8_inputs_agree(tiles128, name):
     cfg = presets.get(name).replace(object_masks=None)
