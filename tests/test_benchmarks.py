@@ -20,14 +20,20 @@ def _run(script, tmp_path, *extra):
     return json.loads(out.read_text()), proc.stdout
 
 
-def _bench_detection():
-    """benchmarks/bench_detection.py as a module (the benchmarks are scripts, not a package)."""
+def _benchmark(name):
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package: their folder is on
+    ``sys.path`` while it loads, for their imports of one another, and taken off again)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_detection", ROOT / "benchmarks" / "bench_detection.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
 
 
 def test_bench_poisson_quick(tmp_path):
@@ -102,15 +108,7 @@ def test_synthesis_stages_quick(tmp_path):
 
 def test_synthesis_stages_stops_when_a_kernel_is_not_seen():
     """A kernel the wrappers never see (moved by a refactoring) stops the script instead of a floor without it."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("synthesis_stages", ROOT / "benchmarks" / "synthesis_stages.py")
-    stages = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec.loader.exec_module(stages)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    stages = _benchmark("synthesis_stages")
     stages.KERNELS = stages.KERNELS + (("phantom", stages.labels, ("make_label",)),)  # synthesize never calls it
     images = [np.random.default_rng(i).integers(0, 256, (96, 96, 3), dtype=np.uint8) for i in range(2)]
     with pytest.raises(SystemExit, match="phantom"):
@@ -119,17 +117,9 @@ def test_synthesis_stages_stops_when_a_kernel_is_not_seen():
 
 def test_authors_generator_passes_the_preset_to_patch_ex_and_names_a_missing_checkout(tmp_path):
     """``bench_synthesis.py --authors-code``: the authors' ``patch_ex`` gets the preset's settings (a stand-in here)."""
-    import importlib.util
-
-    import cv2
-    import numpy as np
-    import pytest
-
     from nsa_augment import presets
 
-    spec = importlib.util.spec_from_file_location("authors_nsa", ROOT / "benchmarks" / "authors_nsa.py")
-    authors = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(authors)
+    authors = _benchmark("authors_nsa")
     with pytest.raises(FileNotFoundError, match="natural-synthetic-anomalies"):
         authors.authors_generator(tmp_path, presets.get("mvtec/carpet"))
     tasks = tmp_path / "self_sup_data" / "self_sup_tasks.py"
@@ -187,7 +177,7 @@ def test_bench_detection_runs_resumes_and_reports(tmp_path):
 
 def test_bench_detection_counts_each_runs_own_cpu_time():
     """With --jobs, a run's CPU seconds are its own process tree's, not those of runs that ended meanwhile."""
-    bench = _bench_detection()
+    bench = _benchmark("bench_detection")
     from concurrent.futures import ThreadPoolExecutor
 
     burn = [sys.executable, "-c", "import time\nwhile time.process_time() < 1.0: pass"]
@@ -203,7 +193,7 @@ def test_bench_detection_counts_each_runs_own_cpu_time():
 
 def test_bench_detection_leaves_resumed_runs_out_of_the_time_per_run(tmp_path):
     """timing.json times one invocation: a resumed run's earlier segments would be missing from it."""
-    bench = _bench_detection()
+    bench = _benchmark("bench_detection")
     for seed, wall, epochs in ((0, 100.0, [40.0, 50.0]), (1, 60.0, [40.0, 50.0])):  # seed 1: 90 s trained in 60 s
         run = tmp_path / "tiles" / "nsa" / f"seed{seed}"
         (run / "tiles").mkdir(parents=True)
@@ -234,7 +224,7 @@ def test_multigrid_study_converges_to_the_sparse_solution(tmp_path):
 
 def test_bench_detection_pairs_every_metric(tmp_path):
     """The paired comparison covers pixel AUROC and AU-PRO too, and skips a metric that is undefined."""
-    bench = _bench_detection()
+    bench = _benchmark("bench_detection")
     values = {"nsa": (0.60, 0.55, None), "cutpaste": (0.70, 0.75, None)}  # no masks: AU-PRO undefined
     for arm, (image, pixel, pro) in values.items():
         for seed, shift in ((0, 0.0), (1, 0.02)):
@@ -253,7 +243,7 @@ def test_bench_detection_pairs_every_metric(tmp_path):
 def test_bench_detection_pairs_runs_over_their_test_images(tmp_path):
     """Runs with per-image scores (scores.csv / evaluation_scores.csv) are compared seed by seed on the same
     images (DeLong), in the report; a run without scores is left out of that table."""
-    bench = _bench_detection()
+    bench = _benchmark("bench_detection")
     rng = np.random.default_rng(0)
     labels = np.r_[np.ones(30, int), np.zeros(20, int)]
     for arm, boost, name in (("nsa", 0.0, "scores.csv"), ("fpi", 1.0, "evaluation_scores.csv"), ("pii", 0.0, None)):
@@ -273,14 +263,10 @@ def test_bench_detection_pairs_runs_over_their_test_images(tmp_path):
 
 def test_resize_dataset_copies_load_as_the_originals(tmp_path):
     """A category copied at 64 px reads, through the training code, exactly as the original at 64 px."""
-    import importlib.util
-
     from conftest import make_category
     from nsa_augment.detection.datasets import load_category, read_rgb, read_test_set
 
-    spec = importlib.util.spec_from_file_location("resize_dataset", ROOT / "benchmarks" / "resize_dataset.py")
-    resize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(resize)
+    resize = _benchmark("resize_dataset")
     original = make_category(tmp_path / "data") / "tiles"
     assert resize.main([str(original), str(tmp_path / "small" / "tiles"), "--size", "64"]) == 0
     a, b = load_category(tmp_path / "data", "tiles"), load_category(tmp_path / "small", "tiles")
