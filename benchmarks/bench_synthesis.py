@@ -1,14 +1,18 @@
 """Synthetic-anomaly throughput: examples per second per core, side by side in one run.
 
-Run:  python benchmarks/bench_synthesis.py [--json results.json] [--quick] [--data DIR]
+Run:  python benchmarks/bench_synthesis.py [--json results.json] [--quick] [--data DIR] [--block N]
 
 Real images (../shared/data/magnetic_tile/train/good by default, converted to
 RGB and resized to 256 and 512 px; scikit-image photographs when the folder is
 absent), in the default environment (no thread variables set; the pools in use
 are printed), after warm-up.  Every method synthesises from the same
 (destination, source) pairs, and the methods take turns example by example in
-an order shuffled anew for every example, so that machine noise and cache
-effects hit them alike.  Methods:
+an order shuffled anew for every example, so that machine noise hits them
+alike; each call then follows other methods' work, its code paths cold in the
+caches, as a generator's call follows decoding and other transforms in a data
+pipeline.  ``--block N`` takes turns every N examples instead: each method runs
+N in a row, warm, as in a loop that only synthesises (a fixed cost per call
+that the warm run saves, about 0.2 ms here: see docs/performance.md).  Methods:
 
 * ``nsa:<preset>`` — ours, with the paper's class presets: carpet (mixed
   gradients, up to 4 patches, logistic labels), hazelnut (object masks,
@@ -116,7 +120,15 @@ def methods(cfgs, peers: bool = True, authors_code: Path | None = None) -> dict[
     return out
 
 
-def run(images, fns, examples: int, seed: int = 0) -> dict[str, dict]:
+def run(images, fns, examples: int, seed: int = 0, block: int = 1) -> dict[str, dict]:
+    """Time every method on the same pairs: methods take turns, in a fresh random order, every ``block`` examples.
+
+    ``block=1`` (the default): turns example by example, so each call comes after other methods'
+    work, as a generator's call comes after decoding and other transforms in a data pipeline.  A
+    larger ``block`` runs each method on ``block`` examples in a row: a tight loop, its code and data
+    warm in the caches (``--block``; *Where the time goes* in docs/performance.md measures the
+    difference).
+    """
     n = len(images)
     pairs = [(images[i % n], images[(i + 1 + i // n) % n]) for i in range(examples)]
     rngs = {name: np.random.default_rng(seed) for name in fns}
@@ -126,12 +138,13 @@ def run(images, fns, examples: int, seed: int = 0) -> dict[str, dict]:
     times = {name: [] for name in fns}
     names = list(fns)
     order = np.random.default_rng(seed + 1)
-    for d, s in pairs:
+    for start in range(0, examples, block):
         for name in order.permutation(names):
             fn = fns[name]
-            t0 = time.perf_counter()
-            fn(d, s, rngs[name])
-            times[name].append(time.perf_counter() - t0)
+            for d, s in pairs[start:start + block]:
+                t0 = time.perf_counter()
+                fn(d, s, rngs[name])
+                times[name].append(time.perf_counter() - t0)
     return {
         name: {"ms_mean": 1e3 * float(np.mean(t)), "ms_median": 1e3 * float(np.median(t)), "examples_per_s": 1.0 / float(np.mean(t))}
         for name, t in times.items()
@@ -207,9 +220,14 @@ def main(argv=None):
     ap.add_argument("--examples", type=int, default=300, help="examples per method and size")
     ap.add_argument("--no-peers", action="store_true", help="only NSA and the reference transcription")
     ap.add_argument("--no-volumes", action="store_true", help="skip the 3-D rows")
+    ap.add_argument("--block", type=int, default=1, metavar="N",
+                    help="methods take turns every N examples (default 1: example by example; e.g. 25: each "
+                         "method runs 25 in a row, warm)")
     ap.add_argument("--authors-code", type=Path, metavar="DIR",
                     help="a checkout of hmsch/natural-synthetic-anomalies: adds the authors' own generator")
     args = ap.parse_args(argv)
+    if args.block < 1:
+        ap.error(f"--block must be at least 1, got {args.block}")
     sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
 
     cfgs = configs()
@@ -224,7 +242,7 @@ def main(argv=None):
     rows = []
     for size in sizes:
         images = load_images(size, 16, args.data)
-        res = run(images, fns, examples)
+        res = run(images, fns, examples, block=args.block)
         nsa_ms = res["nsa:carpet"]["ms_mean"]
         for name, r in res.items():
             family, key = name.split(":")
@@ -244,6 +262,7 @@ def main(argv=None):
                               [12] if args.quick else [24, 40])
     if args.json:
         write_text(args.json, json.dumps({"machine": platform.platform(), "threads": env, "examples": examples,
+                                          "block": args.block,
                                           "first_call": latency, "rows": rows, "volumes": volumes}, indent=2))
     return rows
 

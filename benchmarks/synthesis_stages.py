@@ -1,11 +1,12 @@
 """Where a synthesis spends its time, and the floor its pixel kernels set, beside the reference in one run.
 
-Run:  python benchmarks/synthesis_stages.py [--json results.json] [--quick] [--examples N] [--data DIR]
+Run:  python benchmarks/synthesis_stages.py [--json results.json] [--quick] [--examples N] [--data DIR] [--block N]
 
 The issue that set "25x the reference generator" asked to profile first and to say what the floor
 is.  This script measures both on real images (``../shared/data/magnetic_tile``), in the default
 environment, with the presets the target names (``mvtec/carpet`` and ``mvtec/hazelnut``: logistic
-labels), at 256 and 512 px.  Example by example, in a shuffled order, it runs
+labels), at 256 and 512 px.  Example by example, in a shuffled order (``--block N``: every N
+examples, each run warm for N in a row, as in ``bench_synthesis.py``), it runs
 
 * ``reference``: the reference generator's work (``reference_nsa.py``);
 * ``nsa``: :func:`nsa_augment.synthesize`, untouched (the headline time and ratio);
@@ -129,7 +130,7 @@ def instrumented(timers: Timers):
             setattr(module, name, fn)
 
 
-def measure(images, preset: str, examples: int, seed: int = 0) -> dict:
+def measure(images, preset: str, examples: int, seed: int = 0, block: int = 1) -> dict:
     cfg = presets.get(preset)
     n = len(images)
     pairs = [(images[i % n], images[(i + 1 + i // n) % n]) for i in range(examples)]
@@ -145,13 +146,14 @@ def measure(images, preset: str, examples: int, seed: int = 0) -> dict:
         for name, fn in runs.items():
             fn(d, s, np.random.default_rng(seed + 99))
     order = np.random.default_rng(seed + 1)
-    for d, s in pairs:
+    for start in range(0, examples, block):  # turns every ``block`` examples (bench_synthesis.py's ``--block``)
         for name in order.permutation(list(runs)):
             timed = name == "nsa, timed in place"
-            with instrumented(timers) if timed else nullcontext():  # the other runs call the package untouched
-                t0 = time.perf_counter()
-                runs[name](d, s, rngs[name])
-                times[name] += time.perf_counter() - t0
+            for d, s in pairs[start:start + block]:
+                with instrumented(timers) if timed else nullcontext():  # the other runs call the package untouched
+                    t0 = time.perf_counter()
+                    runs[name](d, s, rngs[name])
+                    times[name] += time.perf_counter() - t0
     missing = [label for label, _, _ in KERNELS if timers.calls[label] == 0 and
                not (label.startswith(("object", "binary median (objects)")) and cfg.object_masks is None)]
     missing += [label for label, _, _ in STAGES if timers.calls[label] == 0 and
@@ -200,7 +202,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="128 px, 10 examples (smoke test)")
     ap.add_argument("--examples", type=int, default=200, help="examples per preset and size")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of normal images")
+    ap.add_argument("--block", type=int, default=1, metavar="N",
+                    help="the runs take turns every N examples (default 1: example by example, each call after "
+                         "the others' work; e.g. 25: each runs 25 in a row, warm)")
     args = ap.parse_args(argv)
+    if args.block < 1:
+        ap.error(f"--block must be at least 1, got {args.block}")
     sizes, examples = ([128], 10) if args.quick else ([256, 512], args.examples)
     env = thread_environment()
     print(f"python {platform.python_version()}, numpy {np.__version__}; images from "
@@ -209,12 +216,12 @@ def main(argv=None):
     for size in sizes:
         images = load_images(size, 16, args.data)
         for preset in PRESETS:
-            r = measure(images, preset, examples)
+            r = measure(images, preset, examples, block=args.block)
             report(size, r)
             results.append({"size": size, **r})
     if args.json:
-        write_text(args.json, json.dumps({"machine": platform.platform(), "threads": env, "results": results},
-                                         indent=2))
+        write_text(args.json, json.dumps({"machine": platform.platform(), "threads": env, "block": args.block,
+                                          "results": results}, indent=2))
     return results
 
 

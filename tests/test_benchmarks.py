@@ -92,6 +92,37 @@ def test_bench_synthesis_quick(tmp_path):
     assert all(volumes[f"solver3d:{m}"]["max_diff_levels"] <= 0.5 + 1e-6 for m in ("box", "ellipsoid"))
 
 
+@pytest.mark.parametrize("block", [1, 3, 4])
+def test_bench_synthesis_methods_take_turns_every_block_examples(block):
+    """``--block N``: each method runs N examples in a row (the last turn may be shorter), every method
+    sees every pair once and in order, and ``block=1`` takes turns example by example."""
+    bench = _benchmark("bench_synthesis")
+    images = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
+    calls = []
+
+    def method(name):
+        return lambda d, s, rng: calls.append((name, int(d[0, 0, 0]), int(s[0, 0, 0])))
+
+    fns = {name: method(name) for name in ("a", "b", "c")}
+    result = bench.run(images, fns, examples=10, block=block)
+    assert set(result) == set(fns) and all(r["examples_per_s"] > 0 for r in result.values())
+    timed = iter(calls[3 * 3:])  # after three warm-up calls each
+    pairs = [(i % 5, (i + 1 + i // 5) % 5) for i in range(10)]
+    for start in range(0, 10, block):  # a turn: each method in turn on the turn's pairs, all of them in a row
+        chunk = pairs[start:start + block]
+        turn = [[next(timed) for _ in chunk] for _ in fns]
+        assert sorted(run[0][0] for run in turn) == sorted(fns)
+        assert all([c[0] for c in run] == [run[0][0]] * len(chunk) and [c[1:] for c in run] == chunk for run in turn)
+    assert next(timed, None) is None
+
+
+def test_benchmarks_reject_a_block_below_one():
+    for script in ("bench_synthesis.py", "synthesis_stages.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--block", "0"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "--block must be at least 1, got 0" in proc.stderr, script
+
+
 def test_synthesis_stages_quick(tmp_path):
     result, stdout = _run("synthesis_stages.py", tmp_path)
     rows = {r["preset"]: r for r in result["results"]}
