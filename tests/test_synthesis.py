@@ -60,6 +60,19 @@ def test_number_of_patches_is_one_plus_binomial():
     assert stats.chisquare(counts, expected).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64])
+def test_number_of_patches_draws_what_one_array_of_coin_flips_draws(bit_generator):
+    """The scalar draws give ``1 + rng.integers(0, 2, size=n - 1).sum()`` and leave the generator where it
+    leaves it, after an odd or even number of earlier 32-bit draws (one buffered half-word or none)."""
+    for seed in range(200):
+        for earlier in (0, 1):
+            for n in (1, 2, 3, 4, 6):
+                ours, theirs = (np.random.Generator(bit_generator(seed)) for _ in range(2))
+                ours.integers(0, 7, size=earlier), theirs.integers(0, 7, size=earlier)
+                assert sample_num_patches(ours, n) == 1 + int(theirs.integers(0, 2, size=n - 1).sum())
+                assert ours.integers(0, 1 << 20) == theirs.integers(0, 1 << 20)
+
+
 def test_rescale_factor_distribution():
     rng = np.random.default_rng(0)
     ours = np.array([sample_rescale(rng, (0.5, 2.0)) for _ in range(4000)])
