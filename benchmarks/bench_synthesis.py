@@ -126,8 +126,8 @@ def run(images, fns, examples: int, seed: int = 0, block: int = 1) -> dict[str, 
     ``block=1`` (the default): turns example by example, so each call comes after other methods'
     work, as a generator's call comes after decoding and other transforms in a data pipeline.  A
     larger ``block`` runs each method on ``block`` examples in a row: a tight loop, its code and data
-    warm in the caches (``--block``; *Where the time goes* in docs/performance.md measures the
-    difference).
+    warm in the caches (``--block``; docs/performance.md, *Example by example or in a row*, measures
+    the difference).
     """
     n = len(images)
     pairs = [(images[i % n], images[(i + 1 + i // n) % n]) for i in range(examples)]
