@@ -527,24 +527,53 @@ def test_results_do_not_depend_on_blas_or_numba_threads():
     assert len(digests) == 1
 
 
+def test_the_blas_limit_is_numpys_own_library_or_every_one(tmp_path):
+    """A BLAS library in NumPy's folders (``numpy/``, ``numpy.libs/``: pip's wheels) is the one limited;
+    none there (NumPy built against a system or conda BLAS): every one."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import numpy
+
+    from nsa_augment.poisson.blas import numpys_blas
+
+    package = Path(numpy.__file__).resolve().parent
+    ours = SimpleNamespace(filepath=str(package.with_name("numpy.libs") / "libscipy_openblas64_-1.so"))
+    inside = SimpleNamespace(filepath=str(package / ".dylibs" / "libopenblas.dylib"))
+    scipys = SimpleNamespace(filepath=str(package.with_name("scipy.libs") / "libscipy_openblas-2.so"))
+    lookalike = SimpleNamespace(filepath=str(tmp_path / "numpy.libs" / "libopenblas.so"))  # another numpy.libs
+    system = SimpleNamespace(filepath="/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
+    assert numpys_blas([scipys, ours, system]) == [ours]
+    assert numpys_blas([inside, scipys]) == [inside]
+    assert numpys_blas([scipys, lookalike, system]) == [scipys, lookalike, system]
+    assert numpys_blas([]) == []
+
+
 def test_blas_limit_is_scoped_and_survives_concurrent_solves():
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from nsa_augment import synthesize
-    from nsa_augment.poisson.blas import single_threaded_blas
+    from nsa_augment.poisson.blas import _blas_controllers, single_threaded_blas
+
+    numpy_libs = {lib.filepath for lib in _blas_controllers()}  # NumPy's (pip's wheels), else all
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
+    def limited():
+        """Inside the scope NumPy's BLAS runs on one thread, and only it (the others keep 2)."""
+        return all((i["num_threads"] == 1) == (i["filepath"] in numpy_libs)
+                   for i in threadpool_info() if i["user_api"] == "blas")
+
     with threadpool_limits(limits=2, user_api="blas"):
         before = blas_threads()
         with single_threaded_blas():
-            assert all(n == 1 for n in blas_threads())
+            assert limited()
             with single_threaded_blas():
-                assert all(n == 1 for n in blas_threads())
-            assert all(n == 1 for n in blas_threads())
+                assert limited()
+            assert limited()
         assert blas_threads() == before
 
         def work(seed):

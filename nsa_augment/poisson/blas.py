@@ -6,18 +6,28 @@ a multi-threaded BLAS splits across threads, then waits on them.  With default s
 machine that made one 256 px example up to 6.5 times slower, and DataLoader workers multiply the
 threads again (N processes x N BLAS threads).  Single-threaded BLAS is also 2.5-4 times faster than
 the best loop we could write in Numba for these products, so the solver keeps BLAS and runs it on
-one thread: :func:`single_threaded_blas` limits the process's BLAS pool to one thread while any
-solve runs and restores the caller's setting after the last one ends.  The pool is process-wide,
-so another thread of the caller's that multiplies matrices during that window runs single-threaded
-too (slower, never wrong); nested and concurrent solves share one limit through a reference count.
+one thread: :func:`single_threaded_blas` limits NumPy's BLAS pool to one thread while any solve
+runs and restores the caller's setting after the last one ends.  The pool is process-wide, so
+another thread of the caller's that multiplies NumPy matrices during that window runs
+single-threaded too (slower, never wrong); nested and concurrent solves share one limit through a
+reference count.
 
-`threadpoolctl` (joblib's and scikit-learn's) finds and sets the BLAS library actually loaded
-(OpenBLAS, MKL, BLIS, ...); without one it changes nothing.
+`threadpoolctl` (joblib's and scikit-learn's) finds and sets the BLAS libraries actually loaded
+(OpenBLAS, MKL, BLIS, ...); without one it changes nothing.  Only the one NumPy ships with (a
+library in NumPy's own folders, as pip's wheels install it) is limited: our products run on it,
+and the others (OpenCV's and SciPy's OpenBLAS in pip's wheels) keep the caller's setting.  Each
+library limited costs a read and two settings of its pool per example: limiting two fewer saved
+0.015-0.020 ms of a 256 px synthesis that follows other work (docs/performance.md).  When no
+loaded library lies in NumPy's folders (a NumPy built against the system's or conda's BLAS), every
+BLAS library is limited.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import numpy as np
 
 _lock = threading.Lock()
 _depth = 0
@@ -30,8 +40,16 @@ def _blas_controllers() -> list:
     if _controllers is None:
         from threadpoolctl import ThreadpoolController
 
-        _controllers = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        _controllers = numpys_blas([lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"])
     return _controllers
+
+
+def numpys_blas(libraries: list) -> list:
+    """Those of threadpoolctl's BLAS ``libraries`` that lie in NumPy's folders (``numpy/``, ``numpy.libs/``), or all."""
+    package = Path(np.__file__).resolve().parent
+    folders = (package, package.with_name(package.name + ".libs"))
+    own = [lib for lib in libraries if any(folder in Path(lib.filepath).resolve().parents for folder in folders)]
+    return own or libraries
 
 
 class _SingleThreadedBlas:
