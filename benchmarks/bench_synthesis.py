@@ -11,8 +11,8 @@ an order shuffled anew for every example, so that machine noise hits them
 alike; each call then follows other methods' work, its code paths cold in the
 caches, as a generator's call follows decoding and other transforms in a data
 pipeline.  ``--block N`` takes turns every N examples instead: each method runs
-N in a row, warm, as in a loop that only synthesises (the warm runs save a
-fixed 0.25-0.35 ms per call on the development VM: docs/performance.md).  Methods:
+N in a row, warm, as in a loop that only synthesises (the warm runs save
+0.2-0.35 ms per call at 256 px on the development VM: docs/performance.md).  Methods:
 
 * ``nsa:<preset>`` — ours, with the paper's class presets: carpet (mixed
   gradients, up to 4 patches, logistic labels), hazelnut (object masks,
