@@ -563,11 +563,12 @@ def test_blas_limit_is_scoped_and_survives_concurrent_solves():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
     def limited():
-        """Inside the scope NumPy's BLAS runs on one thread, and only it (the others keep 2)."""
-        return all((i["num_threads"] == 1) == (i["filepath"] in numpy_libs)
-                   for i in threadpool_info() if i["user_api"] == "blas")
+        """Inside the scope NumPy's BLAS runs on one thread, and only it (the others keep the caller's setting)."""
+        pools = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+        return pools == [(path, 1 if path in numpy_libs else n) for path, n in zip(paths, before)]
 
     with threadpool_limits(limits=2, user_api="blas"):
+        paths = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
         before = blas_threads()
         with single_threaded_blas():
             assert limited()
