@@ -559,23 +559,19 @@ def test_blas_limit_is_scoped_and_survives_concurrent_solves():
 
     numpy_libs = {lib.filepath for lib in _blas_controllers()}  # NumPy's (pip's wheels), else all
 
-    def blas_threads():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-    def limited():
-        """Inside the scope NumPy's BLAS runs on one thread, and only it (the others keep the caller's setting)."""
-        pools = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
-        return pools == [(path, 1 if path in numpy_libs else n) for path, n in zip(paths, before)]
+    def pools():
+        return [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
 
     with threadpool_limits(limits=2, user_api="blas"):
-        paths = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
-        before = blas_threads()
+        before = pools()
+        # Inside the scope NumPy's BLAS runs on one thread, and only it: the others keep the caller's setting.
+        limited = [(path, 1 if path in numpy_libs else n) for path, n in before]
         with single_threaded_blas():
-            assert limited()
+            assert pools() == limited
             with single_threaded_blas():
-                assert limited()
-            assert limited()
-        assert blas_threads() == before
+                assert pools() == limited
+            assert pools() == limited
+        assert pools() == before
 
         def work(seed):
             rng = np.random.default_rng(seed)
@@ -584,7 +580,7 @@ def test_blas_limit_is_scoped_and_survives_concurrent_solves():
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(work, range(8)))
-        assert blas_threads() == before  # the last solve to finish restored the caller's setting
+        assert pools() == before  # the last solve to finish restored the caller's setting
     assert results == [work(seed) for seed in range(8)]
 
 
