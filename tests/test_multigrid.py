@@ -356,6 +356,24 @@ def test_max_abs_matches_numpy():
     assert (mg.max_abs(np.zeros_like(a).view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32)) == 0).all()
 
 
+def test_one_pass_solution_is_that_pass_float32_and_a_refined_one_the_float64_sum():
+    """One float32 pass: its own array is the solution (no float64 sum written); refined: the passes' float64 sum."""
+    rng = np.random.default_rng(11)
+    mask = _large_masks()["ellipse"]
+    sides = (False,) * 4
+    A = masked_solver.masked_laplacian_matrix(mask, sides)
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    image = 127 + 100 * np.sin(yy / 29.0 + xx / 41.0)
+    rhs_image = np.zeros((1,) + mask.shape)
+    rhs_image[0][mask] = A @ image[mask]
+    rhs_noise = rng.uniform(-255, 255, (1,) + mask.shape) * mask  # solutions up to ~50,000: refined
+    for rhs, dtype in ((rhs_image, np.float32), (rhs_noise, np.float64)):
+        x, iterations, converged = mg.Hierarchy(mask, sides).solve(rhs, masked_solver.MULTIGRID_RTOL, 300, 4, 3e-3)
+        assert converged and iterations > 0 and x.dtype == dtype
+        assert np.abs(x - masked_solver._solve_direct(rhs, mask, sides)).max() < 0.01
+        assert not x[:, ~mask].any()
+
+
 @pytest.mark.parametrize("sides", SIDES[::3])
 def test_error_estimate_stop_bounds_the_true_error(sides):
     """Stopping on the estimated error ``max |B r| <= atol`` leaves a true error of about ``atol``, not more.

@@ -53,7 +53,9 @@ def solve_masked(rhs: np.ndarray, inside: np.ndarray, sides: tuple[bool, ...],
 
     Returns
     -------
-    solution : ndarray, float64, shape (C, h, w), zero outside ``inside``
+    solution : ndarray, float32 or float64, shape (C, h, w), zero outside ``inside``
+        A 2-D mask's multigrid solve returns float32 when one float32 pass reached the goal (no
+        refinement: its float64 sum would hold the same values), float64 otherwise.
     iterations : int
         CG iterations used (0 for an exact rectangle solve, -1 for the direct
         fallback).

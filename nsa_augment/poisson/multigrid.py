@@ -575,16 +575,20 @@ class Hierarchy:
 
         Returns
         -------
-        x : ndarray, float64 (C, h, w), zero off the mask
+        x : ndarray, float32 or float64 (C, h, w), zero off the mask
+            float32 while one pass did all the iterations, float64 (the passes summed) after more.
         iterations : int
             CG iterations, all passes together.
         converged : bool
         """
         C = rhs.shape[0]
-        h, w = self.shape
         r = _pad(rhs, self.padded)
-        d, p, ap, z = (np.zeros_like(r) for _ in range(4))
-        x = np.zeros(r.shape)  # the sum of the passes, in float64: float32 would floor the residual
+        p, ap, z = (np.zeros_like(r) for _ in range(3))
+        # The solution: the first pass's own float32 array while it is the only pass that iterated (as a
+        # rule), and the passes' sum in float64 after a second one (float32 would floor the residual).
+        # Not allocating the float64 sum up front saves writing a fresh array of twice the box's bytes:
+        # 5% of a 2048 px solve.
+        x = None
         f, u, rows = level_buffers(self.stencils, r, z)
         z_bits, top_bits = z.view(np.uint32), np.zeros(C, np.uint32)  # the error estimate's maximum (max_abs)
         top = top_bits.view(np.float32)
@@ -599,7 +603,7 @@ class Hierarchy:
         for _ in range(refinements):
             needed = goal[left > 0] / left[left > 0]
             inner = max(FLOAT32_RTOL, 0.5 * float(needed.min())) if needed.size else 1.0
-            d[:] = 0.0
+            d = np.zeros_like(r)  # no page of it is written unless this pass iterates
             iterations, status = pcg(
                 self.schedule, self.scales, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans,
                 f, u, rows, self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter, z_bits, top_bits,
@@ -608,14 +612,23 @@ class Hierarchy:
             if status == NOT_CONVERGED:
                 break
             if status == ERROR_ESTIMATE and iterations == 0:  # confirmed on a float64 residual
-                return x[:, 1 : h + 1, 1 : w + 1], total, True
-            x += d
+                return self._inner(x, r), total, True
+            if x is None:
+                x = d
+            else:
+                x = x.astype(np.float64) if x.dtype != np.float64 else x
+                x += d
             # The float64 residual, and for an estimate the next pass's first check: a float32 pass's
             # own residual drifts from the true one on badly conditioned masks.
             left = np.sqrt(residual64(x, rhs, self.fine_deg, self.fine_wt, self.fine_spans, r))
             if (left <= goal).all():
-                return x[:, 1 : h + 1, 1 : w + 1], total, True
-        return x[:, 1 : h + 1, 1 : w + 1], total, False
+                return self._inner(x, r), total, True
+        return self._inner(x, r), total, False
+
+    def _inner(self, x, r):
+        """The solution on the box (``x`` unpadded; zeros like ``r`` when no pass iterated)."""
+        h, w = self.shape
+        return (np.zeros_like(r) if x is None else x)[:, 1 : h + 1, 1 : w + 1]
 
 
 def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
