@@ -356,6 +356,44 @@ def test_max_abs_matches_numpy():
     assert (mg.max_abs(np.zeros_like(a).view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32)) == 0).all()
 
 
+def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit():
+    """``direction_apply_dot`` is ``new_direction`` then ``apply_dot``; ``max_abs_dot`` is ``max_abs`` and ``dot``.
+
+    Bit for bit, and the direction is NumPy's float32 ``z + beta p`` (a product rounded, then a sum):
+    a row kernel compiled first for a fast-math caller inherits fast math and fuses the two into one
+    multiply-add (``fastmath=False`` on the row kernels prevents it).
+    """
+    rng = np.random.default_rng(10)
+    for name in ("ring", "comb", "random"):
+        h = mg.Hierarchy(_masks(rng)[name], (False, True, True, False))
+        m = h.wts[0] > 0
+        spans, deg, wt = h.spans[0], h.fine_deg, h.fine_wt
+
+        def field():
+            a = np.zeros((3,) + m.shape, np.float32)
+            a[:, m] = rng.normal(size=(3, int(m.sum())))
+            return a
+
+        p, z, r = field(), field(), field()
+        beta = np.array([0.3, -1.7, 2.9])
+        fused_p, fused_ap = p.copy(), np.zeros_like(p)
+        fused = mg.direction_apply_dot(fused_p, z, beta, deg, wt, spans, fused_ap)
+        apart_p, apart_ap = p.copy(), np.zeros_like(p)
+        mg.new_direction(apart_p, z, beta, spans)
+        apart = mg.apply_dot(apart_p, deg, wt, spans, apart_ap)
+        want_p = z + beta.astype(np.float32)[:, None, None] * p
+        np.testing.assert_array_equal(apart_p, want_p)
+        np.testing.assert_array_equal(fused_p, want_p)
+        np.testing.assert_array_equal(fused_ap, apart_ap)
+        np.testing.assert_array_equal(fused, apart)
+
+        top_bits = np.zeros(3, np.uint32)
+        top, rz = mg.max_abs_dot(z.view(np.uint32), r, z, spans, top_bits, top_bits.view(np.float32))
+        np.testing.assert_array_equal(top, mg.max_abs(z.view(np.uint32), spans, top_bits, top_bits.view(np.float32)))
+        np.testing.assert_array_equal(rz, mg.dot(r, z, spans))
+        np.testing.assert_allclose(rz, np.einsum("chw,chw->c", r.astype(np.float64), z), rtol=1e-5)
+
+
 def test_one_pass_solution_is_that_pass_float32_and_a_refined_one_the_float64_sum():
     """One float32 pass: its own array is the solution (no float64 sum written); refined: the passes' float64 sum."""
     rng = np.random.default_rng(11)

@@ -64,6 +64,10 @@ FLOAT32_RTOL = 3e-6
 # short gaps cost less than another loop).
 # Indices are unsigned and rows are taken as 1-D views: that is what lets LLVM vectorise the loops
 # (signed indices make Numba check for negative wrap-around on every access).
+# _INHERITED: a kernel that does not set ``fastmath`` itself inherits it from the caller it is first
+# compiled for, and that compiled version then serves every caller: ``p = z + beta p`` run as a row of
+# the fast-math ``direction_apply_dot`` was contracted to a fused multiply-add, and so was every later
+# ``new_direction``.  Row kernels called from a fast-math kernel therefore say ``fastmath=False``.
 # ``fastmath`` only on the reductions (dot products, norms, the coarsest solve), which cannot vectorise
 # without reordering their sums.  On the element-wise kernels it let LLVM reorder a pixel's five-term
 # sum differently in a process that compiled the kernels than in one that loaded them from the cache
@@ -654,22 +658,45 @@ def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def apply_dot(p, deg, wt, spans, ap):
     """``ap = A p``; returns ``<p, ap>`` per channel."""
-    C = p.shape[0]
-    one = np.uint64(1)
-    out = np.zeros(C)
+    out = np.zeros(p.shape[0])
     for i in range(1, deg.shape[0] - 1):
-        dr, wr = deg[i], wt[i]
-        for c in range(C):
-            pn, pp, ps, qr = p[c, i - 1], p[c, i], p[c, i + 1], ap[c, i]
-            total = np.float32(0.0)
-            for s in range(0, spans.shape[1], 2):
-                if spans[i, s + 1] == 0:
-                    break
-                for j in range(spans[i, s], spans[i, s + 1]):
-                    q = dr[j] * pp[j] - wr[j] * (pn[j] + ps[j] + pp[j - one] + pp[j + one])
-                    qr[j] = q
-                    total += q * pp[j]
-            out[c] += total
+        _apply_dot_row(p, deg, wt, spans, ap, i, out)
+    return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _apply_dot_row(p, deg, wt, spans, ap, i, out):
+    """Row ``i`` of :func:`apply_dot`, its ``<p, ap>`` added to ``out``."""
+    one = np.uint64(1)
+    dr, wr = deg[i], wt[i]
+    for c in range(p.shape[0]):
+        pn, pp, ps, qr = p[c, i - 1], p[c, i], p[c, i + 1], ap[c, i]
+        total = np.float32(0.0)
+        for s in range(0, spans.shape[1], 2):
+            if spans[i, s + 1] == 0:
+                break
+            for j in range(spans[i, s], spans[i, s + 1]):
+                q = dr[j] * pp[j] - wr[j] * (pn[j] + ps[j] + pp[j - one] + pp[j + one])
+                qr[j] = q
+                total += q * pp[j]
+        out[c] += total
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def direction_apply_dot(p, z, beta, deg, wt, spans, ap):
+    """:func:`new_direction` then :func:`apply_dot` in one pass: ``p = z + beta p``, ``ap = A p``; returns ``<p, ap>``.
+
+    Row ``i`` of ``A p`` reads ``p``'s rows ``i - 1 .. i + 1``, so the direction is updated one row
+    ahead, while those rows are still in cache (``p`` is read once, not twice).  Each row runs the
+    two kernels' own loops, so the values are theirs bit for bit.
+    """
+    out = np.zeros(p.shape[0])
+    H = deg.shape[0]
+    for i in range(1, H):
+        if i < H - 1:
+            _direction_row(p, z, beta, spans, i)
+        if i > 1:
+            _apply_dot_row(p, deg, wt, spans, ap, i - 1, out)
     return out
 
 
@@ -697,34 +724,44 @@ def step(x, r, p, ap, alpha, spans):
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def dot(a, b, spans):
     """``<a, b>`` per channel."""
-    C = a.shape[0]
-    out = np.zeros(C)
+    out = np.zeros(a.shape[0])
     for i in range(1, spans.shape[0] - 1):
-        for c in range(C):
-            ar, br = a[c, i], b[c, i]
-            total = np.float32(0.0)
-            for s in range(0, spans.shape[1], 2):
-                if spans[i, s + 1] == 0:
-                    break
-                for j in range(spans[i, s], spans[i, s + 1]):
-                    total += ar[j] * br[j]
-            out[c] += total
+        _dot_row(a, b, spans, i, out)
     return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _dot_row(a, b, spans, i, out):
+    """Row ``i`` of :func:`dot`, added to ``out``."""
+    for c in range(a.shape[0]):
+        ar, br = a[c, i], b[c, i]
+        total = np.float32(0.0)
+        for s in range(0, spans.shape[1], 2):
+            if spans[i, s + 1] == 0:
+                break
+            for j in range(spans[i, s], spans[i, s + 1]):
+                total += ar[j] * br[j]
+        out[c] += total
 
 
 @nb.njit(cache=True, nogil=True)
 def new_direction(p, z, beta, spans):
-    """``p = z + beta p`` (beta per channel)."""
-    C = p.shape[0]
+    """``p = z + beta p`` (beta per channel); the solver runs it inside :func:`direction_apply_dot`."""
     for i in range(1, spans.shape[0] - 1):
-        for c in range(C):
-            b = np.float32(beta[c])
-            pr, zr = p[c, i], z[c, i]
-            for s in range(0, spans.shape[1], 2):
-                if spans[i, s + 1] == 0:
-                    break
-                for j in range(spans[i, s], spans[i, s + 1]):
-                    pr[j] = zr[j] + b * pr[j]
+        _direction_row(p, z, beta, spans, i)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=False)  # explicit: see _INHERITED
+def _direction_row(p, z, beta, spans, i):
+    """Row ``i`` of :func:`new_direction`."""
+    for c in range(p.shape[0]):
+        b = np.float32(beta[c])
+        pr, zr = p[c, i], z[c, i]
+        for s in range(0, spans.shape[1], 2):
+            if spans[i, s + 1] == 0:
+                break
+            for j in range(spans[i, s], spans[i, s + 1]):
+                pr[j] = zr[j] + b * pr[j]
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -778,19 +815,45 @@ def max_abs(bits, spans, top_bits, top):
     for c in range(C):
         top_bits[c] = 0
     for i in range(1, spans.shape[0] - 1):
-        for c in range(C):
-            br = bits[c, i]
-            row = np.uint32(0)
-            for s in range(0, spans.shape[1], 2):
-                if spans[i, s + 1] == 0:
-                    break
-                for j in range(spans[i, s], spans[i, s + 1]):
-                    row = max(row, br[j] & ABS_BITS)
-            top_bits[c] = max(top_bits[c], row)
+        _max_abs_row(bits, spans, i, top_bits)
     out = np.zeros(C)
     for c in range(C):
         out[c] = top[c]
     return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=False)  # explicit: see _INHERITED
+def _max_abs_row(bits, spans, i, top_bits):
+    """Row ``i`` of :func:`max_abs`: ``top_bits[c]`` raised to the row's largest ``|a|`` bits."""
+    for c in range(bits.shape[0]):
+        br = bits[c, i]
+        row = np.uint32(0)
+        for s in range(0, spans.shape[1], 2):
+            if spans[i, s + 1] == 0:
+                break
+            for j in range(spans[i, s], spans[i, s + 1]):
+                row = max(row, br[j] & ABS_BITS)
+        top_bits[c] = max(top_bits[c], row)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def max_abs_dot(bits, r, z, spans, top_bits, top):
+    """:func:`max_abs` of ``z`` (``bits`` its bit view) and :func:`dot` ``<r, z>`` in one pass over ``z``.
+
+    Each row runs the two kernels' own loops, so the values are theirs bit for bit.  Returns
+    ``(max |z|, <r, z>)``, float64 (C,) each.
+    """
+    C = bits.shape[0]
+    for c in range(C):
+        top_bits[c] = 0
+    rz = np.zeros(C)
+    for i in range(1, spans.shape[0] - 1):
+        _max_abs_row(bits, spans, i, top_bits)
+        _dot_row(r, z, spans, i, rz)
+    out = np.zeros(C)
+    for c in range(C):
+        out[c] = top[c]
+    return out, rz
 
 
 NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE = range(3)
@@ -843,13 +906,15 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
     if done:
         return 0, RESIDUAL
     run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
-    first = max_abs(z_bits, fine_spans, top_bits, top) if estimate else zero
-    if estimate and _at_most(first, atol, rate):
-        return 0, ERROR_ESTIMATE
-    new_direction(p, z, zero, fine_spans)
-    rz = dot(r, z, fine_spans)
+    if estimate:
+        first, rz = max_abs_dot(z_bits, r, z, fine_spans, top_bits, top)
+        if _at_most(first, atol, rate):
+            return 0, ERROR_ESTIMATE
+    else:
+        first, rz = zero, dot(r, z, fine_spans)
+    beta = zero  # the first direction is z itself
     for it in range(1, max_iter + 1):
-        pap = apply_dot(p, deg, wt, fine_spans, ap)
+        pap = direction_apply_dot(p, z, beta, deg, wt, fine_spans, ap)  # p = z + beta p, then A p
         rr = step(x, r, p, ap, _ratio(rz, pap, steps), fine_spans)
         floor = _at_most(rr, target, zero)
         if floor and not estimate:
@@ -859,14 +924,15 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
             # B r misses the error by about 1 / (1 - rho), rho the cycle's contraction, which shows in
             # how slowly the estimate falls: trust it less the slower CG converges (e.g. a mask
             # pinned by a single boundary pixel, where the estimate alone is 4x short).
-            latest = max_abs(z_bits, fine_spans, top_bits, top)
+            latest, rz_new = max_abs_dot(z_bits, r, z, fine_spans, top_bits, top)
             for c in range(C):
                 rate[c] = min((latest[c] / max(first[c], 1e-300)) ** (1.0 / it), 0.9)
             if _at_most(latest, atol, rate):
                 return it, ERROR_ESTIMATE
+        else:
+            rz_new = dot(r, z, fine_spans)
         if floor:  # float32 can go no further: the caller refines with a float64 residual
             return it, RESIDUAL
-        rz_new = dot(r, z, fine_spans)
-        new_direction(p, z, _ratio(rz_new, rz, steps), fine_spans)
+        beta = _ratio(rz_new, rz, steps)  # steps: beta now, alpha after the next direction
         rz = rz_new
     return max_iter, NOT_CONVERGED
