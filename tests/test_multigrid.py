@@ -264,6 +264,29 @@ def test_prolong_then_smooth_is_the_two_steps():
     np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["ellipse", "comb", "random"])
+@pytest.mark.parametrize("level", [0, 1])
+def test_smooth_then_restrict_is_the_two_steps_bit_for_bit(level, name):
+    """The cycle's fused first step is :func:`smooth` from zero then :func:`residual_restrict`, to the bit."""
+    rng = np.random.default_rng(12)
+    h = mg.Hierarchy(_masks(rng)[name], (True, False, False, True))
+    m, coarse = h.wts[level] > 0, h.wts[level + 1] > 0
+    f = np.zeros((3,) + m.shape, np.float32)
+    f[:, m] = rng.normal(size=(3, int(m.sum())))
+    stale = np.zeros_like(f)
+    stale[:, m] = rng.normal(size=(3, int(m.sum())))  # what the last cycle left: a sweep from zero ignores it
+    st, spans, blocks = h.stencils[level], h.spans[level], h.block_spans[level]
+    row = np.zeros((3, 2, m.shape[1]), np.float32)
+    fused_u, fused_out = stale.copy(), np.zeros((3,) + coarse.shape, np.float32)
+    mg.smooth_residual_restrict(fused_u, f, st, spans, blocks, row, fused_out, row[0, 0])
+    u, out = stale.copy(), np.zeros_like(fused_out)
+    mg.smooth(u, f, st, spans, 0, True, np.zeros(m.shape[1], np.float32))
+    mg.residual_restrict(u, f, st, blocks, row, out)
+    np.testing.assert_array_equal(fused_u, u)
+    np.testing.assert_array_equal(fused_out, out)
+    assert out[:, coarse].any() and not out[:, ~coarse].any()
+
+
 def _cycle_matrix(h):
     """The cycle ``B`` as a dense matrix over the fine masked cells: the cycle applied to every unit vector."""
     m = h.wts[0] > 0
@@ -287,7 +310,7 @@ def _cycle_matrix(h):
 def test_cycle_schedule_visits_level_one_once_and_coarser_levels_twice():
     for levels in range(1, 7):
         ops = mg.cycle_schedule(levels)
-        visits = [int(((ops[:, 0] == mg.PRE) & (ops[:, 1] == k)).sum()) for k in range(levels - 1)]
+        visits = [int(((ops[:, 0] == mg.PRE_RESTRICT) & (ops[:, 1] == k)).sum()) for k in range(levels - 1)]
         assert visits == [2 ** max(0, k - 1) for k in range(levels - 1)]
         assert int((ops[:, 0] == mg.SOLVE).sum()) == 2 ** max(0, levels - 3)
 
