@@ -64,6 +64,7 @@ def compile_all(volumes: bool = True) -> dict:
                         poisson_blend(dst, src, mask, gradients=gradients)
                 if dtype in (np.uint8, np.float32):  # what seamless_clone takes
                     seamless_clone(src, dst, ellipse, (32, 33))
+            _masked_solution_writers(dtype)
         u8, other_u8 = (255 * smooth).astype(np.uint8), (255 * smooth[::-1]).astype(np.uint8)
         for method in registry.METHODS:
             registry.generator(method, "mvtec/carpet")(u8, other_u8, rng)
@@ -81,6 +82,21 @@ def compile_all(volumes: bool = True) -> dict:
     finally:
         event.unregister("numba:compile", counter)
     return {"compiled": counter.compiled, "seconds": time.perf_counter() - start, "cache": cache_folder()}
+
+
+def _masked_solution_writers(dtype) -> None:
+    """The masked blend's writer for both forms of the solve's solution, into an image of ``dtype``.
+
+    The multigrid solve returns its one float32 pass's own array, or the float64 sum of the passes
+    when it had to refine (:meth:`~nsa_augment.poisson.multigrid.Hierarchy.solve`): float images
+    always do, their 16-bit error goal lying below float32's resolution; integer images only on some
+    masks and images, which the small blends above need not hit.  So both are compiled here, each as
+    the solve returns it (the inner box of a padded array).
+    """
+    out = np.zeros((2, 2, 3), dtype)
+    for solution_dtype in (np.float32, np.float64):
+        solution = np.zeros((3, 4, 4), solution_dtype)[:, 1:3, 1:3]
+        kernels.write_solution(out, solution, np.ones((2, 2), bool), 0, 0, *kernels.output_range(dtype))
 
 
 #: Each image dtype's test values: its whole range, a CT window for int16, [0, 1] for float32.

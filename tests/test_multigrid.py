@@ -48,6 +48,35 @@ def _large_masks():
     }
 
 
+# The solver runs fused kernels; these references run each step alone, row kernel by row kernel,
+# in the order the fused kernels interleave them.
+
+
+def _sweep(u, f, st, spans, first, from_zero):
+    """One red-black Gauss-Seidel sweep over all rows: colour ``first`` on row i, the other on row i - 1."""
+    scratch = np.zeros(u.shape[-1], np.float32)
+    H = st.shape[1]
+    for i in range(1, H):
+        if i < H - 1:
+            mg.smooth_row(u, f, st, spans, i, first, from_zero, scratch)
+        if i > 1:
+            mg.smooth_row(u, f, st, spans, i - 1, 1 - first, False, scratch)
+
+
+def _residual_restrict(u, f, st, block_spans, row, out):
+    """``out = R (f - A u)``, coarse row by coarse row."""
+    for I in range(1, min(out.shape[1] - 1, st.shape[1] // 2)):
+        mg.residual_restrict_rows(u, f, st, block_spans, row, out, I)
+
+
+def _max_abs(a, spans):
+    """``max |a|`` per channel from the row kernel, float64."""
+    top_bits = np.zeros(a.shape[0], np.uint32)
+    for i in range(1, spans.shape[0] - 1):
+        mg._max_abs_row(a.view(np.uint32), spans, i, top_bits)
+    return top_bits.view(np.float32).astype(np.float64)
+
+
 def _prolongation(mask, coarse_mask):
     """``P`` as a sparse matrix from the coarse level's masked cells to the fine level's (row-major)."""
     fine = np.flatnonzero(mask.ravel())
@@ -184,7 +213,7 @@ def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level, name):
     ii, jj = np.nonzero(m)
     for first, from_zero in ((0, True), (1, False), (0, False)):
         got = u.copy()
-        mg.smooth(got, f, h.stencils[level], h.spans[level], first, from_zero, np.zeros(shape[1], np.float32))
+        _sweep(got, f, h.stencils[level], h.spans[level], first, from_zero)
         x = np.zeros((2, ii.size)) if from_zero else u[:, m].astype(np.float64)
         for color in (first, 1 - first):
             sel = ((ii + jj) % 2) == color
@@ -215,7 +244,7 @@ def test_residual_restriction_and_prolongation_match_numpy(level, name):
     f[:, m] = rng.normal(size=(2, ii.size))
     row = np.zeros((2, 2, shape[1]), np.float32)
     out = np.zeros((2,) + cshape, np.float32)
-    mg.residual_restrict(u, f, h.stencils[level], h.block_spans[level], row, out)
+    _residual_restrict(u, f, h.stencils[level], h.block_spans[level], row, out)
     residual = f[:, m] - (A @ u[:, m].astype(np.float64).T).T
     expected = np.zeros((2,) + cshape)
     for c in range(2):
@@ -260,14 +289,14 @@ def test_prolong_then_smooth_is_the_two_steps():
     steps = u.copy()
     for i in range(1, m.shape[0] - 1):
         mg.prolong_row(steps, e, 1.5, h.wts[0], h.spans[0], i)
-    mg.smooth(steps, f, h.stencils[0], h.spans[0], 1, False, np.zeros(m.shape[1], np.float32))
+    _sweep(steps, f, h.stencils[0], h.spans[0], 1, False)
     np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["ellipse", "comb", "random"])
 @pytest.mark.parametrize("level", [0, 1])
 def test_smooth_then_restrict_is_the_two_steps_bit_for_bit(level, name):
-    """The cycle's fused first step is :func:`smooth` from zero then :func:`residual_restrict`, to the bit."""
+    """The cycle's fused first step is a whole sweep from zero, then the whole restriction, to the bit."""
     rng = np.random.default_rng(12)
     h = mg.Hierarchy(_masks(rng)[name], (True, False, False, True))
     m, coarse = h.wts[level] > 0, h.wts[level + 1] > 0
@@ -280,8 +309,8 @@ def test_smooth_then_restrict_is_the_two_steps_bit_for_bit(level, name):
     fused_u, fused_out = stale.copy(), np.zeros((3,) + coarse.shape, np.float32)
     mg.smooth_residual_restrict(fused_u, f, st, spans, blocks, row, fused_out, row[0, 0])
     u, out = stale.copy(), np.zeros_like(fused_out)
-    mg.smooth(u, f, st, spans, 0, True, np.zeros(m.shape[1], np.float32))
-    mg.residual_restrict(u, f, st, blocks, row, out)
+    _sweep(u, f, st, spans, 0, True)
+    _residual_restrict(u, f, st, blocks, row, out)
     np.testing.assert_array_equal(fused_u, u)
     np.testing.assert_array_equal(fused_out, out)
     assert out[:, coarse].any() and not out[:, ~coarse].any()
@@ -363,7 +392,7 @@ def test_zero_and_single_channel_right_hand_sides():
     np.testing.assert_allclose(x[1], masked_solver._solve_direct(rhs[1:], mask, (False,) * 4)[0], atol=1e-4)
 
 
-def test_max_abs_matches_numpy():
+def test_max_abs_dot_matches_numpy():
     rng = np.random.default_rng(8)
     mask = _masks(rng)["ring"]
     h = mg.Hierarchy(mask, (False,) * 4)
@@ -372,15 +401,19 @@ def test_max_abs_matches_numpy():
     a[:, m] = rng.normal(size=(3, int(m.sum())))
     a[1, m] *= 1e-30  # tiny and subnormal values order by their bits too
     a[2, m] = -np.abs(a[2, m])  # the largest magnitude negative
+    r = np.zeros_like(a)
+    r[:, m] = rng.normal(size=(3, int(m.sum())))
     top_bits = np.zeros(3, np.uint32)
-    got = mg.max_abs(a.view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32))
-    assert got.dtype == np.float64
+    got, rz = mg.max_abs_dot(a.view(np.uint32), r, a, h.spans[0], top_bits, top_bits.view(np.float32))
+    assert got.dtype == rz.dtype == np.float64
     np.testing.assert_array_equal(got, np.abs(a).reshape(3, -1).max(axis=1))
-    assert (mg.max_abs(np.zeros_like(a).view(np.uint32), h.spans[0], top_bits, top_bits.view(np.float32)) == 0).all()
+    np.testing.assert_array_equal(rz, mg.dot(r, a, h.spans[0]))
+    zero = np.zeros_like(a)
+    assert (mg.max_abs_dot(zero.view(np.uint32), r, zero, h.spans[0], top_bits, top_bits.view(np.float32))[0] == 0).all()
 
 
 def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit():
-    """``direction_apply_dot`` is ``new_direction`` then ``apply_dot``; ``max_abs_dot`` is ``max_abs`` and ``dot``.
+    """``direction_apply_dot`` is the whole new direction, then the whole ``A p``; ``max_abs_dot`` is the two reductions.
 
     Bit for bit, and the direction is NumPy's float32 ``z + beta p`` (a product rounded, then a sum):
     a row kernel compiled first for a fast-math caller inherits fast math and fuses the two into one
@@ -401,9 +434,11 @@ def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit()
         beta = np.array([0.3, -1.7, 2.9])
         fused_p, fused_ap = p.copy(), np.zeros_like(p)
         fused = mg.direction_apply_dot(fused_p, z, beta, deg, wt, spans, fused_ap)
-        apart_p, apart_ap = p.copy(), np.zeros_like(p)
-        mg.new_direction(apart_p, z, beta, spans)
-        apart = mg.apply_dot(apart_p, deg, wt, spans, apart_ap)
+        apart_p, apart_ap, apart = p.copy(), np.zeros_like(p), np.zeros(3)
+        for i in range(1, spans.shape[0] - 1):
+            mg._direction_row(apart_p, z, beta, spans, i)
+        for i in range(1, spans.shape[0] - 1):
+            mg._apply_dot_row(apart_p, deg, wt, spans, apart_ap, i, apart)
         want_p = z + beta.astype(np.float32)[:, None, None] * p
         np.testing.assert_array_equal(apart_p, want_p)
         np.testing.assert_array_equal(fused_p, want_p)
@@ -412,7 +447,7 @@ def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit()
 
         top_bits = np.zeros(3, np.uint32)
         top, rz = mg.max_abs_dot(z.view(np.uint32), r, z, spans, top_bits, top_bits.view(np.float32))
-        np.testing.assert_array_equal(top, mg.max_abs(z.view(np.uint32), spans, top_bits, top_bits.view(np.float32)))
+        np.testing.assert_array_equal(top, _max_abs(z, spans))
         np.testing.assert_array_equal(rz, mg.dot(r, z, spans))
         np.testing.assert_allclose(rz, np.einsum("chw,chw->c", r.astype(np.float64), z), rtol=1e-5)
 

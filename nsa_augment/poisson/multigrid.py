@@ -66,8 +66,9 @@ FLOAT32_RTOL = 3e-6
 # (signed indices make Numba check for negative wrap-around on every access).
 # _INHERITED: a kernel that does not set ``fastmath`` itself inherits it from the caller it is first
 # compiled for, and that compiled version then serves every caller: ``p = z + beta p`` run as a row of
-# the fast-math ``direction_apply_dot`` was contracted to a fused multiply-add, and so was every later
-# ``new_direction``.  Row kernels called from a fast-math kernel therefore say ``fastmath=False``.
+# the fast-math ``direction_apply_dot`` was contracted to a fused multiply-add, in that kernel and in
+# every other caller of the row.  Row kernels called from a fast-math kernel therefore say
+# ``fastmath=False`` (or ``True``) themselves.
 # ``fastmath`` only on the reductions (dot products, norms, the coarsest solve), which cannot vectorise
 # without reordering their sums.  On the element-wise kernels it let LLVM reorder a pixel's five-term
 # sum differently in a process that compiled the kernels than in one that loaded them from the cache
@@ -324,32 +325,14 @@ def prolong_row(u, e, scale, wt, spans, i):
 
 
 @nb.njit(cache=True, nogil=True)
-def smooth(u, f, st, spans, first, from_zero, scratch):
-    """One red-black Gauss-Seidel sweep, colour ``first`` then the other (``scratch``: a float32 row)."""
-    H = st.shape[1]
-    first, from_zero, no = np.int64(first), np.bool_(from_zero), np.bool_(False)  # not literals: see _LITERALS
-    for i in range(1, H):
-        if i < H - 1:
-            smooth_row(u, f, st, spans, i, first, from_zero, scratch)
-        if i > 1:
-            smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
-
-
-@nb.njit(cache=True, nogil=True)
-def residual_restrict(u, f, st, block_spans, row, out):
-    """``out = R (f - A u)``."""
-    for I in range(1, min(out.shape[1] - 1, st.shape[1] // 2)):
-        residual_restrict_rows(u, f, st, block_spans, row, out, I)
-
-
-@nb.njit(cache=True, nogil=True)
 def smooth_residual_restrict(u, f, st, spans, block_spans, row, out, scratch):
-    """A Gauss-Seidel sweep from zero (red first), then ``out = R (f - A u)``, in one pass.
+    """A red-black Gauss-Seidel sweep from zero (red first), then ``out = R (f - A u)``, in one pass.
 
-    A row's residual reads the rows above and below it, which are final once the sweep's second
-    half has passed them, so each coarse row is restricted two fine rows behind the sweep, while
-    they are still in cache: ``u`` and ``f`` are read from memory once, not twice.  The same
-    values as :func:`smooth` then :func:`residual_restrict`.
+    The sweep updates red on row ``i`` and black on row ``i - 1`` (``scratch``: a float32 row).  A
+    row's residual reads the rows above and below it, which are final once the sweep's second half
+    has passed them, so each coarse row is restricted two fine rows behind the sweep, while they
+    are still in cache: ``u`` and ``f`` are read from memory once, not twice (the same values as the
+    whole sweep first, then every coarse row: tests/test_multigrid.py).
     """
     H = st.shape[1]
     first, yes, no = np.int64(0), np.bool_(True), np.bool_(False)  # not literals: see _LITERALS
@@ -620,7 +603,7 @@ class Hierarchy:
         # 5% of a 2048 px solve.
         x = None
         f, u, rows = level_buffers(self.stencils, r, z)
-        z_bits, top_bits = z.view(np.uint32), np.zeros(C, np.uint32)  # the error estimate's maximum (max_abs)
+        z_bits, top_bits = z.view(np.uint32), np.zeros(C, np.uint32)  # the error estimate's maximum (max_abs_dot)
         top = top_bits.view(np.float32)
         norm = np.sqrt(np.einsum("chw,chw->c", rhs, rhs))
         if atol is None:
@@ -682,17 +665,8 @@ def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def apply_dot(p, deg, wt, spans, ap):
-    """``ap = A p``; returns ``<p, ap>`` per channel."""
-    out = np.zeros(p.shape[0])
-    for i in range(1, deg.shape[0] - 1):
-        _apply_dot_row(p, deg, wt, spans, ap, i, out)
-    return out
-
-
-@nb.njit(cache=True, nogil=True, fastmath=True)
 def _apply_dot_row(p, deg, wt, spans, ap, i, out):
-    """Row ``i`` of :func:`apply_dot`, its ``<p, ap>`` added to ``out``."""
+    """Row ``i`` of ``ap = A p``, its ``<p, ap>`` per channel added to ``out``."""
     one = np.uint64(1)
     dr, wr = deg[i], wt[i]
     for c in range(p.shape[0]):
@@ -710,11 +684,11 @@ def _apply_dot_row(p, deg, wt, spans, ap, i, out):
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def direction_apply_dot(p, z, beta, deg, wt, spans, ap):
-    """:func:`new_direction` then :func:`apply_dot` in one pass: ``p = z + beta p``, ``ap = A p``; returns ``<p, ap>``.
+    """The new direction ``p = z + beta p`` (beta per channel), then ``ap = A p``; returns ``<p, ap>`` per channel.
 
     Row ``i`` of ``A p`` reads ``p``'s rows ``i - 1 .. i + 1``, so the direction is updated one row
-    ahead, while those rows are still in cache (``p`` is read once, not twice).  Each row runs the
-    two kernels' own loops, so the values are theirs bit for bit.
+    ahead, while those rows are still in cache (``p`` is read once, not twice): the same values as
+    the whole direction first, then the whole product (tests/test_multigrid.py).
     """
     out = np.zeros(p.shape[0])
     H = deg.shape[0]
@@ -770,16 +744,9 @@ def _dot_row(a, b, spans, i, out):
         out[c] += total
 
 
-@nb.njit(cache=True, nogil=True)
-def new_direction(p, z, beta, spans):
-    """``p = z + beta p`` (beta per channel); the solver runs it inside :func:`direction_apply_dot`."""
-    for i in range(1, spans.shape[0] - 1):
-        _direction_row(p, z, beta, spans, i)
-
-
 @nb.njit(cache=True, nogil=True, fastmath=False)  # explicit: see _INHERITED
 def _direction_row(p, z, beta, spans, i):
-    """Row ``i`` of :func:`new_direction`."""
+    """Row ``i`` of ``p = z + beta p``."""
     for c in range(p.shape[0]):
         b = np.float32(beta[c])
         pr, zr = p[c, i], z[c, i]
@@ -819,38 +786,15 @@ def residual64(x, rhs, deg, wt, spans, r):
 ABS_BITS = np.uint32(0x7FFFFFFF)
 
 
-@nb.njit(cache=True, nogil=True)
-def max_abs(bits, spans, top_bits, top):
-    """``max |a|`` per channel, from ``a``'s bit patterns: float64 (C,).
+@nb.njit(cache=True, nogil=True, fastmath=False)  # explicit: see _INHERITED
+def _max_abs_row(bits, spans, i, top_bits):
+    """Row ``i``: ``top_bits[c]`` raised to the row's largest ``|a|`` bits (``bits``: ``a``'s uint32 view).
 
     The bits of non-negative float32 values order as the values do, so the maximum is an integer
     maximum, which LLVM vectorises; its float32 maximum loop it does not (Numba's fast-math flags do
     not include the function attribute that reduction needs): 4.7x faster at 512 px (0.12 vs 0.57 ms
     per call, three channels; an ad hoc timing), the same value.
-
-    Parameters
-    ----------
-    bits : uint32 (C, H, W)
-        ``a.view(np.uint32)`` of a padded float32 array ``a`` (finite values).
-    spans : the rows' column ranges
-    top_bits : uint32 (C,), scratch
-    top : float32 (C,)
-        ``top_bits.view(np.float32)``: where the maxima are read back as floats.
     """
-    C = bits.shape[0]
-    for c in range(C):
-        top_bits[c] = 0
-    for i in range(1, spans.shape[0] - 1):
-        _max_abs_row(bits, spans, i, top_bits)
-    out = np.zeros(C)
-    for c in range(C):
-        out[c] = top[c]
-    return out
-
-
-@nb.njit(cache=True, nogil=True, fastmath=False)  # explicit: see _INHERITED
-def _max_abs_row(bits, spans, i, top_bits):
-    """Row ``i`` of :func:`max_abs`: ``top_bits[c]`` raised to the row's largest ``|a|`` bits."""
     for c in range(bits.shape[0]):
         br = bits[c, i]
         row = np.uint32(0)
@@ -864,10 +808,17 @@ def _max_abs_row(bits, spans, i, top_bits):
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def max_abs_dot(bits, r, z, spans, top_bits, top):
-    """:func:`max_abs` of ``z`` (``bits`` its bit view) and :func:`dot` ``<r, z>`` in one pass over ``z``.
+    """``max |z|`` and ``<r, z>`` per channel (float64 (C,) each), in one pass over ``z``.
 
-    Each row runs the two kernels' own loops, so the values are theirs bit for bit.  Returns
-    ``(max |z|, <r, z>)``, float64 (C,) each.
+    Parameters
+    ----------
+    bits : uint32 (C, H, W)
+        ``z.view(np.uint32)`` (finite values): the maximum is taken on the bits (:func:`_max_abs_row`).
+    r, z : float32 (C, H, W)
+    spans : the rows' column ranges
+    top_bits : uint32 (C,), scratch
+    top : float32 (C,)
+        ``top_bits.view(np.float32)``: where the maxima are read back as floats.
     """
     C = bits.shape[0]
     for c in range(C):
@@ -915,7 +866,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
     Stops when every channel's residual is within ``rtol`` of its start, or when every channel's
     estimated error ``max |B r|`` is within ``atol (1 - rate)`` (per channel; zeros: never), where
     ``rate`` (updated in place) is the estimate's observed fall per iteration.  ``z_bits``,
-    ``top_bits`` and ``top`` are :func:`max_abs`'s view of ``z`` and its scratch.  Returns
+    ``top_bits`` and ``top`` are :func:`max_abs_dot`'s view of ``z`` and its scratch.  Returns
     (iterations, one of NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE).
     """
     deg, wt, fine_spans = stencils[0][0], stencils[0][1], spans[0]
