@@ -61,7 +61,7 @@ def test_matches_sparse_direct_solve(shape, channels):
 
 @pytest.mark.parametrize("size", [64, 128, 255, 256, 257, 299])
 def test_large_rectangles_all_box_paths(size):
-    """Sizes hitting the FFT path (smooth n+1 above 240 px: 255, 299) and the dense eigenbasis path, incl. border boxes."""
+    """Sizes hitting the FFT path (255, 299: n + 1 = 256, 300) and the dense eigenbasis path, incl. border boxes."""
     rng = np.random.default_rng(size)
     dst = rng.integers(0, 256, (size + 20, size + 10, 3), dtype=np.uint8)
     src = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -86,8 +86,9 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
         return forward(r, left, right, overwrite)
 
     monkeypatch.setattr(box_solver, "_forward", recorded)
-    # Boxes wider than 240 px with a fast length reach pocketfft: 249 (250), 250 (its DCT), 262 (mirrored: 525).
-    for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257), (250, 249), (251, 250), (262, 262)]:
+    # Boxes wide enough for a length pocketfft handles well reach it (box_solver._FFT_COST): 249 (250), 250 (its
+    # DCT), 312 (mirrored: 625); 257 (258 = 2 x 3 x 43) is still faster as a product.
+    for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257), (250, 249), (251, 250), (312, 312)]:
         for sides in [(False,) * 4, (True, False, True, False), (False, True, False, True), (True, True, False, True),
                       (False, False, True, True)]:
             rhs = (rng.normal(size=(2, h, w)) * 50).astype(dtype)

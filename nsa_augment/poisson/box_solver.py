@@ -17,10 +17,10 @@ where pixels have no neighbour).  Along the transformed axis:
   Dirichlet-Dirichlet box of twice the width (exact, twice the cost; only
   patches touching the image's left or right border pay it).
 
-Up to 240 px, and up to 512 px where the transform length has a large prime factor
-(256: 257 is prime, and pocketfft falls back to Bluestein's algorithm, 10x slower), we
-multiply by a cached dense eigenbasis instead (one BLAS call on one thread, exact for
-any boundary): below 240 px it beats even pocketfft's fast lengths (:func:`transform_path`).
+Up to 512 px we multiply by a cached dense eigenbasis instead (one BLAS call on one
+thread, exact for any boundary) wherever that is faster: for narrow boxes, and where the
+transform length has a large prime factor (256: 257 is prime, and pocketfft falls back to
+Bluestein's algorithm, 10x slower) — a measured cost model (:func:`transform_path`).
 
 The same solver is the preconditioner of the masked solver
 (:mod:`nsa_augment.poisson.masked_solver`).
@@ -44,17 +44,26 @@ _MAX_DENSE = 512
 #: A 2-D box at most this fraction as tall as wide is transformed along its columns (the shorter
 #: axis): (3, 100, 300) float32 1.75x faster, (3, 50, 150) 1.4x, (3, 40, 80) 1.0x, (3, 60, 60) 0.87x.
 _SHORT_AXIS = 0.75
-#: Up to this width the product beats pocketfft's transforms even for lengths it handles well
-#: (1.1-5x for (3 w, w) float32 on one BLAS thread; 0.9-1.2x from 240 to 300, slower above).
-_DENSE_ALWAYS = 240
+#: Where pocketfft beats the product, per transform: ``a + b p < w``, ``p`` the largest prime factor
+#: of the transform's length.  The product's time per row grows with the width ``w``, pocketfft's
+#: with ``p`` (its passes for a prime factor ``p`` cost ``O(p)`` per value; Bluestein's algorithm
+#: for a large one more).  Fitted to ``(3 w, w)`` float32 transforms (forward and back, one BLAS
+#: thread) of every third width from 100 to 512 px (2026-12-01, 18th session): the time of the
+#: faster path within 1% (sine), 6% (cosine) and 1% (mirrored) over those widths, where the rule of
+#: the 11th session (the product up to 240 px, and up to 512 px unless the length has no prime factor
+#: above 7) took 25%, 60% and 1% longer — e.g. (3, 224, 224) solved in 0.85 ms instead of 1.47 ms,
+#: (3, 469, 469) in 7.3 instead of 13.2 (docs/performance.md).
+_FFT_COST = {"dst": (200, 2), "dct": (136, 1), "mirrored": (250, 6)}
 
 
-def _is_smooth(n: int) -> bool:
-    """True if ``n`` has no prime factor above 7 (pocketfft is fast for it)."""
-    for p in (2, 3, 5, 7):
+def _largest_prime_factor(n: int) -> int:
+    """The largest prime factor of ``n >= 2``."""
+    largest, p = 1, 2
+    while p * p <= n:
         while n % p == 0:
-            n //= p
-    return n == 1
+            largest, n = p, n // p
+        p += 1
+    return max(largest, n) if n > 1 else largest
 
 
 def _frequencies(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
@@ -141,15 +150,24 @@ def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
     return q
 
 
+@lru_cache(maxsize=4096)
 def transform_path(w: int, left: bool, right: bool) -> str:
     """How :func:`_forward` transforms width ``w`` with these sides.
 
-    Returns ``"dst"``, ``"dct"`` or ``"mirrored"`` (pocketfft), or ``"dense"`` (the cached eigenbasis).
+    Returns ``"dst"``, ``"dct"`` or ``"mirrored"`` (pocketfft), or ``"dense"`` (the cached eigenbasis):
+    pocketfft above ``_MAX_DENSE``, and below it where :data:`_FFT_COST` says it is faster.
+
+    Examples
+    --------
+    >>> transform_path(256, False, False), transform_path(224, False, False), transform_path(224, True, True)
+    ('dense', 'dst', 'dct')
     """
-    fft_len = w + 1 if not (left or right) else (w if left and right else 2 * w + 1)
-    if w <= _MAX_DENSE and (w <= _DENSE_ALWAYS or not _is_smooth(fft_len)):
-        return "dense"
-    return "dct" if left and right else ("mirrored" if left or right else "dst")
+    fft = "dct" if left and right else ("mirrored" if left or right else "dst")
+    if w > _MAX_DENSE:
+        return fft
+    fft_len = w + 1 if fft == "dst" else (w if fft == "dct" else 2 * w + 1)
+    a, b = _FFT_COST[fft]
+    return fft if a + b * _largest_prime_factor(fft_len) < w else "dense"
 
 
 def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
@@ -159,9 +177,10 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     mapping a spectrum back, which may overwrite the spectrum it is given (always the
     solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
     transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.
-    Widths up to ``_DENSE_ALWAYS``, and those whose transform length pocketfft handles slowly
-    (e.g. 256, where 257 is prime: a Bluestein FFT) up to ``_MAX_DENSE``, multiply by a cached
-    dense eigenbasis (one BLAS product); wider boxes use DST-I/DCT-II.
+    Up to ``_MAX_DENSE``, widths for which :func:`transform_path` finds it faster (narrow ones, and
+    those whose transform length pocketfft handles slowly: 256, where 257 is prime and pocketfft
+    falls back to Bluestein's algorithm) multiply by a cached dense eigenbasis (one BLAS product);
+    the others use DST-I/DCT-II.
     """
     w = rhs.shape[-1]
     path = transform_path(w, left, right)
