@@ -88,9 +88,9 @@ def _masked_solution_writers(dtype) -> None:
     """The masked blend's writer for both forms of the solve's solution, into an image of ``dtype``.
 
     The multigrid solve returns its one float32 pass's own array, or the float64 sum of the passes
-    when it had to refine (:meth:`~nsa_augment.poisson.multigrid.Hierarchy.solve`): float images
-    always do, their 16-bit error goal lying below float32's resolution; integer images only on some
-    masks and images, which the small blends above need not hit.  So both are compiled here, each as
+    when it had to refine (:meth:`~nsa_augment.poisson.multigrid.Hierarchy.solve`): float images as a
+    rule (their 16-bit error goal lies near float32's resolution), integer images only on some masks
+    and images, which the small blends above need not hit.  So both are compiled here, each as
     the solve returns it (the inner box of a padded array).
     """
     out = np.zeros((2, 2, 3), dtype)

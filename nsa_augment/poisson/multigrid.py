@@ -336,7 +336,7 @@ def smooth_residual_restrict(u, f, st, spans, block_spans, row, out, scratch):
     """
     H = st.shape[1]
     first, yes, no = np.int64(0), np.bool_(True), np.bool_(False)  # not literals: see _LITERALS
-    blocks = min(out.shape[1] - 1, H // 2)  # coarse rows 1 .. blocks - 1, as residual_restrict
+    blocks = min(out.shape[1] - 1, H // 2)  # coarse rows 1 .. blocks - 1 (the padding ring excluded)
     done = 0
     for i in range(1, H):
         if i < H - 1:
