@@ -215,8 +215,8 @@ def test_compile_notices_say_how_long_once_each(monkeypatch, capsys):
     numba_helper = type("Helper", (), {"py_func": int})  # a kernel that is not one of ours (Numba's, say)
     notice = numba_cache._CompileNotice()
     for first, then, expected in (
-        ([labels.median_footprint, numba_helper], [multigrid.smooth_residual_restrict, multigrid.pcg, labels.median_footprint],
-         [NOTICE, MASKED_NOTICE]),
+        ([labels.median_footprint, numba_helper],
+         [multigrid.smooth_residual_restrict, multigrid.pcg, labels.median_footprint], [NOTICE, MASKED_NOTICE]),
         ([numba_helper, multigrid.smooth_residual_restrict], [labels.median_footprint, multigrid.pcg], [MASKED_NOTICE]),
     ):
         monkeypatch.setattr(numba_cache, "_announced", None)

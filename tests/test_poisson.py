@@ -87,7 +87,7 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
 
     monkeypatch.setattr(box_solver, "_forward", recorded)
     # Boxes wide enough for a length pocketfft handles well reach it (box_solver._FFT_COST): 249 (250), 250 (its
-    # DCT), 312 (mirrored: 625); 257 (258 = 2 x 3 x 43) is still faster as a product.
+    # DCT), 312 (mirrored: 625).
     for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257), (250, 249), (251, 250), (312, 312)]:
         for sides in [(False,) * 4, (True, False, True, False), (False, True, False, True), (True, True, False, True),
                       (False, False, True, True)]:
