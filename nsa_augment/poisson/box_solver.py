@@ -177,10 +177,8 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     mapping a spectrum back, which may overwrite the spectrum it is given (always the
     solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
     transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.
-    Up to ``_MAX_DENSE``, widths for which :func:`transform_path` finds it faster (narrow ones, and
-    those whose transform length pocketfft handles slowly: 256, where 257 is prime and pocketfft
-    falls back to Bluestein's algorithm) multiply by a cached dense eigenbasis (one BLAS product);
-    the others use DST-I/DCT-II.
+    :func:`transform_path` picks pocketfft's DST-I/DCT-II or the cached dense eigenbasis (one BLAS
+    product).
     """
     w = rhs.shape[-1]
     path = transform_path(w, left, right)
