@@ -82,13 +82,19 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
     forward = box_solver._forward
 
     def recorded(r, left, right, overwrite=False):  # the transform each solve actually ran, and along which axis
-        paths.add((box_solver.transform_path(r.shape[-1], left, right), r.shape[-1] == rhs.shape[-1]))
+        w = r.shape[-1]
+        path = box_solver.transform_path(w, left, right)
+        if path == "dense" and left == right and w >= box_solver._FOLD_MIN:
+            path = "folded"
+        paths.add((path, w == rhs.shape[-1]))
         return forward(r, left, right, overwrite)
 
     monkeypatch.setattr(box_solver, "_forward", recorded)
     # Boxes wide enough for a length pocketfft handles well reach it (box_solver._FFT_COST): 249 (250), 250 (its
-    # DCT), 312 (mirrored: 625).
-    for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257), (250, 249), (251, 250), (312, 312)]:
+    # DCT), 312 (mirrored: 625).  Folded products of odd and even widths: 97 and 106 (both sides alike), 250 and
+    # 312 (Dirichlet), 100 along the columns of a wide box.
+    for h, w in [(1, 1), (1, 7), (9, 1), (12, 13), (30, 63), (7, 40), (5, 257), (120, 97), (100, 106), (100, 160),
+                 (250, 249), (251, 250), (312, 312)]:
         for sides in [(False,) * 4, (True, False, True, False), (False, True, False, True), (True, True, False, True),
                       (False, False, True, True)]:
             rhs = (rng.normal(size=(2, h, w)) * 50).astype(dtype)
@@ -101,8 +107,39 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
                 # float32 transforms: relative to the right-hand side, and to the solution where a long box with
                 # one Dirichlet side is nearly singular (|u| ~ 1e5 at 3 x 249 px)
                 assert residual <= 1e-3 * np.abs(rhs).max() + 1e-5 * np.abs(u).max()
-    assert {p for p, _ in paths} == {"dst", "dct", "mirrored", "dense"}
-    assert {p for p, along_rows in paths if not along_rows} == {"dense"}
+    assert {p for p, _ in paths} == {"dst", "dct", "mirrored", "dense", "folded"}
+    assert {p for p, along_rows in paths if not along_rows} == {"dense", "folded", "dct"}
+
+
+@pytest.mark.parametrize("n", [96, 97, 130, 131])
+@pytest.mark.parametrize("neumann", [False, True])
+def test_folded_transform_is_the_eigenbasis_product_in_its_mode_order(n, neumann):
+    """The fold kernels against NumPy's float32 arithmetic (bit for bit), and the folded transform against the
+    full eigenbasis product: the even modes, then the odd ones, with their eigenvalues, and its inverse."""
+    from nsa_augment.poisson import kernels
+
+    rng = np.random.default_rng(n)
+    x = (rng.normal(size=(7, n)) * 30).astype(np.float32)
+    before = x.copy()
+    half = n // 2
+    _, even, odd = kernels.mirror_fold(x, np.empty((7, n - half), np.float32), np.empty((7, half), np.float32), False)
+    assert np.array_equal(x, before)
+    assert np.array_equal(even[:, :half], x[:, :half] + x[:, ::-1][:, :half])
+    assert np.array_equal(odd, x[:, :half] - x[:, ::-1][:, :half])
+    if n % 2:
+        assert np.array_equal(even[:, half], x[:, half])
+    back = kernels.mirror_fold(np.empty_like(x), even, odd, True)[0]
+    assert np.array_equal(back[:, :half], even[:, :half] + odd)
+    assert np.array_equal(back[:, ::-1][:, :half], even[:, :half] - odd)
+    assert np.array_equal(back[:, half:n - half], even[:, half:])
+
+    spec = box_solver._forward_folded(x, neumann)
+    lam = box_solver.folded_eigenvalues(n, neumann)
+    order = np.r_[0:n:2, 1:n:2]
+    full = x.astype(np.float64) @ box_solver.eigenbasis(n, neumann, neumann).astype(np.float64)
+    assert np.abs(spec - full[:, order]).max() <= 1e-5 * np.abs(full).max()
+    assert np.array_equal(lam, box_solver.eigenvalues(n, neumann, neumann)[order])
+    assert np.abs(box_solver._inverse_folded(spec, neumann) - x).max() <= 1e-5 * np.abs(x).max()
 
 
 def test_box_solver_rejects_the_singular_all_neumann_problem():

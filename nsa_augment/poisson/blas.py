@@ -1,7 +1,7 @@
 """The box solver's matrix products, on one BLAS thread whatever the user's BLAS is set to.
 
-The box solver multiplies by a cached eigenbasis for widths up to 240 px and for those whose sine
-transform pocketfft would do slowly (``box_solver._forward``): small products (a few hundred rows by a few hundred columns) that
+The box solver multiplies by a cached eigenbasis up to 512 px wherever that is faster than pocketfft
+(``box_solver.transform_path``): small products (a few hundred rows by a few hundred columns) that
 a multi-threaded BLAS splits across threads, then waits on them.  With default settings on a busy
 machine that made one 256 px example up to 6.5 times slower, and DataLoader workers multiply the
 threads again (N processes x N BLAS threads).  Single-threaded BLAS is also 2.5-4 times faster than

@@ -20,7 +20,10 @@ where pixels have no neighbour).  Along the transformed axis:
 Up to 512 px we multiply by a cached dense eigenbasis instead (one BLAS call on one
 thread, exact for any boundary) wherever that is faster: for narrow boxes, and where the
 transform length has a large prime factor (256: 257 is prime, and pocketfft falls back to
-Bluestein's algorithm, 10x slower) — a measured cost model (:func:`transform_path`).
+Bluestein's algorithm, 10x slower) — a measured cost model (:func:`transform_path`).  The
+D-D and N-N bases are even or odd about their middle, mode by mode: from :data:`_FOLD_MIN`
+px the rows are folded into sums and differences of mirrored columns and multiplied by two
+half-size bases, half the multiply-adds (:func:`folded_eigenbasis`).
 
 The same solver is the preconditioner of the masked solver
 (:mod:`nsa_augment.poisson.masked_solver`).
@@ -36,6 +39,7 @@ import numpy as np
 import scipy.fft
 
 from .blas import single_threaded_blas
+from . import kernels
 from .kernels import solve_tridiagonal_modes
 
 
@@ -44,16 +48,19 @@ _MAX_DENSE = 512
 #: A 2-D box at most this fraction as tall as wide is transformed along its columns (the shorter
 #: axis): (3, 100, 300) float32 1.75x faster, (3, 50, 150) 1.4x, (3, 40, 80) 1.0x, (3, 60, 60) 0.87x.
 _SHORT_AXIS = 0.75
+#: From this width a D-D or N-N dense transform folds its rows (two half-size products): (3 w, w)
+#: float32, forward and back, 0.87x at 64 px, 1.23x at 96, 1.6x at 200, 1.75x at 320-470 px.
+_FOLD_MIN = 96
 #: Where pocketfft beats the product, per transform: ``a + b p < w``, ``p`` the largest prime factor
 #: of the transform's length.  The product's time per row grows with the width ``w``, pocketfft's
 #: with ``p`` (its passes for a prime factor ``p`` cost ``O(p)`` per value; Bluestein's algorithm
 #: for a large one more).  Fitted to ``(3 w, w)`` float32 transforms (forward and back, one BLAS
-#: thread) of every third width from 100 to 512 px (2026-12-01, 18th session): the time of the
-#: faster path within 1% (sine), 6% (cosine) and 1% (mirrored) over those widths, where the rule of
-#: the 11th session (the product up to 240 px, and up to 512 px unless the length has no prime factor
-#: above 7) took 25%, 60% and 1% longer — e.g. (3, 224, 224) solved in 0.85 ms instead of 1.47 ms,
-#: (3, 469, 469) in 7.3 instead of 13.2 (docs/performance.md).
-_FFT_COST = {"dst": (200, 2), "dct": (136, 1), "mirrored": (250, 6)}
+#: thread) of every third width from 96 to 512 px, the sine and cosine products folded (2026-12-01,
+#: 19th session; the mirrored case as fitted in the 18th): the time of the faster path within 0.1%
+#: (sine), 0.1% (cosine) and 1% (mirrored) over those widths, and within 0.3% / 0.3% / 0.8% over
+#: every fifth width from 97 px, where the 18th session's model for the unfolded products,
+#: ``(200, 2)`` and ``(136, 1)``, now took 8% / 13% and 7% / 22% longer (docs/performance.md).
+_FFT_COST = {"dst": (220, 4), "dct": (84, 3), "mirrored": (250, 6)}
 
 
 def _largest_prime_factor(n: int) -> int:
@@ -112,16 +119,51 @@ class _BasisCache:
             self.misses += 1
             if key not in self._items:
                 self._items[key] = value
-                self.nbytes += value.nbytes
+                self.nbytes += _nbytes(value)
                 while self.nbytes > self.budget and len(self._items) > 1:
                     _, old = self._items.popitem(last=False)
-                    self.nbytes -= old.nbytes
+                    self.nbytes -= _nbytes(old)
         return value
+
+
+def _nbytes(value) -> int:
+    """Bytes of a cached basis: one array, or a folded basis's two halves."""
+    return value.nbytes if isinstance(value, np.ndarray) else sum(v.nbytes for v in value)
 
 
 #: Every basis the box solver multiplies by, at most 64 MB per process: the ones a 512 px
 #: training run uses (widths up to ~400) fit.
 _BASES = _BasisCache(64 << 20)
+
+
+def folded_eigenbasis(n: int, neumann: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The even and odd modes of the D-D (``neumann`` False) or N-N eigenbasis, on half the rows.
+
+    Column ``k`` of :func:`eigenbasis` satisfies ``q[n-1-j, k] = (-1)^k q[j, k]``, so with ``a``,
+    ``b`` the rows folded by :func:`~nsa_augment.poisson.kernels.mirror_fold`, ``x @ q`` is
+    ``a @ even`` on the even modes and ``b @ odd`` on the odd ones.  Returns ``even`` (float32,
+    ``(n - n // 2)`` square: rows ``j < n - n // 2`` of the even columns) and ``odd`` (``n // 2``
+    square), both read-only and cached (:data:`_BASES`); the spectrum they give lists the even modes,
+    then the odd ones (:func:`folded_eigenvalues`).
+    """
+    return _BASES.get((int(n), bool(neumann), bool(neumann), "folded"), _folded_eigenbasis)
+
+
+def _folded_eigenbasis(n: int, left_neumann: bool, right_neumann: bool, _folded: str):
+    q = _eigenbasis(n, left_neumann, right_neumann)
+    halves = (np.ascontiguousarray(q[: n - n // 2, 0::2]), np.ascontiguousarray(q[: n // 2, 1::2]))
+    for half in halves:
+        half.setflags(write=False)
+    return halves
+
+
+@lru_cache(maxsize=256)
+def folded_eigenvalues(n: int, neumann: bool) -> np.ndarray:
+    """:func:`eigenvalues` in the folded spectrum's order: the even modes, then the odd ones."""
+    lam = eigenvalues(n, neumann, neumann)
+    lam = np.concatenate((lam[0::2], lam[1::2]))
+    lam.setflags(write=False)
+    return lam
 
 
 def eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
@@ -159,8 +201,8 @@ def transform_path(w: int, left: bool, right: bool) -> str:
 
     Examples
     --------
-    >>> transform_path(256, False, False), transform_path(224, False, False), transform_path(224, True, True)
-    ('dense', 'dst', 'dct')
+    >>> [transform_path(w, False, False) for w in (224, 255, 256)], transform_path(224, True, True)
+    (['dense', 'dst', 'dense'], 'dct')
     """
     fft = "dct" if left and right else ("mirrored" if left or right else "dst")
     if w > _MAX_DENSE:
@@ -195,10 +237,33 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     if path == "dst":
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho", overwrite_x=overwrite)
         return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)
-    lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
     shape = rhs.shape
+    if left == right and w >= _FOLD_MIN:
+        spec = _forward_folded(np.ascontiguousarray(rhs.reshape(-1, w), dtype=np.float32), left).reshape(shape)
+        return spec, folded_eigenvalues(w, left), lambda s: _inverse_folded(s.reshape(-1, w), left).reshape(shape)
+    lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
     spec = (rhs.reshape(-1, w) @ q).reshape(shape)
     return spec, lam, lambda s: (s.reshape(-1, w) @ q.T).reshape(shape)
+
+
+def _forward_folded(x: np.ndarray, neumann: bool) -> np.ndarray:
+    """``x`` (m, n) float32 C-contiguous times the D-D / N-N eigenbasis, in the folded modes' order."""
+    m, n = x.shape
+    even, odd = folded_eigenbasis(n, neumann)
+    ne = even.shape[0]
+    halves = np.empty((m, ne), np.float32), np.empty((m, n - ne), np.float32)
+    kernels.mirror_fold(x, *halves, False)
+    spec = np.empty((m, n), np.float32)
+    np.matmul(halves[0], even, out=spec[:, :ne])
+    np.matmul(halves[1], odd, out=spec[:, ne:])
+    return spec
+
+
+def _inverse_folded(spec: np.ndarray, neumann: bool) -> np.ndarray:
+    """Inverse of :func:`_forward_folded`, written over ``spec`` (m, n)."""
+    even, odd = folded_eigenbasis(spec.shape[1], neumann)
+    ne = even.shape[0]
+    return kernels.mirror_fold(spec, spec[:, :ne] @ even.T, spec[:, ne:] @ odd.T, True)[0]
 
 
 def solve_box(rhs: np.ndarray, top: bool, bottom: bool, left: bool, right: bool, regularize: float = 0.0,
