@@ -538,6 +538,8 @@ big = rng.integers(0, 256, (300, 280, 3), dtype=np.uint8)
 yy, xx = np.mgrid[:300, :280]
 blob = np.sin(yy / 11.0) * np.cos(xx / 13.0) > -0.2  # several multigrid levels, irregular
 h.update(nsa_augment.poisson_blend(big, big[::-1].copy(), blob).tobytes())
+box = np.zeros((300, 280), bool); box[40:190, 30:230] = True  # a 200 px wide box: the folded products
+h.update(nsa_augment.poisson_blend(big, big[::-1].copy(), box).tobytes())
 after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 assert before == after, (before, after)
 print(h.hexdigest(), before)
