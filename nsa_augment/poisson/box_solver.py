@@ -38,8 +38,8 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from .blas import single_threaded_blas
 from . import kernels
+from .blas import single_threaded_blas
 from .kernels import solve_tridiagonal_modes
 
 
@@ -150,6 +150,7 @@ def folded_eigenbasis(n: int, neumann: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _folded_eigenbasis(n: int, left_neumann: bool, right_neumann: bool, _folded: str):
+    """Build :func:`folded_eigenbasis`'s halves (the cache calls it with its key: ``_folded`` tells the keys apart)."""
     q = _eigenbasis(n, left_neumann, right_neumann)
     halves = (np.ascontiguousarray(q[: n - n // 2, 0::2]), np.ascontiguousarray(q[: n // 2, 1::2]))
     for half in halves:
