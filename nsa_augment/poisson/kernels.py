@@ -47,29 +47,47 @@ def _edge(dp, dq, sp, sq, q_src, q_out, mode, factor):
 
 
 @nb.njit(cache=True, nogil=True)
-def _accumulate(rhs, D, S, src_w, out_w, mode, factor):
-    """Sum the four edge contributions for every pixel of the box (one mode), in float64.
+def _fill_ring_row(dst, src, mask, oy, ox, y0, x0, r, D, S, src_w, out_w):
+    """Row ``r`` of the box's one-pixel ring (box row ``r - 1``) as flat runs of ``(bw + 2) C`` values.
 
-    ``D``, ``S``, ``src_w`` and ``out_w`` are float32: every image dtype's values (uint8, uint16,
-    int16, float32) and the 0/1 weights are exact in it, and half the bytes of float64 copies are
-    half the memory to allocate and read.
+    ``D``: the destination's values (replicated beyond the image border); ``S``: the source's (0
+    where it has none); ``src_w``: 1 where the pixel has a source value; ``out_w``: 1 where it is
+    not masked.  All float32, one value per pixel and channel (pixel by pixel, then channel), so
+    that :func:`assemble_rhs`'s sums run with unit stride.  The in-image and in-source columns are
+    copied from the flat image rows through views that start at 0, with unsigned indices (no
+    negative-index wraparound test), so that the copies vectorise.
     """
-    C, bh, bw = rhs.shape
-    f8 = np.float64
-    for c in range(C):
-        Dc, Sc, R = D[c], S[c], rhs[c]
-        for i in range(1, bh + 1):
-            for j in range(1, bw + 1):
-                dp, sp = f8(Dc[i, j]), f8(Sc[i, j])
-                acc = _edge(dp, f8(Dc[i - 1, j]), sp, f8(Sc[i - 1, j]), f8(src_w[i - 1, j]), f8(out_w[i - 1, j]), mode,
-                            factor)
-                acc += _edge(dp, f8(Dc[i + 1, j]), sp, f8(Sc[i + 1, j]), f8(src_w[i + 1, j]), f8(out_w[i + 1, j]), mode,
-                             factor)
-                acc += _edge(dp, f8(Dc[i, j - 1]), sp, f8(Sc[i, j - 1]), f8(src_w[i, j - 1]), f8(out_w[i, j - 1]), mode,
-                             factor)
-                acc += _edge(dp, f8(Dc[i, j + 1]), sp, f8(Sc[i, j + 1]), f8(src_w[i, j + 1]), f8(out_w[i, j + 1]), mode,
-                             factor)
-                R[i - 1, j - 1] = (1.0 - f8(out_w[i, j])) * acc
+    H, W, C = dst.shape
+    h, w = mask.shape
+    n = D.size // C  # bw + 2 pixels
+    y = min(max(y0 - 1 + r, 0), H - 1)
+    drow = dst[y].reshape(W * C)
+    ja, jb = max(0, 1 - x0), min(n, W + 1 - x0)  # the ring's columns in the image: x0 - 1 + j in [0, W)
+    Dv, dv = D[ja * C:], drow[(x0 - 1 + ja) * C:]
+    for k in range(np.uint64((jb - ja) * C)):
+        Dv[k] = dv[k]
+    for j in range(0, ja):
+        for c in range(C):
+            D[j * C + c] = drow[c]
+    for j in range(jb, n):
+        for c in range(C):
+            D[j * C + c] = drow[(W - 1) * C + c]
+    S[:] = 0.0
+    src_w[:] = 0.0
+    out_w[:] = 1.0
+    sy = y0 - 1 + r - oy
+    if 0 <= sy < h:
+        sa, sb = max(0, ox + 1 - x0), min(n, ox + 1 - x0 + w)  # ... in the source: x0 - 1 + j - ox in [0, w)
+        if sa < sb:
+            Sv, sv, wv = S[sa * C:], src[sy].reshape(w * C)[(x0 - 1 + sa - ox) * C:], src_w[sa * C:]
+            for k in range(np.uint64((sb - sa) * C)):
+                Sv[k] = sv[k]
+                wv[k] = 1.0
+            mv, ov, one = mask[sy, x0 - 1 + sa - ox:], out_w[sa * C:], np.float32(1.0)
+            for j in range(np.uint64(sb - sa)):
+                o = one - np.float32(mv[j])
+                for c in range(C):
+                    ov[j * C + c] = o
 
 
 @nb.njit(cache=True, nogil=True)
@@ -95,56 +113,53 @@ def assemble_rhs(dst, src, mask, oy, ox, y0, y1, x0, x1, mode, factor):
     inside : bool array (y1-y0, x1-x0), the mask on the box
     """
     H, W, C = dst.shape
-    h, w = mask.shape
     bh, bw = y1 - y0, x1 - x0
-    # Planar copies of the box plus a one-pixel ring, so that the main loop is
-    # branch-light and contiguous.  Beyond the image border dst is replicated
-    # (those edges are removed again below).  0/1 weights instead of branches keep the main loop
-    # vectorisable: src_w (q has a source value), out_w (q is not masked).  Filled row by row over
-    # the column ranges that lie in the image and in the source, so that no pixel tests its
-    # position: a per-pixel test made this copy 4/5 of the kernel's time (5 of 6 ms at 512 px).
-    D = np.empty((C, bh + 2, bw + 2), np.float32)  # exact: see _accumulate
-    S = np.zeros((C, bh + 2, bw + 2), np.float32)
-    src_w = np.zeros((bh + 2, bw + 2), np.float32)
-    out_w = np.ones((bh + 2, bw + 2), np.float32)
-    ja, jb = max(0, 1 - x0), min(bw + 2, W + 1 - x0)  # the ring's columns in the image: x0 - 1 + j in [0, W)
-    sa, sb = max(0, ox + 1 - x0), min(bw + 2, ox + 1 - x0 + w)  # ... in the source: x0 - 1 + j - ox in [0, w)
-    for i in range(bh + 2):
-        y = min(max(y0 - 1 + i, 0), H - 1)
-        for c in range(C):
-            Dr = D[c, i]
-            for j in range(ja, jb):
-                Dr[j] = dst[y, x0 - 1 + j, c]
-            for j in range(0, ja):
-                Dr[j] = dst[y, 0, c]
-            for j in range(jb, bw + 2):
-                Dr[j] = dst[y, W - 1, c]
-        sy = y0 - 1 + i - oy
-        if 0 <= sy < h:
-            for j in range(sa, sb):
-                src_w[i, j] = 1.0
-                if mask[sy, x0 - 1 + j - ox]:
-                    out_w[i, j] = 0.0
-            for c in range(C):
-                Sr = S[c, i]
-                for j in range(sa, sb):
-                    Sr[j] = src[sy, x0 - 1 + j - ox, c]
+    # Three rows of the ring at a time (above, this, below), each a flat run of (bw + 2) C float32
+    # values (:func:`_fill_ring_row`), filled once and used by three box rows; 0/1 weights instead of
+    # branches, so that the sums run with unit stride and vectorise.  Planar copies of the whole box
+    # (before the 19th session) read the images with stride C and wrote four box-sized arrays per call.
+    n = (bw + 2) * C
+    D = np.empty((3, n), np.float32)  # exact: every image dtype's values are float32 values
+    S = np.empty((3, n), np.float32)
+    src_w = np.empty((3, n), np.float32)
+    out_w = np.empty((3, n), np.float32)
+    total = np.empty(n)
     rhs = np.empty((C, bh, bw))
-    # The mode is a run-time value: three call sites with a constant mode each (LLVM specialising
-    # the loop per mode) compiled 1.7 s longer on first use and ran no faster (3-4 ms at 512 px).
-    _accumulate(rhs, D, S, src_w, out_w, mode, factor)
-    # Edges leaving the image do not exist.  Their replicated dst gave
-    # d_p - d_q = 0, but an unmasked q also added dst[q] = dst[p]: undo that
-    # (a q beyond the image never has a source value nor is masked).
-    if y0 == 0 or y1 == H or x0 == 0 or x1 == W:
-        for i in range(1, bh + 1):
-            for j in range(1, bw + 1):
-                if out_w[i, j] != 0.0:  # not masked
-                    continue
-                n_out = (y0 + i - 1 == 0) + (y0 + i == H) + (x0 + j - 1 == 0) + (x0 + j == W)
+    inside = np.empty((bh, bw), np.bool_)
+    for r in range(2):
+        _fill_ring_row(dst, src, mask, oy, ox, y0, x0, r, D[r], S[r], src_w[r], out_w[r])
+    Cu, end = np.uint64(C), np.uint64(n - C)
+    f8 = np.float64
+    for i in range(bh):
+        a, m, b = i % 3, (i + 1) % 3, (i + 2) % 3  # ring rows i (above), i + 1 (this row), i + 2 (below)
+        _fill_ring_row(dst, src, mask, oy, ox, y0, x0, i + 2, D[b], S[b], src_w[b], out_w[b])
+        Dn, D0, Ds, Sn, S0, Ss = D[a], D[m], D[b], S[a], S[m], S[b]
+        wn, w0, ws, on, o0, os_ = src_w[a], src_w[m], src_w[b], out_w[a], out_w[m], out_w[b]
+        for t in range(Cu, end):  # north, south, west, east: the sums' order
+            dp, sp = f8(D0[t]), f8(S0[t])
+            acc = _edge(dp, f8(Dn[t]), sp, f8(Sn[t]), f8(wn[t]), f8(on[t]), mode, factor)
+            acc += _edge(dp, f8(Ds[t]), sp, f8(Ss[t]), f8(ws[t]), f8(os_[t]), mode, factor)
+            acc += _edge(dp, f8(D0[t - Cu]), sp, f8(S0[t - Cu]), f8(w0[t - Cu]), f8(o0[t - Cu]), mode, factor)
+            acc += _edge(dp, f8(D0[t + Cu]), sp, f8(S0[t + Cu]), f8(w0[t + Cu]), f8(o0[t + Cu]), mode, factor)
+            total[t] = (1.0 - f8(o0[t])) * acc
+        y = y0 + i
+        for j in range(bw):
+            inside[i, j] = o0[(j + 1) * C] == 0.0
+        # Edges leaving the image do not exist.  Their replicated dst gave d_p - d_q = 0, but an
+        # unmasked q also added dst[q] = dst[p]: undo that for masked pixels on the image border (a q
+        # beyond the image never has a source value nor is masked).
+        edge_row = y == 0 or y == H - 1
+        step = 1 if edge_row else max(bw - 1, 1)  # a row's every pixel, else its first and last
+        for j in range(0, bw, step):
+            x = x0 + j
+            if inside[i, j] and (edge_row or x == 0 or x == W - 1):
+                n_out = (y == 0) + (y == H - 1) + (x == 0) + (x == W - 1)
                 for c in range(C):
-                    rhs[c, i - 1, j - 1] -= n_out * np.float64(D[c, i, j])
-    inside = out_w[1:-1, 1:-1] == 0.0
+                    total[(j + 1) * C + c] -= n_out * f8(D0[(j + 1) * C + c])
+        for c in range(C):
+            out = rhs[c, i]
+            for j in range(bw):
+                out[j] = total[(j + 1) * C + c]
     return rhs, inside
 
 
