@@ -28,6 +28,7 @@ from numba.extending import overload
 #: Guidance modes understood by :func:`assemble_rhs`.
 NORMAL, MIXED, INTERPOLATED = 0, 1, 2
 
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _edge(dp, dq, sp, sq, q_src, q_out, mode, factor):
     """Contribution of the edge p -> q to the right-hand side at p.
