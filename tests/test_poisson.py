@@ -83,10 +83,7 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
 
     def recorded(r, left, right, overwrite=False):  # the transform each solve actually ran, and along which axis
         w = r.shape[-1]
-        path = box_solver.transform_path(w, left, right)
-        if path == "dense" and left == right and w >= box_solver._FOLD_MIN:
-            path = "folded"
-        paths.add((path, w == rhs.shape[-1]))
+        paths.add((box_solver.transform_path(w, left, right), w == rhs.shape[-1]))
         return forward(r, left, right, overwrite)
 
     monkeypatch.setattr(box_solver, "_forward", recorded)
@@ -116,7 +113,7 @@ def test_box_solver_matches_sparse_matrix(dtype, monkeypatch):
 def test_volume_box_solve_with_a_folded_axis_matches_sparse_matrix(shape, neumann):
     """A 97-px axis of a volume takes the folded product (its length's prime factors are large for
     pocketfft), as the last axis and moved to the end; both of its sides alike, the other axes mixed."""
-    assert box_solver.transform_path(97, neumann, neumann) == "dense" and 97 >= box_solver._FOLD_MIN
+    assert box_solver.transform_path(97, neumann, neumann) == "folded"
     rng = np.random.default_rng(97)
     rhs = rng.normal(size=(2,) + shape) * 50
     folded_axis = 1 + shape.index(97)

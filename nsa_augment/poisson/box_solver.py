@@ -197,20 +197,23 @@ def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
 def transform_path(w: int, left: bool, right: bool) -> str:
     """How :func:`_forward` transforms width ``w`` with these sides.
 
-    Returns ``"dst"``, ``"dct"`` or ``"mirrored"`` (pocketfft), or ``"dense"`` (the cached eigenbasis):
+    Returns ``"dst"``, ``"dct"`` or ``"mirrored"`` (pocketfft), or the cached eigenbasis: ``"folded"``
+    (both sides alike, from :data:`_FOLD_MIN` px: :func:`folded_eigenbasis`) or ``"dense"``.
     pocketfft above ``_MAX_DENSE``, and below it where :data:`_FFT_COST` says it is faster.
 
     Examples
     --------
-    >>> [transform_path(w, False, False) for w in (224, 255, 256)], transform_path(224, True, True)
-    (['dense', 'dst', 'dense'], 'dct')
+    >>> [transform_path(w, False, False) for w in (64, 224, 255, 256)], transform_path(224, True, True)
+    (['dense', 'folded', 'dst', 'folded'], 'dct')
     """
     fft = "dct" if left and right else ("mirrored" if left or right else "dst")
     if w > _MAX_DENSE:
         return fft
     fft_len = w + 1 if fft == "dst" else (w if fft == "dct" else 2 * w + 1)
     a, b = _FFT_COST[fft]
-    return fft if a + b * _largest_prime_factor(fft_len) < w else "dense"
+    if a + b * _largest_prime_factor(fft_len) < w:
+        return fft
+    return "folded" if left == right and w >= _FOLD_MIN else "dense"
 
 
 def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
@@ -220,8 +223,8 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
     mapping a spectrum back, which may overwrite the spectrum it is given (always the
     solver's own array: transforming in place saves a fresh output, 10% of a 2048 px
     transform's time).  With ``overwrite`` the forward transform may overwrite ``rhs`` too.
-    :func:`transform_path` picks pocketfft's DST-I/DCT-II or the cached dense eigenbasis (one BLAS
-    product).
+    :func:`transform_path` picks pocketfft's DST-I/DCT-II or the cached eigenbasis (one BLAS product,
+    or two half-size ones folded).
     """
     w = rhs.shape[-1]
     path = transform_path(w, left, right)
@@ -239,7 +242,7 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
         spec = scipy.fft.dst(rhs, type=1, axis=-1, norm="ortho", overwrite_x=overwrite)
         return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)
     shape = rhs.shape
-    if left == right and w >= _FOLD_MIN:
+    if path == "folded":
         spec = _forward_folded(np.ascontiguousarray(rhs.reshape(-1, w), dtype=np.float32), left).reshape(shape)
         return spec, folded_eigenvalues(w, left), lambda s: _inverse_folded(s.reshape(-1, w), left).reshape(shape)
     lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
