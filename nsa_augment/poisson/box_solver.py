@@ -151,11 +151,8 @@ def folded_eigenbasis(n: int, neumann: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def _folded_eigenbasis(n: int, left_neumann: bool, right_neumann: bool, _folded: str):
     """Build :func:`folded_eigenbasis`'s halves (the cache calls it with its key: ``_folded`` tells the keys apart)."""
-    q = _eigenbasis(n, left_neumann, right_neumann)
-    halves = (np.ascontiguousarray(q[: n - n // 2, 0::2]), np.ascontiguousarray(q[: n // 2, 1::2]))
-    for half in halves:
-        half.setflags(write=False)
-    return halves
+    return (_basis_entries(n, left_neumann, right_neumann, n - n // 2, slice(0, None, 2)),
+            _basis_entries(n, left_neumann, right_neumann, n // 2, slice(1, None, 2)))
 
 
 @lru_cache(maxsize=256)
@@ -179,16 +176,41 @@ def eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
 
 
 def _eigenbasis(n: int, left_neumann: bool, right_neumann: bool) -> np.ndarray:
-    j = np.arange(n)[:, None] + 0.0
-    theta = _frequencies(n, left_neumann, right_neumann)[None, :]
+    return _basis_entries(n, left_neumann, right_neumann, n, slice(None))
+
+
+def _basis_entries(n: int, left_neumann: bool, right_neumann: bool, rows: int, modes: slice) -> np.ndarray:
+    """Rows ``j < rows`` of :func:`eigenbasis`'s columns ``modes`` (float32, read-only).
+
+    Every entry is ``f(pi m / P) / norm_k``, ``f`` the sine (or the cosine for N-N) and ``m`` the
+    integer ``a_j b_k`` modulo ``2 P``: D-D ``(j + 1) (k + 1)``, ``P = n + 1``; N-N
+    ``(2 j + 1) k``, ``P = 2 n``; one Neumann end ``(j + 1) (2 k + 1)`` (or ``(n - j) (2 k + 1)``
+    for the left one), ``P = 2 n + 1`` — the angles of :func:`_frequencies` times the sample
+    positions, as exact fractions of pi.  So one period of ``f`` is evaluated (``2 P`` values) and
+    the ``rows x modes`` entries are looked up: 2.2x faster than evaluating every entry at 200-400
+    px, and 3-5x for the folded halves, which build only the rows they keep.  The bases missing
+    from the cache cost 5-11% of a 512 px carpet example over the first 200 examples of a process
+    when evaluated entry by entry (docs/performance.md).  The columns' norms are closed forms:
+    ``sqrt((n + 1) / 2)`` (D-D), ``sqrt(n / 2)`` (N-N, ``sqrt(n)`` for ``k = 0``), ``sqrt((2 n + 1) / 4)``.
+    The float32 entries are those of the entry-by-entry evaluation (normalised numerically), except
+    entries within 2e-14 of zero, now exactly zero.
+    """
+    k = np.arange(n)[modes]
+    j = np.arange(rows)
     if left_neumann and right_neumann:
-        q = np.cos(theta * (j + 0.5))
-    elif left_neumann:
-        q = np.sin(theta * (n - j))
+        a, b, period, f = 2 * j + 1, k, 2 * n, np.cos
+        norm = np.where(k == 0, np.sqrt(n), np.sqrt(n / 2))
+    elif left_neumann or right_neumann:
+        a, b, period, f = (n - j if left_neumann else j + 1), 2 * k + 1, 2 * n + 1, np.sin
+        norm = np.full(k.size, np.sqrt((2 * n + 1) / 4))
     else:
-        q = np.sin(theta * (j + 1))
-    q /= np.linalg.norm(q, axis=0, keepdims=True)
-    q = q.astype(np.float32)
+        a, b, period, f = j + 1, k + 1, n + 1, np.sin
+        norm = np.full(k.size, np.sqrt((n + 1) / 2))
+    table = f(np.pi * np.arange(2 * period) / period)
+    table[[period // 2, 3 * period // 2] if f is np.cos else [0, period]] = 0.0  # exact zeros (period even for cos)
+    m = np.multiply.outer(a.astype(np.int64), b.astype(np.int64))
+    np.remainder(m, 2 * period, out=m)
+    q = (table[m] / norm).astype(np.float32)
     q.setflags(write=False)
     return q
 
