@@ -363,8 +363,7 @@ def solve_box_nd(rhs: np.ndarray, sides, regularize: float = 0.0, overwrite: boo
             lam[np.argmin(lam)] = regularize
         spectral_shape = spec.shape
         spec = np.ascontiguousarray(spec, dtype=np.float32).reshape(C, n0, -1)
-        scratch = np.empty((2, n0, spec.shape[2]))
-        solve_tridiagonal_modes(spec, lam, sides[0][0], sides[0][1], scratch[0], scratch[1])
+        solve_tridiagonal_modes(spec, lam, sides[0][0], sides[0][1], np.empty((n0, spec.shape[2])))
         spec = spec.reshape(spectral_shape)
         for axis, inverse in reversed(inverses):
             moved = spec if axis == last else np.ascontiguousarray(np.moveaxis(spec, axis, -1))

@@ -310,14 +310,16 @@ def assemble_rhs_box(dst, src, d2, s2, oy, ox, y0, y1, x0, x1, mode, factor, rhs
 # No pivot is zero: the eigenvalues are >= 0 and only the singular all-Neumann problem, which
 # solve_box_nd rejects or regularises, reaches a zero one.
 @nb.njit(cache=True, nogil=True, error_model="numpy")
-def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
+def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, inv):
     """Solve ``(T + lam[k] I) u[:, k] = rhs[c, :, k]`` for every channel and mode.
 
     ``T`` is the 1-D second-difference matrix along the rows (diagonal 2, or 1 at
     a Neumann end; off-diagonals -1).  Thomas algorithm, vectorised over the
     modes ``k`` (the contiguous last axis).  ``rhs`` is (C, n, K); solved in place
-    and returned.  ``cp`` and ``inv`` are float64 (n, K) scratch from the caller (the modified
-    super-diagonal and the inverse pivots).
+    and returned.  ``inv`` is float64 (n, K) scratch from the caller: the inverse pivots.  With
+    off-diagonals -1 the modified super-diagonal is ``c'_i = -inv_i``, so it needs no array of its
+    own (until the 20th session it had one: the same values, twice the scratch, whose fresh pages
+    were a third of a 512 px example's page faults in a pipeline).
     """
     C, n, K = rhs.shape
     for k in range(K):
@@ -325,14 +327,11 @@ def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
         if n == 1 and bottom_neumann:
             b -= 1.0
         inv[0, k] = 1.0 / b
-        cp[0, k] = -inv[0, k]
     for i in range(1, n):
         last = i == n - 1
         for k in range(K):
             b = (1.0 if (last and bottom_neumann) else 2.0) + lam[k]
-            piv = b + cp[i - 1, k]  # b - a*c'_{i-1} with a = -1
-            inv[i, k] = 1.0 / piv
-            cp[i, k] = -inv[i, k]
+            inv[i, k] = 1.0 / (b - inv[i - 1, k])  # b - a c'_{i-1}, a = -1, c'_{i-1} = -inv_{i-1}
     for c in range(C):
         r = rhs[c]
         for k in range(K):
@@ -342,7 +341,7 @@ def solve_tridiagonal_modes(rhs, lam, top_neumann, bottom_neumann, cp, inv):
                 r[i, k] = (r[i, k] + r[i - 1, k]) * inv[i, k]
         for i in range(n - 2, -1, -1):
             for k in range(K):
-                r[i, k] -= cp[i, k] * r[i + 1, k]
+                r[i, k] += inv[i, k] * r[i + 1, k]  # r_i - c'_i r_{i+1}
     return rhs
 
 
