@@ -323,11 +323,21 @@ def test_change_map_by_lookup_equals_the_arithmetic(channels, lo, hi, tol):
     exact = (lo, hi) == (0.0, 255.0)
     quant = float(channels * (1 if exact else 4))
     args = (level_scale(lo, hi), tol, quant, 255 * quant)
-    expected = _measure_change(before, after, region, *args, np.empty(shape, np.uint8), np.empty(shape, np.int64))
-    got = _measure_change_8bit(before, after, region, *_change_tables(channels, *args), np.empty(shape, np.uint8),
+    whole = before[None], after[None], region[None]
+    box = (0, 1, 0, shape[0], 0, shape[1])
+    expected = _measure_change(*whole, box, *args, np.empty(shape, np.uint8), np.empty(shape, np.int64))
+    got = _measure_change_8bit(*whole, box, *_change_tables(channels, *args), np.empty(shape, np.uint8),
                                np.empty(shape, np.int64))
     assert 0 < expected[0].sum() < expected[0].size
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    # A box of the whole arrays is read in place: the same values as the kernel on a copy of the box
+    part = (0, 1, 3, 31, 5, 44)
+    cut = tuple(np.ascontiguousarray(v[:, 3:31, 5:44]) for v in whole)
+    for kernel, extra in ((_measure_change, args), (_measure_change_8bit, _change_tables(channels, *args))):
+        inside = kernel(*whole, part, *extra, np.empty((28, 39), np.uint8), np.empty((28, 39), np.int64))
+        alone = kernel(*cut, (0, 1, 0, 28, 0, 39), *extra, np.empty((28, 39), np.uint8), np.empty((28, 39), np.int64))
+        assert np.array_equal(inside[0], alone[0]) and np.array_equal(inside[1], alone[1])
+        assert np.array_equal(inside[1], expected[1][3:31, 5:44])
 
 
 @pytest.mark.parametrize("dims", [2, 3])
