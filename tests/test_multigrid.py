@@ -1,7 +1,7 @@
 """The multigrid preconditioner of the exact masked solve: each kernel against a NumPy/SciPy reference.
 
 The exact reference is the sparse masked Laplacian (``masked_solver.masked_laplacian_matrix``);
-aggregation's prolongation ``P`` copies a coarse cell to its 2x2 block.  Sizes are odd and even,
+the prolongation ``P`` interpolates coarse cells bilinearly.  Sizes are odd and even,
 and masks touch the image border, so the padding and the Neumann sides are exercised.
 """
 
@@ -49,11 +49,15 @@ def _large_masks():
 
 
 # The solver runs fused kernels; these references run each step alone, row kernel by row kernel,
-# in the order the fused kernels interleave them.
+# in the order of the sweep they make up.
+
+EVEN, ODD = np.uint64(0), np.uint64(1)
+#: A coarse level's four-colour sweep: (row parity, column parity) in order; after the correction, reversed.
+COLOURS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def _sweep(u, f, st, spans, first, from_zero):
-    """One red-black Gauss-Seidel sweep over all rows: colour ``first`` on row i, the other on row i - 1."""
+    """One red-black Gauss-Seidel sweep of the finest level: colour ``first`` on row i, the other on row i - 1."""
     scratch = np.zeros(u.shape[-1], np.float32)
     H = st.shape[1]
     for i in range(1, H):
@@ -63,10 +67,26 @@ def _sweep(u, f, st, spans, first, from_zero):
             mg.smooth_row(u, f, st, spans, i - 1, 1 - first, False, scratch)
 
 
-def _residual_restrict(u, f, st, block_spans, row, out):
-    """``out = R (f - A u)``, coarse row by coarse row."""
-    for I in range(1, min(out.shape[1] - 1, st.shape[1] // 2)):
-        mg.residual_restrict_rows(u, f, st, block_spans, row, out, I)
+def _coarse_sweep(u, f, st, spans, colours, from_zero):
+    """A coarse level's Gauss-Seidel sweep, one colour over all rows at a time (from zero: ``u`` zeroed first)."""
+    if from_zero:
+        u[:] = 0.0
+    for k, (row_parity, column_parity) in enumerate(colours):
+        for i in range(2 - row_parity, st.shape[1] - 1, 2):  # padded rows 1 .. H - 2 of that parity
+            mg.coarse_smooth_row(u, f, st, spans, i, np.uint64(column_parity), np.bool_(from_zero and k == 0))
+
+
+def _restrict(u, f, st, spans, coarse_spans, out):
+    """``out = P^T (f - A u)``, fine row by fine row."""
+    row = np.zeros((u.shape[0], u.shape[-1] + 2), np.float32)
+    mg._zero_row(out, coarse_spans, 1)
+    for i in range(1, st.shape[1] - 1):
+        mg.restrict_row(u, f, st, spans, i, coarse_spans, row, out)
+
+
+def _prolong(u, e, wt, spans):
+    for i in range(1, wt.shape[0] - 1):
+        mg.prolong_row(u, e, wt, spans, i)
 
 
 def _max_abs(a, spans):
@@ -78,39 +98,78 @@ def _max_abs(a, spans):
 
 
 def _prolongation(mask, coarse_mask):
-    """``P`` as a sparse matrix from the coarse level's masked cells to the fine level's (row-major)."""
-    fine = np.flatnonzero(mask.ravel())
-    coarse_index = -np.ones(coarse_mask.size, np.int64)
-    coarse_index[np.flatnonzero(coarse_mask.ravel())] = np.arange(int(coarse_mask.sum()))
-    w2 = coarse_mask.shape[1]
-    i, j = np.divmod(fine, mask.shape[1])
-    cols = coarse_index[(i // 2) * w2 + j // 2]
-    assert (cols >= 0).all()
-    return scipy.sparse.csr_matrix((np.ones(fine.size), (np.arange(fine.size), cols)),
-                                   shape=(fine.size, int(coarse_mask.sum())))
+    """``P`` as a sparse matrix from a coarse level's masked cells to a level's (padded grids, row-major).
+
+    Coarse cell ``(I, J)`` sits on cell ``(2I - 1, 2J - 1)``; a cell between coarse cells takes half
+    of each, per axis (bilinear interpolation).
+    """
+    coarse_index = -np.ones(coarse_mask.shape, np.int64)
+    coarse_index[coarse_mask] = np.arange(int(coarse_mask.sum()))
+    ii, jj = np.nonzero(mask)
+    rows, cols, vals = [], [], []
+    for k, (i, j) in enumerate(zip(ii, jj)):
+        parents_i = [((i + 1) // 2, 1.0)] if i % 2 else [(i // 2, 0.5), (i // 2 + 1, 0.5)]
+        parents_j = [((j + 1) // 2, 1.0)] if j % 2 else [(j // 2, 0.5), (j // 2 + 1, 0.5)]
+        for I, wi in parents_i:
+            for J, wj in parents_j:
+                assert coarse_index[I, J] >= 0, "a masked cell's coarse neighbour is not a coarse cell"
+                rows.append(k)
+                cols.append(coarse_index[I, J])
+                vals.append(wi * wj)
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(ii.size, int(coarse_mask.sum())))
 
 
-def _level_matrix(stencil, mask):
-    return scipy.sparse.csr_matrix(mg._dense(stencil.astype(np.float64), mask, np.flatnonzero(mask.ravel())))
+def _dense_level(h, level):
+    """Level ``level``'s operator as a dense matrix over its padded grid's masked cells, and its mask."""
+    mask = h.wts[level] > 0
+    if level == 0:
+        inside = mask[1:-1, 1:-1][: h.shape[0], : h.shape[1]]
+        return masked_solver.masked_laplacian_matrix(inside, h.sides).toarray(), mask
+    ii, jj = np.nonzero(mask)
+    return mg._dense(h.stencils[level].astype(np.float64), ii, jj), mask
 
 
 @pytest.mark.parametrize("sides", SIDES)
 def test_coarse_levels_are_galerkin_products(sides):
+    """Every coarse level is ``P^T A P`` of the level above, bilinear ``P``: the edge products and the
+    constant interior stencil (the full and ellipse masks have both), and its cells are exactly the
+    coarse cells some masked cell interpolates from."""
     rng = np.random.default_rng(1)
     for name, mask in _masks(rng).items():
-        A = masked_solver.masked_laplacian_matrix(mask, sides)
-        st, coarse = mg.fine_stencil_coarsened(mask, np.array(sides))
-        P = _prolongation(mask, coarse)
-        assert abs(_level_matrix(st, coarse) - P.T @ A @ P).max() < 1e-6, name
-        st2, coarse2 = mg.coarsen(st, coarse)
-        P2 = _prolongation(coarse, coarse2)
-        expected = P2.T @ _level_matrix(st, coarse) @ P2
-        assert abs(_level_matrix(st2, coarse2) - expected).max() < 1e-5, name
+        h = mg.Hierarchy(mask, sides)
+        assert h.levels >= (3 if name in ("ellipse", "full") else 2), name
+        for level in range(h.levels - 1):
+            A, m = _dense_level(h, level)
+            A_c, coarse = _dense_level(h, level + 1)
+            P = _prolongation(m, coarse)
+            assert (np.asarray(abs(P).sum(axis=0)).ravel() > 0).all(), (name, level)  # no idle coarse cell
+            np.testing.assert_allclose(A_c, P.T @ (P.T @ A.T).T, atol=1e-5 * np.abs(A_c).max(), err_msg=name)
+            st = h.stencils[level + 1]
+            np.testing.assert_array_equal(st[9][coarse], np.float32(1) / st[0][coarse])
+            assert not h.stencils[level + 1][:, ~coarse].any(), (name, level)
+
+
+def test_interior_stencil_is_the_galerkin_product_of_the_five_point_stencil():
+    """``coarsen_constant`` against ``P^T A P`` computed away from every edge of a large grid."""
+    n = 41
+    A = masked_solver.masked_laplacian_matrix(np.ones((n, n), bool), (False,) * 4)
+    fine = np.zeros((n + 3, n + 3), bool)
+    fine[1 : n + 1, 1 : n + 1] = True
+    coarse = np.zeros((n // 2 + 4, n // 2 + 4), bool)
+    coarse[1 : n // 2 + 2, 1 : n // 2 + 2] = True
+    A_c = (_prolongation(fine, coarse).T @ A @ _prolongation(fine, coarse)).toarray()
+    index = -np.ones(coarse.shape, np.int64)
+    index[coarse] = np.arange(int(coarse.sum()))
+    centre = index[coarse.shape[0] // 2, coarse.shape[1] // 2]
+    stencil = np.array([[A_c[centre, index[coarse.shape[0] // 2 + di, coarse.shape[1] // 2 + dj]]
+                         for dj in (-1, 0, 1)] for di in (-1, 0, 1)])
+    np.testing.assert_allclose(mg.coarsen_constant(mg.FIVE_POINT), stencil, atol=1e-12)
+    np.testing.assert_allclose(mg.CONSTANTS[0], stencil, atol=1e-12)
 
 
 def _interleaved_mask():
-    """Rows whose runs alternate with the next row's, far apart: each 2x2-block row holds twice the
-    ranges either fine row has (4 against 2 and 3), joined by one masked column."""
+    """Rows whose runs alternate with the next row's, far apart: each coarse row holds the ranges of
+    both fine rows (4 against 2), joined by one masked column."""
     mask = np.zeros((24, 130), bool)
     for r in range(0, 24, 2):
         mask[r, 0:6] = mask[r, 80:86] = True
@@ -121,8 +180,7 @@ def _interleaved_mask():
 
 def _check_ranges(h):
     """Per level, a row's ranges hold all its masked cells, start and end on one, and hold no gap of
-    SPAN_GAP or more, and consecutive ranges are SPAN_GAP apart or more; each coarse row's 2x2-block
-    ranges hold every block with a masked fine cell."""
+    SPAN_GAP or more, and consecutive ranges are SPAN_GAP apart or more."""
     for level in range(h.levels):
         mask = h.wts[level] > 0
         for i, ranges in enumerate(h.spans[level]):
@@ -137,15 +195,6 @@ def _check_ranges(h):
                 edges = np.flatnonzero(np.diff(mask[i, a:b].astype(int)) != 0)
                 assert all(g < mg.SPAN_GAP for g in np.diff(edges)[::2]), (level, i)
             assert not (mask[i] & ~covered).any(), (level, i)
-        if level + 1 < h.levels:
-            blocks = np.zeros_like(h.wts[level + 1], bool)
-            ii, jj = np.nonzero(mask)
-            blocks[(ii + 1) // 2, (jj + 1) // 2] = True
-            for I, ranges in enumerate(h.block_spans[level]):
-                covered = np.zeros(blocks.shape[1], bool)
-                for a, b in ranges.reshape(-1, 2):
-                    covered[int(a):int(b)] = True
-                assert not (blocks[I] & ~covered).any(), (level, I)
 
 
 def _check_solve(mask, sides, seed):
@@ -163,7 +212,7 @@ def test_row_ranges_cover_every_masked_cell_and_skip_only_wide_gaps(name):
     if name == "comb":
         assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] >= 4  # three ranges a row; several on level 1 too
     else:
-        assert h.spans[0].shape[1] == 6 and h.block_spans[0].shape[1] == 8
+        assert h.spans[0].shape[1] == 6 and h.spans[1].shape[1] == 8
     _check_ranges(h)
     _check_solve(mask, (False,) * 4, 1)
 
@@ -186,134 +235,116 @@ def test_row_ranges_and_solve_on_random_runs(h, w, runs, seed, sides):
     _check_solve(mask, sides, seed)
 
 
-def _dense_level(h, level):
-    """Level ``level``'s operator as a dense matrix over its padded grid, and its masked cells."""
-    st = h.stencils[level]
-    if level == 0:
-        mask = st[1] > 0
-        inside = mask[1:-1, 1:-1][: h.shape[0], : h.shape[1]]
-        A = masked_solver.masked_laplacian_matrix(inside, h.sides).toarray()
-        return A, mask
-    mask = h.wts[level] > 0
-    return mg._dense(st[:5].astype(np.float64), mask, np.flatnonzero(mask.ravel())), mask
+def _fields(rng, m, channels=2):
+    a = np.zeros((channels,) + m.shape, np.float32)
+    a[:, m] = rng.normal(size=(channels, int(m.sum())))
+    return a
+
+
+def _gauss_seidel(A, f, x, order):
+    """Gauss-Seidel in NumPy: each group of cells in ``order`` updated at once from the latest values."""
+    x = x.copy()
+    for sel in order:
+        for c in range(x.shape[0]):
+            off = A @ x[c] - np.diag(A) * x[c]
+            x[c, sel] = ((f[c] - off) / np.diag(A))[sel]
+    return x
 
 
 @pytest.mark.parametrize("name", ["ring", "comb"])
-@pytest.mark.parametrize("level", [0, 1])
-def test_smoothing_sweep_matches_numpy_red_black_gauss_seidel(level, name):
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_smoothing_sweeps_match_numpy_gauss_seidel(level, name):
+    """The finest level's red-black sweep, and a coarse level's four colours, both orders, against NumPy."""
     rng = np.random.default_rng(2)
-    mask = _masks(rng)[name]
-    h = mg.Hierarchy(mask, (True, False, False, True))
+    h = mg.Hierarchy(_masks(rng)[name], (True, False, False, True))
     A, m = _dense_level(h, level)
-    shape = h.stencils[level].shape[1:]
-    f = np.zeros((2,) + shape, np.float32)
-    u = np.zeros((2,) + shape, np.float32)
-    f[:, m] = rng.normal(size=(2, int(m.sum())))
-    u[:, m] = rng.normal(size=(2, int(m.sum())))
+    st, spans = h.stencils[level], h.spans[level]
+    f, u = _fields(rng, m), _fields(rng, m)
     ii, jj = np.nonzero(m)
-    for first, from_zero in ((0, True), (1, False), (0, False)):
+    if level == 0:
+        cases = [((0, 1), True), ((1, 0), False), ((0, 1), False)]
+    else:
+        cases = [(COLOURS, True), (COLOURS[::-1], False)]
+    for colours, from_zero in cases:
         got = u.copy()
-        _sweep(got, f, h.stencils[level], h.spans[level], first, from_zero)
+        if level == 0:
+            _sweep(got, f, st, spans, colours[0], from_zero)
+            order = [((ii + jj) % 2) == colour for colour in colours]
+        else:
+            _coarse_sweep(got, f, st, spans, colours, from_zero)
+            order = [((ii % 2) == a) & ((jj % 2) == b) for a, b in colours]
         x = np.zeros((2, ii.size)) if from_zero else u[:, m].astype(np.float64)
-        for color in (first, 1 - first):
-            sel = ((ii + jj) % 2) == color
-            x_new = x.copy()
-            for c in range(2):
-                off = A @ x[c] - np.diag(A) * x[c]
-                x_new[c, sel] = ((f[c, m] - off) / np.diag(A))[sel]
-            x = x_new
-        np.testing.assert_allclose(got[:, m], x, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[:, m], _gauss_seidel(A, f[:, m], x, order), rtol=1e-4, atol=1e-4)
         assert not got[:, ~m].any()
 
 
-@pytest.mark.parametrize("name", ["random", "comb"])
+@pytest.mark.parametrize("name", ["random", "comb", "interleaved"])
 @pytest.mark.parametrize("level", [0, 1])
-def test_residual_restriction_and_prolongation_match_numpy(level, name):
+def test_restriction_and_prolongation_match_numpy(level, name):
+    """``P^T (f - A u)`` and ``u + P e`` from the row kernels against the sparse ``P``; stale values
+    in the coarse array (the last cycle's) do not leak in."""
     rng = np.random.default_rng(3)
-    mask = _masks(rng)[name]
+    mask = _interleaved_mask() if name == "interleaved" else _masks(rng)[name]
     h = mg.Hierarchy(mask, (False, True, True, False))
     A, m = _dense_level(h, level)
-    coarse = h.wts[level + 1] > 0
-    shape, cshape = h.stencils[level].shape[1:], coarse.shape
-    # P between the padded grids: fine padded cell (i, j) -> coarse padded cell ((i + 1) // 2, (j + 1) // 2).
-    ii, jj = np.nonzero(m)
-    ci, cj = (ii + 1) // 2, (jj + 1) // 2
-    u = np.zeros((2,) + shape, np.float32)
-    f = np.zeros((2,) + shape, np.float32)
-    u[:, m] = rng.normal(size=(2, ii.size))
-    f[:, m] = rng.normal(size=(2, ii.size))
-    row = np.zeros((2, 2, shape[1]), np.float32)
-    out = np.zeros((2,) + cshape, np.float32)
-    _residual_restrict(u, f, h.stencils[level], h.block_spans[level], row, out)
+    _, coarse = _dense_level(h, level + 1)
+    P = _prolongation(m, coarse)
+    u, f = _fields(rng, m), _fields(rng, m)
+    out = _fields(rng, coarse)  # stale
+    _restrict(u, f, h.stencils[level], h.spans[level], h.spans[level + 1], out)
     residual = f[:, m] - (A @ u[:, m].astype(np.float64).T).T
-    expected = np.zeros((2,) + cshape)
-    for c in range(2):
-        np.add.at(expected[c], (ci, cj), residual[c])
-    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[:, coarse], (P.T @ residual.T).T, rtol=1e-4, atol=1e-4)
+    assert not out[:, ~coarse].any()
 
-    e = np.zeros((2,) + cshape, np.float32)
-    e[:, coarse] = rng.normal(size=(2, int(coarse.sum())))
-    for fused in (False, True):
-        got = u.copy()
-        if fused:  # prolong, then the residual of the corrected u
-            out2 = np.zeros_like(out)
-            mg.prolong_residual_restrict(got, e, 1.5, h.wts[level], h.spans[level], f, h.stencils[level],
-                                         h.block_spans[level], row, out2)
-        else:
-            for i in range(1, shape[0] - 1):
-                mg.prolong_row(got, e, 1.5, h.wts[level], h.spans[level], i)
-        want = u.astype(np.float64)
-        want[:, ii, jj] += 1.5 * e[:, ci, cj]
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-        if fused:
-            residual = f[:, m] - (A @ want[:, m].T).T
-            expected = np.zeros((2,) + cshape)
-            for c in range(2):
-                np.add.at(expected[c], (ci, cj), residual[c])
-            np.testing.assert_allclose(out2, expected, rtol=1e-4, atol=1e-4)
-
-
-def test_prolong_then_smooth_is_the_two_steps():
-    rng = np.random.default_rng(4)
-    h = mg.Hierarchy(_masks(rng)["ellipse"], (False,) * 4)
-    m = h.wts[0] > 0
-    coarse = h.wts[1] > 0
-    u = np.zeros((3,) + m.shape, np.float32)
-    f = np.zeros_like(u)
-    u[:, m] = rng.normal(size=(3, int(m.sum())))
-    f[:, m] = rng.normal(size=(3, int(m.sum())))
-    e = np.zeros((3,) + coarse.shape, np.float32)
-    e[:, coarse] = rng.normal(size=(3, int(coarse.sum())))
-    fused = u.copy()
-    mg.prolong_smooth(fused, e, 1.5, h.wts[0], h.spans[0], f, h.stencils[0], 1, np.zeros(m.shape[1], np.float32))
-    steps = u.copy()
-    for i in range(1, m.shape[0] - 1):
-        mg.prolong_row(steps, e, 1.5, h.wts[0], h.spans[0], i)
-    _sweep(steps, f, h.stencils[0], h.spans[0], 1, False)
-    np.testing.assert_allclose(fused, steps, rtol=1e-6, atol=1e-6)
+    e = _fields(rng, coarse)
+    got = u.copy()
+    _prolong(got, e, h.wts[level], h.spans[level])
+    want = u.astype(np.float64)
+    want[:, m] += (P @ e[:, coarse].astype(np.float64).T).T
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["ellipse", "comb", "random"])
 @pytest.mark.parametrize("level", [0, 1])
-def test_smooth_then_restrict_is_the_two_steps_bit_for_bit(level, name):
-    """The cycle's fused first step is a whole sweep from zero, then the whole restriction, to the bit."""
+def test_fused_sweeps_are_the_separate_steps_bit_for_bit(level, name):
+    """The cycle's fused passes: a sweep from zero then the whole restriction, and the whole
+    prolongation then the reverse sweep, to the bit."""
     rng = np.random.default_rng(12)
     h = mg.Hierarchy(_masks(rng)[name], (True, False, False, True))
     m, coarse = h.wts[level] > 0, h.wts[level + 1] > 0
-    f = np.zeros((3,) + m.shape, np.float32)
-    f[:, m] = rng.normal(size=(3, int(m.sum())))
-    stale = np.zeros_like(f)
-    stale[:, m] = rng.normal(size=(3, int(m.sum())))  # what the last cycle left: a sweep from zero ignores it
-    st, spans, blocks = h.stencils[level], h.spans[level], h.block_spans[level]
-    row = np.zeros((3, 2, m.shape[1]), np.float32)
-    fused_u, fused_out = stale.copy(), np.zeros((3,) + coarse.shape, np.float32)
-    mg.smooth_residual_restrict(fused_u, f, st, spans, blocks, row, fused_out, row[0, 0])
+    st, spans, coarse_spans = h.stencils[level], h.spans[level], h.spans[level + 1]
+    f = _fields(rng, m, 3)
+    stale = _fields(rng, m, 3)  # what the last cycle left: a sweep from zero ignores it
+    row = np.zeros((3, m.shape[1] + 2), np.float32)
+    scratch = np.zeros(m.shape[1], np.float32)
+    fused_u, fused_out = stale.copy(), _fields(rng, coarse, 3)
+    if level == 0:
+        mg.smooth_restrict(fused_u, f, st, spans, coarse_spans, row, fused_out, scratch)
+    else:
+        mg.coarse_smooth_restrict(fused_u, f, st, spans, coarse_spans, row, fused_out)
     u, out = stale.copy(), np.zeros_like(fused_out)
-    _sweep(u, f, st, spans, 0, True)
-    _residual_restrict(u, f, st, blocks, row, out)
+    if level == 0:
+        _sweep(u, f, st, spans, 0, True)
+    else:
+        _coarse_sweep(u, f, st, spans, COLOURS, True)
+    _restrict(u, f, st, spans, coarse_spans, out)
     np.testing.assert_array_equal(fused_u, u)
     np.testing.assert_array_equal(fused_out, out)
     assert out[:, coarse].any() and not out[:, ~coarse].any()
+
+    e = _fields(rng, coarse, 3)
+    fused = u.copy()
+    if level == 0:
+        mg.prolong_smooth(fused, e, h.wts[0], spans, f, st, scratch)
+    else:
+        mg.coarse_prolong_smooth(fused, e, h.wts[level], spans, f, st)
+    steps = u.copy()
+    _prolong(steps, e, h.wts[level], spans)
+    if level == 0:
+        _sweep(steps, f, st, spans, 1, False)
+    else:
+        _coarse_sweep(steps, f, st, spans, COLOURS[::-1], False)
+    np.testing.assert_array_equal(fused, steps)
 
 
 def _cycle_matrix(h):
@@ -329,19 +360,10 @@ def _cycle_matrix(h):
         f0[:, m] = r
         z = np.zeros_like(f0)
         f, u, rows = mg.level_buffers(h.stencils, f0, z)
-        mg.run_cycle(h.schedule, h.scales, h.stencils, h.wts, h.spans, h.block_spans, f, u, rows, h.inverse,
-                     h.cells_i, h.cells_j)
+        mg.run_cycle(h.stencils, h.wts, h.spans, f, u, rows, h.scratch, h.inverse, h.cells_i, h.cells_j)
         assert not z[:, ~m].any()
         columns.append(z[:, m].astype(np.float64))
     return np.concatenate(columns).T
-
-
-def test_cycle_schedule_visits_level_one_once_and_coarser_levels_twice():
-    for levels in range(1, 7):
-        ops = mg.cycle_schedule(levels)
-        visits = [int(((ops[:, 0] == mg.PRE_RESTRICT) & (ops[:, 1] == k)).sum()) for k in range(levels - 1)]
-        assert visits == [2 ** max(0, k - 1) for k in range(levels - 1)]
-        assert int((ops[:, 0] == mg.SOLVE).sum()) == 2 ** max(0, levels - 3)
 
 
 @pytest.mark.parametrize("name", ["ellipse", "ring", "irregular", "random", "cross", "pinned"])
@@ -356,13 +378,13 @@ def test_cycle_is_a_symmetric_positive_definite_preconditioner(name):
         "irregular": (np.sin(yy / 5.0) + np.cos(xx / 4.0) > -0.6) & ellipse,
         "random": rng.random((52, 57)) < 0.75,
         "cross": (abs(yy - 25) < 6) | (abs(xx - 17) < 5) | (yy < 32) & (xx > 36),
-        # Neumann on every side, pinned by one pixel: the nearly singular system where an
-        # over-correction above the exact coarsest solve made W-cycles indefinite.
+        # Neumann on every side, pinned by one pixel: a nearly singular system (where the earlier
+        # aggregation cycle's over-correction made W-cycles indefinite).
         "pinned": ~((yy == 26) & (xx == 19)),
     }[name]
     sides = (True,) * 4 if name == "pinned" else (False, True, False, False)
     h = mg.Hierarchy(mask, sides)
-    assert len(h.stencils) >= 4, "too shallow to contain a W-cycle"
+    assert h.levels >= 4, "too shallow"
     B = _cycle_matrix(h)
     assert np.abs(B - B.T).max() <= 1e-4 * np.abs(B).max()  # float32 rounding
     np.linalg.cholesky((B + B.T) / 2)  # raises LinAlgError unless B is positive definite
@@ -519,20 +541,23 @@ def test_error_estimate_on_a_nearly_singular_mask():
         assert np.abs(x - ref).max() <= 2 * atol, (atol, np.abs(x - ref).max())
 
 
-def test_an_image_blend_reaches_its_error_goal_in_one_float32_pass(monkeypatch):
-    """A 512 px uint8 blend: one float32 CG pass reaches the error goal, the next (one cycle) confirms it.
+def test_an_image_blend_takes_one_float32_pass_and_at_most_one_short_one(monkeypatch):
+    """A 512 px uint8 blend: a float32 CG pass to (about) the error goal, then at most one short pass.
 
-    With the float32 pass stopping at a relative residual of 1e-5 it fell one iteration short and
-    needed a second pass — a restart cycle and a float64 residual more (``FLOAT32_RTOL``).
+    The second pass starts from the float64 residual within ``SMALL_PASS`` goals, so its own
+    estimate ends the solve (no confirming pass: a restart cycle and a float64 residual fewer).
+    With the float32 pass stopping at a relative residual of 1e-5 (the earlier cycle) it fell
+    short and cost another pass (``FLOAT32_RTOL``).
     """
     import nsa_augment
 
-    passes = []
+    passes, statuses = [], []
     pcg = mg.pcg
 
     def counted(*args):
         result = pcg(*args)
         passes.append(int(result[0]))
+        statuses.append(int(result[1]))
         return result
 
     monkeypatch.setattr(mg, "pcg", counted)
@@ -549,5 +574,8 @@ def test_an_image_blend_reaches_its_error_goal_in_one_float32_pass(monkeypatch):
     mask = ((yy - n / 2) / (0.46 * n)) ** 2 + ((xx - n / 2) / (0.4 * n)) ** 2 < 1
     for gradients in ("normal", "mixed"):
         passes.clear()
+        statuses.clear()
         nsa_augment.poisson_blend(dst, src, mask, gradients=gradients)
-        assert len(passes) == 2 and passes[1] == 0, (gradients, passes)
+        assert len(passes) <= 2 and passes[0] <= 7 and passes[-1] <= 2, (gradients, passes)
+        if len(passes) == 2:
+            assert statuses[-1] == mg.SMALL_PASS_ESTIMATE, (gradients, statuses)

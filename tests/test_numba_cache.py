@@ -216,8 +216,8 @@ def test_compile_notices_say_how_long_once_each(monkeypatch, capsys):
     notice = numba_cache._CompileNotice()
     for first, then, expected in (
         ([labels.median_footprint, numba_helper],
-         [multigrid.smooth_residual_restrict, multigrid.pcg, labels.median_footprint], [NOTICE, MASKED_NOTICE]),
-        ([numba_helper, multigrid.smooth_residual_restrict], [labels.median_footprint, multigrid.pcg], [MASKED_NOTICE]),
+         [multigrid.smooth_restrict, multigrid.pcg, labels.median_footprint], [NOTICE, MASKED_NOTICE]),
+        ([numba_helper, multigrid.smooth_restrict], [labels.median_footprint, multigrid.pcg], [MASKED_NOTICE]),
     ):
         monkeypatch.setattr(numba_cache, "_announced", None)
         for dispatcher in first + then:

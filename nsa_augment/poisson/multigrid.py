@@ -1,23 +1,27 @@
-"""Aggregation multigrid for the masked 5-point Laplacian: the preconditioner of the exact masked solve.
+"""Geometric multigrid for the masked 5-point Laplacian: the preconditioner of the exact masked solve.
 
 A mask that is not a rectangle leaves no fast transform for the exact system, and the earlier
 preconditioner (the box solver on the mask's bounding box, a fictitious domain) needed 14-50
 conjugate-gradient iterations, each a full transform of the box.  Multigrid removes the error at
 every scale instead, at a few sweeps over the pixels per iteration:
 
-* **Coarse levels by aggregation**: each coarse cell is a 2x2 block of fine cells, prolongation
-  copies a cell's value to its block and restriction sums the block (``R = P^T``).  The coarse
-  operators are the exact Galerkin products ``R A P``, which stay 5-point stencils on any mask —
-  holes, thin bridges, disconnected parts — so nothing about the mask's geometry is approximated.
-* **The cycle**: one red-black Gauss-Seidel sweep before and after the coarse correction, which
-  is scaled by 1.5 (plain aggregation under-corrects smooth errors); the finest level visits level 1
-  once, every coarser level visits the next twice (W-cycles: each coarse level costs a quarter of
-  the one above it, so visiting twice is cheap there and makes up for aggregation's weak coarse
-  correction); the coarsest level (at most a hundred unknowns) is solved directly.  Against
-  W-cycles on every level: 10-12 iterations instead of 8, each a third cheaper, and positive
-  definite under fewer conditions (:data:`OVER_CORRECTION`).
-* **As a CG preconditioner** the cycle is symmetric (red then black before, black then red after,
-  ``R = P^T``): the iteration count does not grow with the mask's size (mesh-independent).
+* **Coarse levels by bilinear interpolation**: every second cell of every second row is a coarse
+  cell; prolongation ``P`` interpolates the coarse values bilinearly onto the masked cells, and
+  restriction is its transpose (full weighting, ``R = P^T``).  The coarse operators are the exact
+  Galerkin products ``P^T A P``, 9-point stencils on any mask — holes, thin bridges, disconnected
+  parts — so nothing about the mask's geometry is approximated.  A coarse cell exists where a
+  masked cell lies in its 3x3 support; away from the mask's edge and the image border its stencil
+  is a constant, so the products are computed only along the edges.
+* **The cycle**: a V-cycle, one Gauss-Seidel sweep before and one after each coarse correction
+  (red-black on the finest level's 5-point stencil, four colours on the coarse levels' 9-point
+  ones, reversed after the correction); the coarsest level (at most a hundred unknowns) is solved
+  directly.  Interpolation carries smooth errors to the coarse grid far better than piecewise
+  constants: 5-6 CG iterations where 2x2 aggregation (this module before the 21st session)
+  needed 9-11 with W-cycles and an over-corrected coarse correction
+  (``benchmarks/multigrid_study.py``).
+* **As a CG preconditioner** the cycle is symmetric positive definite by construction (Galerkin
+  coarse operators, ``R = P^T``, each sweep after the correction the reverse of the one before):
+  the iteration count does not grow with the mask's size (mesh-independent).
 * **Stopping on the error, not the residual**: image blends ask for an error of a fraction of a
   grey level, which the preconditioned residual ``B r`` (computed every iteration anyway)
   estimates directly, and which stops earlier than a residual criterion with a float64
@@ -36,14 +40,6 @@ from numba.typed import List
 
 from .blas import single_threaded_blas
 
-#: Aggregation under-corrects smooth errors by about half; this scaling restores most of it.
-#: It keeps the cycle positive definite: a symmetric cycle with Gauss-Seidel smoothing (splitting
-#: ``M``) is ``B = M^-T D M^-1 + X^T (s P B_c P^T) X`` with ``X = I - A M^-1``, positive definite
-#: whenever the coarse cycle ``B_c`` is, whatever the scale ``s``.  Visiting the coarse level twice
-#: (a W-cycle) puts ``2 K - K A K``, ``K = s P B_c P^T``, in place of ``K``, which also needs
-#: ``s B_c A_c <= 2``: a condition on how far the coarse cycle over-corrects, which the finest
-#: level, visiting level 1 once, does not depend on (:func:`cycle_schedule`).
-OVER_CORRECTION = 1.5
 #: Below this many unknowns the coarsest level is solved with a dense inverse.
 COARSEST = 100
 #: Masked runs of a row closer than this many columns are swept as one range (the gap's zeros
@@ -55,13 +51,13 @@ SPAN_GAP = 8
 #: residual) and a confirming one: 14 cycles where 3e-6 needs 12 (benchmarks' masks, 64-2048 px).
 FLOAT32_RTOL = 3e-6
 
-# Layout shared by the kernels.  Every level's arrays are padded: one ring of zeros around the box,
-# rounded up to even sizes, so the kernels need no bounds checks and a 2x2 block never leaves the
-# array.  All vectors are zero off the mask, and the stencils are zero there too, which keeps them
-# zero without branches.  ``spans[i] = (first_0, last_0 + 1, first_1, last_1 + 1, ...)`` are the
-# padded column ranges a row touches, zero-filled: a row's masked runs, runs less than
-# :data:`SPAN_GAP` apart merged (a ring's hole, the gaps between an object's parts are skipped;
-# short gaps cost less than another loop).
+# Layout shared by the kernels.  Every level's arrays are padded: one ring of zeros around the box
+# (two after an even size), so the kernels need no bounds checks: coarse cell ``P`` sits on fine
+# cell ``2P - 1`` and interpolates to ``2P - 2 .. 2P``, all inside the array.  All vectors are zero
+# off the mask, and the stencils are zero there too, which keeps them zero without branches.
+# ``spans[i] = (first_0, last_0 + 1, first_1, last_1 + 1, ...)`` are the padded column ranges a row
+# touches, zero-filled: a row's masked runs, runs less than :data:`SPAN_GAP` apart merged (a ring's
+# hole, the gaps between an object's parts are skipped; short gaps cost less than another loop).
 # Indices are unsigned and rows are taken as 1-D views: that is what lets LLVM vectorise the loops
 # (signed indices make Numba check for negative wrap-around on every access).
 # _INHERITED: a kernel that does not set ``fastmath`` itself inherits it from the caller it is first
@@ -80,8 +76,12 @@ FLOAT32_RTOL = 3e-6
 
 @nb.njit(cache=True, nogil=True)
 def _padded(n):
-    """Padded length of ``n`` cells: a ring of zeros on both sides, rounded up to even."""
-    return 2 * ((n + 1) // 2) + 2
+    """Padded length of ``n`` cells: a ring of zeros on both sides, rounded up to odd.
+
+    The next level's ``n // 2 + 1`` cells then reach fine cells up to ``2 (n // 2 + 1)``, the last
+    index of the padded array.
+    """
+    return 2 * (n // 2) + 3
 
 
 def _pad(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -121,127 +121,152 @@ def _row_spans(inside, padded_rows):
 
 
 @nb.njit(cache=True, nogil=True)
-def _block_spans(spans, coarse_rows):
-    """Padded column ranges of every coarse row's 2x2 blocks: the union of its two fine rows' ranges.
-
-    Padded fine column ``j`` belongs to coarse column ``(j + 1) // 2``; ranges less than
-    :data:`SPAN_GAP` apart are merged, as in :func:`_row_spans`.
-    """
-    K = spans.shape[1] // 2
-    merged = np.zeros((coarse_rows, 4 * K), np.uint64)  # up to 2 K ranges: the two rows' may interleave
-    most = 1
-    # A coarse level's padding can hold one more row than the fine level has blocks for.
-    for I in range(1, min(coarse_rows - 1, spans.shape[0] // 2)):
-        upper, lower = spans[2 * I - 1], spans[2 * I]
-        a = b = 0  # the next range of each fine row (both sorted): merge them in order of start
-        count = -1
-        while True:
-            take_upper = a < K and upper[2 * a + 1] > 0
-            take_lower = b < K and lower[2 * b + 1] > 0
-            if not (take_upper or take_lower):
-                break
-            if take_upper and take_lower:
-                take_upper = upper[2 * a] <= lower[2 * b]
-            if take_upper:
-                first, end = np.int64(upper[2 * a]), np.int64(upper[2 * a + 1])
-                a += 1
-            else:
-                first, end = np.int64(lower[2 * b]), np.int64(lower[2 * b + 1])
-                b += 1
-            lo, hi = (first + 1) >> 1, (end >> 1) + 1  # the coarse cells of fine columns [first, end)
-            if count >= 0 and lo - np.int64(merged[I, 2 * count + 1]) < SPAN_GAP:
-                if hi > np.int64(merged[I, 2 * count + 1]):
-                    merged[I, 2 * count + 1] = hi
-            else:
-                count += 1
-                merged[I, 2 * count], merged[I, 2 * count + 1] = lo, hi
-        most = max(most, count + 1)
-    return np.ascontiguousarray(merged[:, : 2 * most])
-
-
-@nb.njit(cache=True, nogil=True)
 def _degree(i, j, h, w, sides):
     """The fine Laplacian's diagonal at box pixel ``(i, j)``: 4, less one per side on the image border."""
     return 4.0 - ((i == 0) & sides[0]) - ((i == h - 1) & sides[1]) - ((j == 0) & sides[2]) - ((j == w - 1) & sides[3])
 
 
-@nb.njit(cache=True, nogil=True)
-def fine_stencil_coarsened(inside, sides):
-    """The Galerkin operator ``R A P`` of the fine masked Laplacian: level 1's 5 stencil arrays and its mask."""
-    h, w = inside.shape
-    h2, w2 = (h + 1) // 2, (w + 1) // 2
-    st = np.zeros((5, h2, w2), np.float32)  # centre, north, south, west, east
-    in2 = np.zeros((h2, w2), np.bool_)
-    for i in range(h):
-        for j in range(w):
-            if not inside[i, j]:
-                continue
-            I, J = i // 2, j // 2
-            in2[I, J] = True
-            st[0, I, J] += _degree(i, j, h, w, sides)
-            if i > 0 and inside[i - 1, j]:
-                st[0 if (i - 1) // 2 == I else 1, I, J] -= 1.0
-            if i < h - 1 and inside[i + 1, j]:
-                st[0 if (i + 1) // 2 == I else 2, I, J] -= 1.0
-            if j > 0 and inside[i, j - 1]:
-                st[0 if (j - 1) // 2 == J else 3, I, J] -= 1.0
-            if j < w - 1 and inside[i, j + 1]:
-                st[0 if (j + 1) // 2 == J else 4, I, J] -= 1.0
-    return st, in2
+#: Plane of a coarse level's stencil for each offset ``(di + 1, dj + 1)``: centre, north, south, west,
+#: east, north-west, north-east, south-west, south-east; plane 9 holds ``1 / centre``.
+PLANE = np.array([[5, 1, 6], [3, 0, 4], [7, 2, 8]], np.int64)
+#: The fine level's stencil away from the mask's edge and the image border.
+FIVE_POINT = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+
+
+def _parents(r):
+    """The coarse neighbours of a cell ``r`` cells from a coarse cell's centre: (first offset, count, weight).
+
+    A coarse cell ``P`` sits on fine cell ``2P - 1`` (padded indices); fine cells between two coarse
+    ones take half of each (linear interpolation, per axis).
+    """
+    if r % 2 == 0:
+        return r // 2, 1, 1.0
+    return (r - 1) // 2, 2, 0.5
+
+
+_parents_compiled = nb.njit(cache=True, nogil=True)(_parents)  # the same function, for the kernels
 
 
 @nb.njit(cache=True, nogil=True)
-def coarsen(st, inside):
-    """``R A P`` of a stencil level: the next level's 5 stencil arrays and mask."""
-    _, h, w = st.shape
-    h2, w2 = (h + 1) // 2, (w + 1) // 2
-    out = np.zeros((5, h2, w2), np.float32)
-    in2 = np.zeros((h2, w2), np.bool_)
-    for i in range(h):
-        for j in range(w):
-            if not inside[i, j]:
+def _entry(st, p, q, dp, dq):
+    """Level stencil ``A[(p, q), (p + dp, q + dq)]``: the fine level's from its mask, a coarse level's stored."""
+    if st.shape[0] == 3:  # fine: degree on the diagonal, -1 to a masked 4-neighbour
+        if dp == 0 and dq == 0:
+            return np.float64(st[0, p, q])
+        if dp != 0 and dq != 0:
+            return 0.0
+        return -np.float64(st[1, p, q] * st[1, p + dp, q + dq])
+    return np.float64(st[PLANE[dp + 1, dq + 1], p, q])
+
+
+@nb.njit(cache=True, nogil=True)
+def _galerkin_row(st, wt, P, Q, out):
+    """Row ``(P, Q)`` of ``P^T A P`` (3 x 3 offsets into ``out``) from level stencil ``st`` and its mask ``wt``.
+
+    Coarse cell ``(P, Q)`` interpolates to the fine cells ``2P - 2 .. 2P`` x ``2Q - 2 .. 2Q`` with
+    weights 1/2, 1, 1/2 per axis (:func:`_parents`); a fine cell ``f`` and its stencil neighbour
+    ``g`` add ``w_f A[f, g] w_g`` to the entry of each coarse cell ``g`` interpolates from.
+    """
+    out[:] = 0.0
+    for a in range(-1, 2):
+        for b in range(-1, 2):
+            p, q = 2 * P - 1 + a, 2 * Q - 1 + b
+            if wt[p, q] == 0.0:
                 continue
-            I, J = i // 2, j // 2
-            in2[I, J] = True
-            out[0, I, J] += st[0, i, j]
-            out[0 if (i - 1) // 2 == I else 1, I, J] += st[1, i, j]
-            out[0 if (i + 1) // 2 == I else 2, I, J] += st[2, i, j]
-            out[0 if (j - 1) // 2 == J else 3, I, J] += st[3, i, j]
-            out[0 if (j + 1) // 2 == J else 4, I, J] += st[4, i, j]
-    return out, in2
+            wf = (1.0 if a == 0 else 0.5) * (1.0 if b == 0 else 0.5)
+            for dp in range(-1, 2):
+                for dq in range(-1, 2):
+                    v = _entry(st, p, q, dp, dq)
+                    if v == 0.0:
+                        continue
+                    r0, rn, rw = _parents_compiled(a + dp)
+                    c0, cn, cw = _parents_compiled(b + dq)
+                    for x in range(rn):
+                        for y in range(cn):
+                            out[r0 + x + 1, c0 + y + 1] += wf * v * rw * cw
+    return out
+
+
+def coarsen_constant(s: np.ndarray) -> np.ndarray:
+    """``P^T A P``'s stencil far from any edge, for a constant 3 x 3 stencil ``s`` (float64)."""
+    out = np.zeros((3, 3))
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            wf = (1.0 if a == 0 else 0.5) * (1.0 if b == 0 else 0.5)
+            for dp in (-1, 0, 1):
+                for dq in (-1, 0, 1):
+                    r0, rn, rw = _parents(a + dp)
+                    c0, cn, cw = _parents(b + dq)
+                    for x in range(rn):
+                        for y in range(cn):
+                            out[r0 + x + 1, c0 + y + 1] += wf * s[dp + 1, dq + 1] * rw * cw
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def coarsen(st, wt, standard, rows, cols, constant):
+    """The next level: its stencil planes ``P^T A P`` (10, Hc, Wc), mask, interior flags and masked count.
+
+    ``rows, cols``: the level's unpadded size; the coarse level has ``rows // 2 + 1`` x
+    ``cols // 2 + 1`` cells, a coarse cell masked when a masked cell lies in its 3 x 3 support.
+    ``standard`` marks the cells whose whole stencil is the constant one (away from the mask's
+    edge and the image border); a coarse cell whose support is all standard gets ``constant``
+    (:func:`coarsen_constant` of it) instead of the product, which is computed only near edges.
+    """
+    hc, wc = rows // 2 + 1, cols // 2 + 1
+    Hc, Wc = _padded(hc), _padded(wc)
+    planes = np.zeros((10, Hc, Wc), np.float32)
+    wt_c = np.zeros((Hc, Wc), np.float32)
+    standard_c = np.zeros((Hc, Wc), np.bool_)
+    row = np.zeros((3, 3))
+    count = 0
+    for P in range(1, hc + 1):
+        for Q in range(1, wc + 1):
+            masked, interior = False, True
+            for p in range(2 * P - 2, 2 * P + 1):
+                for q in range(2 * Q - 2, 2 * Q + 1):
+                    masked |= wt[p, q] != 0.0
+                    interior &= standard[p, q]
+            if not masked:
+                continue
+            count += 1
+            wt_c[P, Q] = 1.0
+            standard_c[P, Q] = interior
+            values = constant if interior else _galerkin_row(st, wt, P, Q, row)
+            for di in range(3):
+                for dj in range(3):
+                    planes[PLANE[di, dj], P, Q] = values[di, dj]
+            planes[9, P, Q] = np.float32(1.0) / planes[0, P, Q]
+    return planes, wt_c, standard_c, count
 
 
 # --- Row operations.  A level is described by its stencil planes ``st``: the fine level is
 # matrix-free, (degree, mask, 1/degree) — the degree is 4, less on the image border, and every
-# masked neighbour is -1; a coarse level stores its Galerkin stencil, (centre, north, south, west,
-# east, 1/centre).  All planes are zero off the mask. ----------------------------------------------
+# masked neighbour is -1; a coarse level stores its Galerkin stencil, 9 planes (see PLANE) and
+# 1/centre.  All planes are zero off the mask. -----------------------------------------------------
 
 
 @nb.njit(cache=True, nogil=True)
 def smooth_row(u, f, st, spans, i, color, from_zero, scratch):
-    """Gauss-Seidel update of row ``i``'s pixels of one colour (``(i + j) % 2 == color``).
+    """Finest level: Gauss-Seidel update of row ``i``'s pixels of one colour (``(i + j) % 2 == color``).
 
-    With ``from_zero`` ``u`` is taken as zero: those pixels get ``f / centre``, the other colour's 0
+    With ``from_zero`` ``u`` is taken as zero: those pixels get ``f / degree``, the other colour's 0
     (the sweep's second half sets them).  ``scratch`` is a float32 row of at least the padded width.
 
-    On the finest level every column of a span is computed and the other colour's keep their value
-    (a select) instead of a loop over every second column: unit-stride loops vectorise, strided ones
-    do not (1.3-1.5x on that level's sweeps at 512 px, the same values).  The new row goes to
-    ``scratch`` and is copied back: written in place, each column would read its west neighbour's
-    store, a dependence that keeps LLVM from vectorising (no value changes: a pixel reads only the
-    other colour, which the select leaves as it was).  Coarse levels keep the strided loops for full
-    updates: their rows are short, and the select's second loop cost more than it saved there in
-    whole cycles (at 2048 px too: level 1's full sweeps the same, the cycle within noise).
+    Every column of a span is computed and the other colour's keep their value (a select) instead
+    of a loop over every second column: unit-stride loops vectorise, strided ones do not (1.3-1.5x
+    on that level's sweeps at 512 px, the same values).  The new row goes to ``scratch`` and is
+    copied back: written in place, each column would read its west neighbour's store, a dependence
+    that keeps LLVM from vectorising (no value changes: a pixel reads only the other colour, which
+    the select leaves as it was).
     """
-    one, two = np.uint64(1), np.uint64(2)
+    one = np.uint64(1)
     parity = (np.uint64(i) + np.uint64(color)) & one
-    fine = st.shape[0] == 3
-    rc = st[2, i] if fine else st[5, i]
+    rc = st[2, i]
     for s in range(0, spans.shape[1], 2):
         j0, j1 = spans[i, s], spans[i, s + 1]
         if j1 == 0:
             return
-        start = j0 + ((j0 + parity) & one)
         for c in range(u.shape[0]):
             un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
             if from_zero:
@@ -250,68 +275,139 @@ def smooth_row(u, f, st, spans, i, color, from_zero, scratch):
                 # every second column's, in one unit-stride (vectorised) loop: 1.3-1.8x per level at 2048 px.
                 for j in range(j0, j1):
                     uu[j] = rc[j] * fr[j] if ((j + parity) & one) == 0 else np.float32(0.0)
-            elif fine:
+            else:
                 for j in range(j0, j1):
                     v = rc[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one])
                     scratch[j] = v if ((j + parity) & one) == 0 else uu[j]
                 for j in range(j0, j1):
                     uu[j] = scratch[j]
-            else:
-                sn, ss, sw, se = st[1, i], st[2, i], st[3, i], st[4, i]
-                for j in range(start, j1, two):
-                    uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one])
 
 
 @nb.njit(cache=True, nogil=True)
-def residual_restrict_rows(u, f, st, block_spans, row, out, I):
-    """``out[:, I] = R (f - A u)`` for coarse row ``I``: the residuals of fine rows ``2I - 1`` and ``2I`` summed per block."""
+def coarse_smooth_row(u, f, st, spans, i, parity, from_zero):
+    """Coarse level: Gauss-Seidel update of row ``i``'s cells in the columns ``j % 2 == parity``.
+
+    A 9-point stencil couples all eight neighbours, so a sweep has four colours, (row, column)
+    parities, none coupled to itself: each is updated at once.  With ``from_zero`` ``u`` is taken
+    as zero (the sweep's first colour, whose neighbours all come later): the cells get ``f / centre``.
+    """
     one, two = np.uint64(1), np.uint64(2)
-    fine = st.shape[0] == 3
-    for s in range(0, block_spans.shape[1], 2):
-        J0, J1 = block_spans[I, s], block_spans[I, s + 1]
-        if J1 == 0:
+    sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
+    snw, sne, ssw, sse, rc = st[5, i], st[6, i], st[7, i], st[8, i], st[9, i]
+    for s in range(0, spans.shape[1], 2):
+        j0, j1 = spans[i, s], spans[i, s + 1]
+        if j1 == 0:
             return
-        for k in range(2):
-            i = 2 * I - 1 + k
-            for c in range(u.shape[0]):
-                un, uu, us, fr, rr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i], row[c, k]
-                if fine:
-                    dr, wr = st[0, i], st[1, i]
-                    for j in range(two * J0 - one, two * J1 - one):
-                        rr[j] = wr[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one]) - dr[j] * uu[j]
-                else:
-                    sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
-                    for j in range(two * J0 - one, two * J1 - one):
-                        rr[j] = fr[j] - sc[j] * uu[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] \
-                            - se[j] * uu[j + one]
+        start = j0 + ((j0 + parity) & one)
         for c in range(u.shape[0]):
-            r0, r1, oc = row[c, 0], row[c, 1], out[c, I]
-            for J in range(J0, J1):
-                j = two * J - one
-                oc[J] = r0[j] + r0[j + one] + r1[j] + r1[j + one]
+            un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
+            if from_zero:
+                for j in range(start, j1, two):
+                    uu[j] = rc[j] * fr[j]
+            else:
+                for j in range(start, j1, two):
+                    uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one]
+                                     - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one]
+                                     - sse[j] * us[j + one])
+    return
 
 
 @nb.njit(cache=True, nogil=True)
-def prolong_row(u, e, scale, wt, spans, i):
-    """``u += scale * P e`` on row ``i``: every masked cell takes its 2x2 block's coarse value."""
+def _residual_row(u, f, st, i, lo, hi, rr):
+    """``rr[lo:hi] = (f - A u)[i, lo:hi]`` for one channel's arrays (rows ``i - 1 .. i + 1`` of ``u``)."""
+    one = np.uint64(1)
+    un, uu, us, fr = u[i - 1], u[i], u[i + 1], f[i]
+    if st.shape[0] == 3:
+        dr, wr = st[0, i], st[1, i]
+        for j in range(lo, hi):
+            rr[j] = wr[j] * (fr[j] + un[j] + us[j] + uu[j - one] + uu[j + one]) - dr[j] * uu[j]
+    else:
+        sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
+        snw, sne, ssw, sse = st[5, i], st[6, i], st[7, i], st[8, i]
+        for j in range(lo, hi):
+            rr[j] = fr[j] - sc[j] * uu[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one] \
+                - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one] - sse[j] * us[j + one]
+
+
+@nb.njit(cache=True, nogil=True)
+def _zero_row(out, spans, I):
+    """``out[:, I] = 0`` over row ``I``'s ranges."""
+    for s in range(0, spans.shape[1], 2):
+        if spans[I, s + 1] == 0:
+            return
+        for c in range(out.shape[0]):
+            oc = out[c, I]
+            for J in range(spans[I, s], spans[I, s + 1]):
+                oc[J] = 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def restrict_row(u, f, st, spans, i, coarse_spans, row, out):
+    """Add row ``i``'s share of ``P^T (f - A u)`` to ``out``: its residual, weighted 1/2, 1, 1/2 per axis.
+
+    An odd row lies on coarse row ``(i + 1) / 2`` (weight 1), an even row between coarse rows
+    ``i / 2`` and ``i / 2 + 1`` (1/2 each), the second of which it is the first to reach: that row
+    is zeroed first (the caller zeroes coarse row 1).  The residual is computed into ``row``
+    (float32 (C, W + 2)) over the row's ranges, with a zero on each side.
+    """
     one, two = np.uint64(1), np.uint64(2)
+    half = np.float32(0.5)
     I = (i + 1) >> 1
+    between = (i & 1) == 0
+    if between:
+        _zero_row(out, coarse_spans, I + 1)
+    for s in range(0, spans.shape[1], 2):
+        j0, j1 = spans[i, s], spans[i, s + 1]
+        if j1 == 0:
+            return
+        # Coarse columns J0 .. J1 reach this range: they read fine columns 2 J0 - 2 .. 2 J1.
+        J0, J1 = (j0 + one) >> one, (j1 + one) >> one
+        for c in range(u.shape[0]):
+            rr = row[c]
+            for j in range(two * J0 - two, j0):  # the range's residual, zeros beside it
+                rr[j] = 0.0
+            for j in range(j1, two * J1 + one):
+                rr[j] = 0.0
+            _residual_row(u[c], f[c], st, i, j0, j1, rr)
+            o0, o1 = out[c, I], out[c, I + 1]
+            if between:
+                for J in range(J0, J1 + one):
+                    v = half * (half * rr[two * J - two] + rr[two * J - one] + half * rr[two * J])
+                    o0[J] += v
+                    o1[J] += v
+            else:
+                for J in range(J0, J1 + one):
+                    o0[J] += half * rr[two * J - two] + rr[two * J - one] + half * rr[two * J]
+
+
+@nb.njit(cache=True, nogil=True)
+def prolong_row(u, e, wt, spans, i):
+    """``u += P e`` on row ``i``: each masked cell interpolates its coarse neighbours (bilinear)."""
+    one, two = np.uint64(1), np.uint64(2)
+    half = np.float32(0.5)
+    I = (i + 1) >> 1  # coarse row above (or at) fine row i; an even fine row also takes row I + 1
+    between = (i & 1) == 0
     wr = wt[i]
     for s in range(0, spans.shape[1], 2):
         j0, j1 = spans[i, s], spans[i, s + 1]
         if j1 == 0:
             return
-        # Padded column j belongs to coarse column (j + 1) // 2: columns 2J - 1 and 2J share cell J.
-        # Looping over cells (not columns) avoids the index arithmetic per pixel, so LLVM vectorises
-        # it.  A range's cells may reach one column past it on each side, where the mask weight is 0
-        # (ranges are SPAN_GAP apart, so no column is reached twice).
-        J0, J1 = (j0 + one) >> one, (j1 - one + one) >> one
+        # Fine columns 2J - 1 (on coarse column J) and 2J (between J and J + 1), looped by coarse
+        # column so that LLVM vectorises; a range's cells may reach one column past it on each side,
+        # where the mask weight is 0 (ranges are SPAN_GAP apart, so no column is reached twice).
+        J0, J1 = (j0 + one) >> one, j1 >> one
         for c in range(u.shape[0]):
-            uu, er = u[c, i], e[c, I]
-            for J in range(J0, J1 + one):
-                v = scale * er[J]
-                uu[two * J - one] += v * wr[two * J - one]
-                uu[two * J] += v * wr[two * J]
+            uu, e0, e1 = u[c, i], e[c, I], e[c, I + 1]
+            if between:
+                for J in range(J0, J1 + one):
+                    v, v1 = half * (e0[J] + e1[J]), half * (e0[J + one] + e1[J + one])
+                    uu[two * J - one] += wr[two * J - one] * v
+                    uu[two * J] += wr[two * J] * (half * (v + v1))
+            else:
+                for J in range(J0, J1 + one):
+                    v, v1 = e0[J], e0[J + one]
+                    uu[two * J - one] += wr[two * J - one] * v
+                    uu[two * J] += wr[two * J] * (half * (v + v1))
 
 
 # _LITERALS: a constant argument (``0``, ``False``) reaches a jitted callee as a literal type, and
@@ -319,112 +415,102 @@ def prolong_row(u, e, scale, wt, spans, i):
 # twice, about 1.3 s of a cold first masked blend.  The sweeps below pass np.int64 / np.bool_ values.
 
 # --- Sweeps.  Each walks the rows once, doing in one pass what would otherwise take two or three:
-# a Gauss-Seidel sweep updates one colour on row i and the other colour on row i - 1 (the same
-# arithmetic as two half-sweeps, as neither colour reads its own), and a coarse correction is added
-# to a row just before the rows that read it. -----------------------------------------------------
+# a Gauss-Seidel sweep updates one colour on row i and the other on row i - 1 (the same arithmetic
+# as two half-sweeps, as neither colour reads its own), the residual of rows already final is
+# restricted behind the sweep, and a coarse correction is added to a row just before the rows that
+# read it. ---------------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True, nogil=True)
-def smooth_residual_restrict(u, f, st, spans, block_spans, row, out, scratch):
-    """A red-black Gauss-Seidel sweep from zero (red first), then ``out = R (f - A u)``, in one pass.
+def smooth_restrict(u, f, st, spans, coarse_spans, row, out, scratch):
+    """Finest level: a red-black Gauss-Seidel sweep from zero (red first), then ``out = P^T (f - A u)``, in one pass.
 
-    The sweep updates red on row ``i`` and black on row ``i - 1`` (``scratch``: a float32 row).  A
-    row's residual reads the rows above and below it, which are final once the sweep's second half
-    has passed them, so each coarse row is restricted two fine rows behind the sweep, while they
-    are still in cache: ``u`` and ``f`` are read from memory once, not twice (the same values as the
-    whole sweep first, then every coarse row: tests/test_multigrid.py).
+    Coarse row ``P`` reads fine rows up to ``2P + 1`` of ``u``, final once the sweep's second half
+    has passed them: it is restricted right behind the sweep, while those rows are in cache (the
+    same values as the whole sweep first, then every coarse row: tests/test_multigrid.py).
     """
     H = st.shape[1]
     first, yes, no = np.int64(0), np.bool_(True), np.bool_(False)  # not literals: see _LITERALS
-    blocks = min(out.shape[1] - 1, H // 2)  # coarse rows 1 .. blocks - 1 (the padding ring excluded)
-    done = 0
+    _zero_row(out, coarse_spans, np.int64(1))  # not a literal: see _LITERALS
     for i in range(1, H):
         if i < H - 1:
             smooth_row(u, f, st, spans, i, first, yes, scratch)
         if i > 1:
             smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
-        # Rows up to i - 1 are final: coarse row I reads fine rows 2I - 2 .. 2I + 1.
-        while done + 1 < blocks and 2 * (done + 1) + 1 <= i - 1:
-            done += 1
-            residual_restrict_rows(u, f, st, block_spans, row, out, done)
-    while done + 1 < blocks:
-        done += 1
-        residual_restrict_rows(u, f, st, block_spans, row, out, done)
+        if i > 2:  # rows up to i - 1 are final: row i - 2's residual reads them
+            restrict_row(u, f, st, spans, i - 2, coarse_spans, row, out)
+    restrict_row(u, f, st, spans, H - 2, coarse_spans, row, out)
 
 
 @nb.njit(cache=True, nogil=True)
-def prolong_residual_restrict(u, e, scale, wt, spans, f, st, block_spans, row, out):
-    """``u += scale * P e``, then ``out = R (f - A u)``, in one pass."""
+def coarse_smooth_restrict(u, f, st, spans, coarse_spans, row, out):
+    """Coarse level: a four-colour Gauss-Seidel sweep from zero, then ``out = P^T (f - A u)``, in one pass.
+
+    The colours in order: (even row, even column), (even, odd), (odd, even), (odd, odd).  Walking
+    the even rows with the odd row above each right after is the same sweep (an even row's cells
+    read only odd rows, not yet updated, and their own row; an odd row's, the even rows on both
+    sides, final).  The odd row below is zeroed first: the sweep starts from zero, ``u`` holds
+    the last cycle's values.
+    """
     H = st.shape[1]
-    done = 0
-    for I in range(1, min(out.shape[1] - 1, H // 2)):
-        while done < min(2 * I + 1, H - 2):
+    even, odd, yes, no = np.uint64(0), np.uint64(1), np.bool_(True), np.bool_(False)  # not literals
+    _zero_row(out, coarse_spans, np.int64(1))  # not a literal: see _LITERALS
+    done = 0  # rows restricted
+    for i in range(0, H + 1, 2):
+        if i + 1 < H:
+            u[:, i + 1] = 0.0
+        if 1 <= i < H - 1:
+            coarse_smooth_row(u, f, st, spans, i, even, yes)
+            coarse_smooth_row(u, f, st, spans, i, odd, no)
+        if 1 <= i - 1 < H - 1:
+            coarse_smooth_row(u, f, st, spans, i - 1, even, no)
+            coarse_smooth_row(u, f, st, spans, i - 1, odd, no)
+        while done + 1 <= min(i - 1, H - 2):  # rows up to i are final: row i - 1's residual reads them
             done += 1
-            prolong_row(u, e, scale, wt, spans, done)
-        residual_restrict_rows(u, f, st, block_spans, row, out, I)
-    while done < H - 2:
-        done += 1
-        prolong_row(u, e, scale, wt, spans, done)
+            restrict_row(u, f, st, spans, done, coarse_spans, row, out)
 
 
 @nb.njit(cache=True, nogil=True)
-def prolong_smooth(u, e, scale, wt, spans, f, st, first, scratch):
-    """``u += scale * P e``, then a Gauss-Seidel sweep (colour ``first`` first), in one pass."""
+def prolong_smooth(u, e, wt, spans, f, st, scratch):
+    """Finest level: ``u += P e``, then a red-black Gauss-Seidel sweep, black first, in one pass."""
     H = st.shape[1]
-    first, no = np.int64(first), np.bool_(False)  # not literals: see _LITERALS
-    prolong_row(u, e, scale, wt, spans, np.int64(1))
+    first, no = np.int64(1), np.bool_(False)  # not literals: see _LITERALS
+    prolong_row(u, e, wt, spans, np.int64(1))
     for i in range(1, H):
         if i + 1 < H - 1:
-            prolong_row(u, e, scale, wt, spans, i + 1)
+            prolong_row(u, e, wt, spans, i + 1)
         if i < H - 1:
             smooth_row(u, f, st, spans, i, first, no, scratch)
         if i > 1:
             smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
 
 
-# --- The cycle, run by one compiled loop over a precomputed schedule ----------------------------
-# A recursive cycle in Python would cost a few hundred interpreter calls per iteration, more
-# than the arithmetic below 1024 px; the schedule flattens it once per hierarchy.
+@nb.njit(cache=True, nogil=True)
+def coarse_prolong_smooth(u, e, wt, spans, f, st):
+    """Coarse level: ``u += P e``, then the four-colour sweep in reverse order (odd rows first), in one pass.
 
-PRE_RESTRICT, PROLONG_RESTRICT, SOLVE, PROLONG_POST = range(4)
-
-
-def cycle_schedule(levels: int) -> np.ndarray:
-    """The (operation, level) steps of one cycle over ``levels`` levels (the last solved exactly).
-
-    The finest level visits level 1 once (a V-cycle step); every coarser level visits the next
-    twice (W-cycles), except the exact coarsest solve.  Smoothing is red then black before the
-    coarse corrections and black then red after, so the cycle is a symmetric operator, as
-    conjugate gradients needs (see :data:`OVER_CORRECTION` for why it is also positive definite).
+    The reverse of :func:`coarse_smooth_restrict`'s order — (odd, odd), (odd, even), (even, odd),
+    (even, even) — makes the cycle symmetric, as conjugate gradients needs.
     """
-    def visit(level):
-        if level == levels - 1:
-            return [(SOLVE, level)]
-        ops = [(PRE_RESTRICT, level)] + visit(level + 1)
-        if 0 < level and level + 1 < levels - 1:  # the finest level and the exact coarsest solve: one visit
-            ops += [(PROLONG_RESTRICT, level)] + visit(level + 1)
-        return ops + [(PROLONG_POST, level)]
-    return np.array(visit(0), np.int64)
-
-
-def correction_scales(levels: int) -> np.ndarray:
-    """Per level, the scale of the coarse corrections added to it.
-
-    :data:`OVER_CORRECTION`, but 1 on the level above the exact coarsest solve: there the
-    correction is the exact projection, whose ``B A`` lies in (0, 1]; scaled by 1.5 it reached
-    1.5 on modes the aggregates represent exactly (e.g. the near-constant mode of a mask pinned by
-    one pixel), and the W-cycle above, ``1.5 x 1.5 > 2``, turned indefinite.  With it, each W-level
-    (``(I - K A)^2``, ``K A`` within [0, 1.5]) keeps ``B A`` in (0, 1] too, by induction.
-    """
-    scales = np.full(levels, OVER_CORRECTION, np.float32)
-    if levels >= 2:
-        scales[levels - 2] = 1.0
-    return scales
+    H = st.shape[1]
+    even, odd, no = np.uint64(0), np.uint64(1), np.bool_(False)  # not literals: see _LITERALS
+    for i in range(1, min(3, H - 1)):
+        prolong_row(u, e, wt, spans, np.int64(i))
+    for i in range(1, H + 1, 2):
+        for k in (i + 2, i + 3):  # rows up to i + 1 corrected before row i reads them
+            if k < H - 1:
+                prolong_row(u, e, wt, spans, np.int64(k))
+        if i < H - 1:
+            coarse_smooth_row(u, f, st, spans, i, odd, no)
+            coarse_smooth_row(u, f, st, spans, i, even, no)
+        if 1 <= i - 1 < H - 1:
+            coarse_smooth_row(u, f, st, spans, i - 1, odd, no)
+            coarse_smooth_row(u, f, st, spans, i - 1, even, no)
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def coarsest_solve(f, u, inverse, rows, cols):
-    """``u = A^-1 f`` on the coarsest level's masked cells (a dense inverse: at most :data:`COARSEST`)."""
+    """``u = A^+ f`` on the coarsest level's masked cells (a dense (pseudo-)inverse: at most :data:`COARSEST`)."""
     n = rows.size
     values = np.empty(n, np.float32)
     for c in range(f.shape[0]):
@@ -438,44 +524,39 @@ def coarsest_solve(f, u, inverse, rows, cols):
 
 
 @nb.njit(cache=True, nogil=True)
-def run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j):
-    """``u[0] ≈ A^-1 f[0]`` by one cycle; level ``k``'s right-hand side and solution are ``f[k]``, ``u[k]``.
-
-    ``scales[k]`` scales the coarse corrections added to level ``k`` (:func:`correction_scales`).
-    """
-    for k in range(schedule.shape[0]):
-        op, lv = schedule[k, 0], schedule[k, 1]
-        if op == PRE_RESTRICT:
-            smooth_residual_restrict(u[lv], f[lv], stencils[lv], spans[lv], block_spans[lv], rows[lv], f[lv + 1],
-                                     rows[lv][0, 0])
-        elif op == PROLONG_RESTRICT:
-            prolong_residual_restrict(u[lv], u[lv + 1], scales[lv], wts[lv], spans[lv], f[lv], stencils[lv],
-                                      block_spans[lv], rows[lv], f[lv + 1])
-        elif op == SOLVE:
-            coarsest_solve(f[lv], u[lv], inverse, cells_i, cells_j)
-        else:
-            prolong_smooth(u[lv], u[lv + 1], scales[lv], wts[lv], spans[lv], f[lv], stencils[lv], 1, rows[lv][0, 0])
+def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j):
+    """``u[0] ≈ A^-1 f[0]`` by one V-cycle; level ``k``'s right-hand side and solution are ``f[k]``, ``u[k]``."""
+    levels = len(stencils)
+    smooth_restrict(u[0], f[0], stencils[0], spans[0], spans[1], rows[0], f[1], scratch)
+    for k in range(1, levels - 1):
+        coarse_smooth_restrict(u[k], f[k], stencils[k], spans[k], spans[k + 1], rows[k], f[k + 1])
+    coarsest_solve(f[levels - 1], u[levels - 1], inverse, cells_i, cells_j)
+    for k in range(levels - 2, 0, -1):
+        coarse_prolong_smooth(u[k], u[k + 1], wts[k], spans[k], f[k], stencils[k])
+    prolong_smooth(u[0], u[1], wts[0], spans[0], f[0], stencils[0], scratch)
 
 
 @nb.njit(cache=True, nogil=True)
-def build_levels(inside, sides, coarsest):
+def build_levels(inside, sides, coarsest, constants):
     """Every level's arrays in the padded layout, as typed lists, for :class:`Hierarchy`.
 
     Built here rather than in Python because a typed list's methods called from the interpreter
     (creating, appending, indexing, slicing) are compiled on first use in every process and not
     cached: about 2 s before the first masked blend of each process, DataLoader workers included.
+    ``constants[k]``: level ``k + 1``'s stencil away from every edge (:func:`coarsen_constant`).
 
     Returns
     -------
-    stencils, wts, spans, block_spans : typed lists, one entry per level (``block_spans`` one fewer)
+    stencils, wts, spans : typed lists, one entry per level
     fine_deg, fine_wt, fine_spans : the finest level's degree and mask planes and row spans
     levels : int
-    st, mask : the coarsest level's unpadded stencil (5, h, w) and mask, for its dense inverse
+    st, wt : the coarsest level's stencil planes and mask, for its dense inverse
     """
     h, w = inside.shape
     H, W = _padded(h), _padded(w)
     # The finest level is matrix-free: (degree, mask, 1 / degree); the degree is 4, less on the image border.
     fine = np.zeros((3, H, W), np.float32)
+    standard = np.zeros((H, W), np.bool_)
     for i in range(h):
         for j in range(w):
             if inside[i, j]:
@@ -483,38 +564,38 @@ def build_levels(inside, sides, coarsest):
                 fine[0, i + 1, j + 1] = deg
                 fine[1, i + 1, j + 1] = 1.0
                 fine[2, i + 1, j + 1] = 1.0 / deg
+    for i in range(1, h - 1):
+        for j in range(1, w - 1):
+            standard[i + 1, j + 1] = (inside[i, j] and inside[i - 1, j] and inside[i + 1, j] and inside[i, j - 1]
+                                      and inside[i, j + 1])
     stencils, wts, spans = List(), List(), List()
     stencils.append(fine)
     wts.append(fine[1])
     spans.append(_row_spans(inside, H))
-    st, mask = fine_stencil_coarsened(inside, sides)
-    while True:
-        hc, wc = mask.shape
-        Hc, Wc = _padded(hc), _padded(wc)
-        level = np.zeros((6, Hc, Wc), np.float32)  # centre, north, south, west, east, 1 / centre
-        wt = np.zeros((Hc, Wc), np.float32)
-        for i in range(hc):
-            for j in range(wc):
-                for k in range(5):
-                    level[k, i + 1, j + 1] = st[k, i, j]
-                if mask[i, j]:
-                    level[5, i + 1, j + 1] = np.float32(1.0) / st[0, i, j]
-                    wt[i + 1, j + 1] = 1.0
-        stencils.append(level)
+    st, wt, rows, cols = fine, fine[1], h, w
+    for k in range(constants.shape[0]):
+        st, wt, standard, count = coarsen(st, wt, standard, rows, cols, constants[k])
+        rows, cols = rows // 2 + 1, cols // 2 + 1
+        stencils.append(st)
         wts.append(wt)
-        spans.append(_row_spans(mask, Hc))
-        if mask.sum() <= coarsest or min(hc, wc) <= 2:
+        spans.append(_row_spans(wt[1 : rows + 1, 1 : cols + 1] != 0.0, st.shape[1]))
+        if count <= coarsest or (rows <= 2 and cols <= 2):
             break
-        st, mask = coarsen(st, mask)
-    block_spans = List()
-    for k in range(len(stencils) - 1):
-        block_spans.append(_block_spans(spans[k], stencils[k + 1].shape[1]))
-    return stencils, wts, spans, block_spans, fine[0], fine[1], spans[0], len(stencils), st, mask
+    return stencils, wts, spans, fine[0], fine[1], spans[0], len(stencils), st, wt
+
+
+#: Enough levels for any image: each halves the grid (a 2-cell axis stays at 2).
+MAX_LEVELS = 40
+_CONSTANTS = [FIVE_POINT]
+for _ in range(MAX_LEVELS):
+    _CONSTANTS.append(coarsen_constant(_CONSTANTS[-1]))
+#: Level k + 1's interior stencil (float32, as stored), for k = 0 .. MAX_LEVELS - 1.
+CONSTANTS = np.array(_CONSTANTS[1:], np.float32).astype(np.float64)
 
 
 @nb.njit(cache=True, nogil=True)
 def level_buffers(stencils, r, z):
-    """Right-hand sides, solutions and row scratch of every level: ``f[0] = r``, ``u[0] = z``, zeros below."""
+    """Right-hand sides, solutions and residual rows of every level: ``f[0] = r``, ``u[0] = z``, zeros below."""
     C = r.shape[0]
     f, u, rows = List(), List(), List()
     f.append(r)
@@ -524,7 +605,7 @@ def level_buffers(stencils, r, z):
         if k > 0:
             f.append(np.zeros((C, shape[1], shape[2]), np.float32))
             u.append(np.zeros((C, shape[1], shape[2]), np.float32))
-        rows.append(np.zeros((C, 2, shape[2]), np.float32))
+        rows.append(np.zeros((C, shape[2] + 2), np.float32))
     return f, u, rows
 
 
@@ -544,19 +625,18 @@ class Hierarchy:
         sides = np.array(sides, dtype=np.bool_)
         h, w = inside.shape
         self.shape, self.sides = (h, w), tuple(bool(v) for v in sides)
-        # Per level: stencil planes, mask weight, row spans (padded layout), and block_spans[k], the
-        # 2x2 blocks restricted from level k into level k + 1.  The finest level's arrays also
-        # come on their own, so that nothing here indexes a typed list (see build_levels).
-        (self.stencils, self.wts, self.spans, self.block_spans, self.fine_deg, self.fine_wt, self.fine_spans,
-         levels, st, mask) = build_levels(inside, sides, COARSEST)
+        # Per level: stencil planes, mask weight and row spans (padded layout).  The finest level's
+        # arrays also come on their own, so that nothing here indexes a typed list (see build_levels).
+        (self.stencils, self.wts, self.spans, self.fine_deg, self.fine_wt, self.fine_spans,
+         levels, last, last_wt) = build_levels(inside, sides, COARSEST, CONSTANTS)
         self.levels = int(levels)
         self.padded = self.fine_deg.shape
-        cells = np.nonzero(mask)
-        self.cells_i, self.cells_j = cells[0] + 1, cells[1] + 1  # padded coordinates
+        self.scratch = np.zeros(self.padded[1], np.float32)
+        self.cells_i, self.cells_j = np.nonzero(last_wt)
         with single_threaded_blas():
-            self.inverse = np.linalg.inv(_dense(st, mask, np.flatnonzero(mask.ravel()))).astype(np.float32)
-        self.schedule = cycle_schedule(self.levels)
-        self.scales = correction_scales(self.levels)
+            # A pseudo-inverse: the coarsest operator is singular where two coarse cells interpolate
+            # to the same few fine cells only (a mask of one or two pixels).
+            self.inverse = np.linalg.pinv(_dense(last, self.cells_i, self.cells_j)).astype(np.float32)
 
     def solve(self, rhs: np.ndarray, rtol: float, max_iter: int, refinements: int,
               atol: np.ndarray | float | None = None) -> tuple[np.ndarray, int, bool]:
@@ -573,10 +653,11 @@ class Hierarchy:
         ``A^-1 r``, and CG computes it every iteration anyway.  It falls short by about
         ``1 / (1 - rho)``, ``rho`` the cycle's contraction, so the bound is tightened by the rate at
         which the estimate falls (:func:`pcg`), and a pass that stops on it is confirmed by the
-        next pass's first estimate, from the float64 residual.  A relative residual says nothing
-        about the error in the solution's units — a smooth error hides behind a small residual —
-        so this is the criterion for "exact to a fraction of a grey level" (tested against the
-        exact error in tests/test_multigrid.py).
+        next pass's first estimate, from the float64 residual — unless the pass computed a
+        correction small enough for its float32 rounding not to matter (:data:`SMALL_PASS`).  A
+        relative residual says nothing about the error in the solution's units — a smooth error
+        hides behind a small residual — so this is the criterion for "exact to a fraction of a
+        grey level" (tested against the exact error in tests/test_multigrid.py).
 
         Parameters
         ----------
@@ -617,10 +698,9 @@ class Hierarchy:
             needed = goal[left > 0] / left[left > 0]
             inner = max(FLOAT32_RTOL, 0.5 * float(needed.min())) if needed.size else 1.0
             d = np.zeros_like(r)  # no page of it is written unless this pass iterates
-            iterations, status = pcg(
-                self.schedule, self.scales, d, r, p, ap, z, self.stencils, self.wts, self.spans, self.block_spans,
-                f, u, rows, self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter, z_bits, top_bits,
-                top)
+            iterations, status = pcg(d, r, p, ap, z, self.stencils, self.wts, self.spans, f, u, rows, self.scratch,
+                                     self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter,
+                                     z_bits, top_bits, top)
             total += iterations
             if status == NOT_CONVERGED:
                 break
@@ -631,6 +711,8 @@ class Hierarchy:
             else:
                 x = x.astype(np.float64) if x.dtype != np.float64 else x
                 x += d
+            if status == SMALL_PASS_ESTIMATE:  # a small correction's own estimate (SMALL_PASS)
+                return self._inner(x, r), total, True
             # The float64 residual, and for an estimate the next pass's first check: a float32 pass's
             # own residual drifts from the true one on badly conditioned masks.
             left = np.sqrt(residual64(x, rhs, self.fine_deg, self.fine_wt, self.fine_spans, r))
@@ -644,19 +726,16 @@ class Hierarchy:
         return (np.zeros_like(r) if x is None else x)[:, 1 : h + 1, 1 : w + 1]
 
 
-def _dense(st: np.ndarray, mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """The coarsest level's operator as a dense matrix over its masked cells."""
-    h, w = mask.shape
-    index = -np.ones(h * w, np.int64)
-    index[cells] = np.arange(cells.size)
-    A = np.zeros((cells.size, cells.size))
-    for k, p in enumerate(cells):
-        i, j = divmod(int(p), w)
-        A[k, k] = st[0, i, j]
-        for di, dj, s in ((-1, 0, 1), (1, 0, 2), (0, -1, 3), (0, 1, 4)):
-            ii, jj = i + di, j + dj
-            if 0 <= ii < h and 0 <= jj < w and index[ii * w + jj] >= 0:
-                A[k, index[ii * w + jj]] += st[s, i, j]
+def _dense(st: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """A coarse level's operator as a dense matrix over its masked cells ``(rows, cols)`` (padded coordinates)."""
+    index = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(rows, cols))}
+    A = np.zeros((rows.size, rows.size))
+    for k, (i, j) in enumerate(zip(rows, cols)):
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                other = index.get((int(i) + di, int(j) + dj))
+                if other is not None:
+                    A[k, other] += st[PLANE[di + 1, dj + 1], i, j]
     return A
 
 
@@ -833,7 +912,12 @@ def max_abs_dot(bits, r, z, spans, top_bits, top):
     return out, rz
 
 
-NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE = range(3)
+NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE, SMALL_PASS_ESTIMATE = range(4)
+#: A pass whose first error estimate is within this many goals computes a correction that small, and
+#: its float32 rounding is relative to it (the solution of a 512 px blend's first pass stalls at about
+#: 2e-5 of its size: ad hoc, the benchmarks' ellipse): far below the goal, so the estimate it stops on
+#: needs no confirmation from a float64 residual (SMALL_PASS_ESTIMATE).
+SMALL_PASS = 100.0
 
 # The driver's per-channel arithmetic is written as loops over the (one to four) channels, not as
 # NumPy expressions on the per-channel vectors: ``np.where``, ``np.minimum`` or ``a * b`` on arrays
@@ -859,7 +943,7 @@ def _ratio(num, den, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j,
+def pcg(x, r, p, ap, z, stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j,
         rtol, atol, rate, max_iter, z_bits, top_bits, top):
     """Preconditioned CG on padded float32 arrays (``r`` holds ``b`` on entry and is ``f[0]``, ``z`` is ``u[0]``).
 
@@ -867,7 +951,8 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
     estimated error ``max |B r|`` is within ``atol (1 - rate)`` (per channel; zeros: never), where
     ``rate`` (updated in place) is the estimate's observed fall per iteration.  ``z_bits``,
     ``top_bits`` and ``top`` are :func:`max_abs_dot`'s view of ``z`` and its scratch.  Returns
-    (iterations, one of NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE).
+    (iterations, one of NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE, SMALL_PASS_ESTIMATE): the last
+    when the estimate stopped a pass that started within :data:`SMALL_PASS` goals.
     """
     deg, wt, fine_spans = stencils[0][0], stencils[0][1], spans[0]
     C = r.shape[0]
@@ -882,11 +967,14 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
         estimate &= atol[c] > 0.0
     if done:
         return 0, RESIDUAL
-    run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
+    run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j)
+    small = estimate
     if estimate:
         first, rz = max_abs_dot(z_bits, r, z, fine_spans, top_bits, top)
         if _at_most(first, atol, rate):
             return 0, ERROR_ESTIMATE
+        for c in range(C):
+            small &= first[c] <= SMALL_PASS * atol[c]
     else:
         first, rz = zero, dot(r, z, fine_spans)
     beta = zero  # the first direction is z itself
@@ -896,7 +984,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
         floor = _at_most(rr, target, zero)
         if floor and not estimate:
             return it, RESIDUAL
-        run_cycle(schedule, scales, stencils, wts, spans, block_spans, f, u, rows, inverse, cells_i, cells_j)
+        run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j)
         if estimate:
             # B r misses the error by about 1 / (1 - rho), rho the cycle's contraction, which shows in
             # how slowly the estimate falls: trust it less the slower CG converges (e.g. a mask
@@ -905,7 +993,7 @@ def pcg(schedule, scales, x, r, p, ap, z, stencils, wts, spans, block_spans, f, 
             for c in range(C):
                 rate[c] = min((latest[c] / max(first[c], 1e-300)) ** (1.0 / it), 0.9)
             if _at_most(latest, atol, rate):
-                return it, ERROR_ESTIMATE
+                return it, SMALL_PASS_ESTIMATE if small else ERROR_ESTIMATE
         else:
             rz_new = dot(r, z, fine_spans)
         if floor:  # float32 can go no further: the caller refines with a float64 residual
