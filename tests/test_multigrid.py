@@ -51,11 +51,6 @@ def _large_masks():
 # The solver runs fused kernels; these references run each step alone, row kernel by row kernel,
 # in the order of the sweep they make up.
 
-EVEN, ODD = np.uint64(0), np.uint64(1)
-#: A coarse level's four-colour sweep: (row parity, column parity) in order; after the correction, reversed.
-COLOURS = ((0, 0), (0, 1), (1, 0), (1, 1))
-
-
 def _sweep(u, f, st, spans, first, from_zero):
     """One red-black Gauss-Seidel sweep of the finest level: colour ``first`` on row i, the other on row i - 1."""
     scratch = np.zeros(u.shape[-1], np.float32)
@@ -67,13 +62,19 @@ def _sweep(u, f, st, spans, first, from_zero):
             mg.smooth_row(u, f, st, spans, i - 1, 1 - first, False, scratch)
 
 
-def _coarse_sweep(u, f, st, spans, colours, from_zero):
-    """A coarse level's Gauss-Seidel sweep, one colour over all rows at a time (from zero: ``u`` zeroed first)."""
+def _coarse_order(H, reverse):
+    """A coarse level's sweep as (colour, row) steps: red on every row top to bottom, then black; reversed after the correction."""
+    steps = [(colour, i) for colour in (0, 1) for i in range(1, H - 1)]
+    return steps[::-1] if reverse else steps
+
+
+def _coarse_sweep(u, f, st, spans, reverse, from_zero):
+    """A coarse level's red-black sweep, one row and colour at a time (from zero: ``u`` zeroed first)."""
     if from_zero:
         u[:] = 0.0
-    for k, (row_parity, column_parity) in enumerate(colours):
-        for i in range(2 - row_parity, st.shape[1] - 1, 2):  # padded rows 1 .. H - 2 of that parity
-            mg.coarse_smooth_row(u, f, st, spans, i, np.uint64(column_parity), np.bool_(from_zero and k == 0))
+    scratch = np.zeros(u.shape[-1], np.float32)
+    for colour, i in _coarse_order(st.shape[1], reverse):
+        mg.coarse_smooth_row(u, f, st, spans, i, colour, scratch)
 
 
 def _restrict(u, f, st, spans, coarse_spans, out):
@@ -254,25 +255,22 @@ def _gauss_seidel(A, f, x, order):
 @pytest.mark.parametrize("name", ["ring", "comb"])
 @pytest.mark.parametrize("level", [0, 1, 2])
 def test_smoothing_sweeps_match_numpy_gauss_seidel(level, name):
-    """The finest level's red-black sweep, and a coarse level's four colours, both orders, against NumPy."""
+    """The finest level's red-black sweep, and a coarse level's (row by row), both orders, against NumPy."""
     rng = np.random.default_rng(2)
     h = mg.Hierarchy(_masks(rng)[name], (True, False, False, True))
     A, m = _dense_level(h, level)
     st, spans = h.stencils[level], h.spans[level]
     f, u = _fields(rng, m), _fields(rng, m)
     ii, jj = np.nonzero(m)
-    if level == 0:
-        cases = [((0, 1), True), ((1, 0), False), ((0, 1), False)]
-    else:
-        cases = [(COLOURS, True), (COLOURS[::-1], False)]
-    for colours, from_zero in cases:
+    cases = [((0, 1), True), ((1, 0), False), ((0, 1), False)] if level == 0 else [(False, True), (True, False)]
+    for case, from_zero in cases:
         got = u.copy()
         if level == 0:
-            _sweep(got, f, st, spans, colours[0], from_zero)
-            order = [((ii + jj) % 2) == colour for colour in colours]
-        else:
-            _coarse_sweep(got, f, st, spans, colours, from_zero)
-            order = [((ii % 2) == a) & ((jj % 2) == b) for a, b in colours]
+            _sweep(got, f, st, spans, case[0], from_zero)
+            order = [((ii + jj) % 2) == colour for colour in case]
+        else:  # the order of the rows matters: diagonal neighbours share a colour
+            _coarse_sweep(got, f, st, spans, case, from_zero)
+            order = [(ii == i) & (((ii + jj) % 2) == colour) for colour, i in _coarse_order(m.shape[0], case)]
         x = np.zeros((2, ii.size)) if from_zero else u[:, m].astype(np.float64)
         np.testing.assert_allclose(got[:, m], _gauss_seidel(A, f[:, m], x, order), rtol=1e-4, atol=1e-4)
         assert not got[:, ~m].any()
@@ -321,12 +319,12 @@ def test_fused_sweeps_are_the_separate_steps_bit_for_bit(level, name):
     if level == 0:
         mg.smooth_restrict(fused_u, f, st, spans, coarse_spans, row, fused_out, scratch)
     else:
-        mg.coarse_smooth_restrict(fused_u, f, st, spans, coarse_spans, row, fused_out)
+        mg.coarse_smooth_restrict(fused_u, f, st, spans, coarse_spans, row, fused_out, scratch)
     u, out = stale.copy(), np.zeros_like(fused_out)
     if level == 0:
         _sweep(u, f, st, spans, 0, True)
     else:
-        _coarse_sweep(u, f, st, spans, COLOURS, True)
+        _coarse_sweep(u, f, st, spans, False, True)
     _restrict(u, f, st, spans, coarse_spans, out)
     np.testing.assert_array_equal(fused_u, u)
     np.testing.assert_array_equal(fused_out, out)
@@ -337,13 +335,13 @@ def test_fused_sweeps_are_the_separate_steps_bit_for_bit(level, name):
     if level == 0:
         mg.prolong_smooth(fused, e, h.wts[0], spans, f, st, scratch)
     else:
-        mg.coarse_prolong_smooth(fused, e, h.wts[level], spans, f, st)
+        mg.coarse_prolong_smooth(fused, e, h.wts[level], spans, f, st, scratch)
     steps = u.copy()
     _prolong(steps, e, h.wts[level], spans)
     if level == 0:
         _sweep(steps, f, st, spans, 1, False)
     else:
-        _coarse_sweep(steps, f, st, spans, COLOURS[::-1], False)
+        _coarse_sweep(steps, f, st, spans, True, False)
     np.testing.assert_array_equal(fused, steps)
 
 
@@ -542,10 +540,11 @@ def test_error_estimate_on_a_nearly_singular_mask():
 
 
 def test_an_image_blend_takes_one_float32_pass_and_at_most_one_short_one(monkeypatch):
-    """A 512 px uint8 blend: a float32 CG pass to (about) the error goal, then at most one short pass.
+    """A 512 px uint8 blend: a float32 CG pass to (about) the error goal, then one cycle or one short pass.
 
-    The second pass starts from the float64 residual within ``SMALL_PASS`` goals, so its own
-    estimate ends the solve (no confirming pass: a restart cycle and a float64 residual fewer).
+    The second pass starts from the float64 residual: it confirms the first pass's estimate at
+    once, or, within ``SMALL_PASS`` goals, iterates once or twice and its own estimate ends the
+    solve (no confirming pass: a restart cycle and a float64 residual fewer).
     With the float32 pass stopping at a relative residual of 1e-5 (the earlier cycle) it fell
     short and cost another pass (``FLOAT32_RTOL``).
     """
@@ -576,6 +575,7 @@ def test_an_image_blend_takes_one_float32_pass_and_at_most_one_short_one(monkeyp
         passes.clear()
         statuses.clear()
         nsa_augment.poisson_blend(dst, src, mask, gradients=gradients)
-        assert len(passes) <= 2 and passes[0] <= 7 and passes[-1] <= 2, (gradients, passes)
-        if len(passes) == 2:
-            assert statuses[-1] == mg.SMALL_PASS_ESTIMATE, (gradients, statuses)
+        assert len(passes) == 2 and passes[0] <= 7, (gradients, passes)
+        # the second pass confirms the first's estimate (no iteration) or is a short one that ends on its own
+        assert (passes[1], statuses[1]) == (0, mg.ERROR_ESTIMATE) or (
+            passes[1] <= 2 and statuses[1] == mg.SMALL_PASS_ESTIMATE), (gradients, passes, statuses)

@@ -284,32 +284,30 @@ def smooth_row(u, f, st, spans, i, color, from_zero, scratch):
 
 
 @nb.njit(cache=True, nogil=True)
-def coarse_smooth_row(u, f, st, spans, i, parity, from_zero):
-    """Coarse level: Gauss-Seidel update of row ``i``'s cells in the columns ``j % 2 == parity``.
+def coarse_smooth_row(u, f, st, spans, i, color, scratch):
+    """Coarse level: Gauss-Seidel update of row ``i``'s cells of one colour (``(i + j) % 2 == color``).
 
-    A 9-point stencil couples all eight neighbours, so a sweep has four colours, (row, column)
-    parities, none coupled to itself: each is updated at once.  With ``from_zero`` ``u`` is taken
-    as zero (the sweep's first colour, whose neighbours all come later): the cells get ``f / centre``.
+    A 9-point stencil couples a cell to its diagonal neighbours, of its own colour, but only in the
+    rows above and below: a row's cells of one colour are updated at once, as on the finest level
+    (:func:`smooth_row`: every column computed, the other colour's kept by a select, unit stride),
+    and the order of the rows matters (:func:`coarse_smooth_restrict`, :func:`coarse_prolong_smooth`).
     """
-    one, two = np.uint64(1), np.uint64(2)
-    sc, sn, ss, sw, se = st[0, i], st[1, i], st[2, i], st[3, i], st[4, i]
+    one = np.uint64(1)
+    parity = (np.uint64(i) + np.uint64(color)) & one
+    sn, ss, sw, se = st[1, i], st[2, i], st[3, i], st[4, i]
     snw, sne, ssw, sse, rc = st[5, i], st[6, i], st[7, i], st[8, i], st[9, i]
     for s in range(0, spans.shape[1], 2):
         j0, j1 = spans[i, s], spans[i, s + 1]
         if j1 == 0:
             return
-        start = j0 + ((j0 + parity) & one)
         for c in range(u.shape[0]):
             un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
-            if from_zero:
-                for j in range(start, j1, two):
-                    uu[j] = rc[j] * fr[j]
-            else:
-                for j in range(start, j1, two):
-                    uu[j] = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one]
-                                     - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one]
-                                     - sse[j] * us[j + one])
-    return
+            for j in range(j0, j1):
+                v = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one]
+                             - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one] - sse[j] * us[j + one])
+                scratch[j] = v if ((j + parity) & one) == 0 else uu[j]
+            for j in range(j0, j1):
+                uu[j] = scratch[j]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -443,31 +441,28 @@ def smooth_restrict(u, f, st, spans, coarse_spans, row, out, scratch):
 
 
 @nb.njit(cache=True, nogil=True)
-def coarse_smooth_restrict(u, f, st, spans, coarse_spans, row, out):
-    """Coarse level: a four-colour Gauss-Seidel sweep from zero, then ``out = P^T (f - A u)``, in one pass.
+def coarse_smooth_restrict(u, f, st, spans, coarse_spans, row, out, scratch):
+    """Coarse level: a red-black Gauss-Seidel sweep from zero, then ``out = P^T (f - A u)``, in one pass.
 
-    The colours in order: (even row, even column), (even, odd), (odd, even), (odd, odd).  Walking
-    the even rows with the odd row above each right after is the same sweep (an even row's cells
-    read only odd rows, not yet updated, and their own row; an odd row's, the even rows on both
-    sides, final).  The odd row below is zeroed first: the sweep starts from zero, ``u`` holds
-    the last cycle's values.
+    Red on every row top to bottom, then black top to bottom.  Red on row ``i`` and black on row
+    ``i - 1`` in one step is the same sweep: red reads the red row above (updated) and below (not
+    yet) and black rows not yet updated; black reads the three red rows, all updated, the black row
+    above (updated) and below (not yet).  The sweep starts from zero and ``u`` holds the last
+    cycle's values, so each row is zeroed just before red reaches the row above it.
     """
     H = st.shape[1]
-    even, odd, yes, no = np.uint64(0), np.uint64(1), np.bool_(True), np.bool_(False)  # not literals
+    red, black = np.int64(0), np.int64(1)  # not literals: see _LITERALS
     _zero_row(out, coarse_spans, np.int64(1))  # not a literal: see _LITERALS
-    done = 0  # rows restricted
-    for i in range(0, H + 1, 2):
-        if i + 1 < H:
+    u[:, 1] = 0.0
+    for i in range(1, H):
+        if i < H - 1:
             u[:, i + 1] = 0.0
-        if 1 <= i < H - 1:
-            coarse_smooth_row(u, f, st, spans, i, even, yes)
-            coarse_smooth_row(u, f, st, spans, i, odd, no)
-        if 1 <= i - 1 < H - 1:
-            coarse_smooth_row(u, f, st, spans, i - 1, even, no)
-            coarse_smooth_row(u, f, st, spans, i - 1, odd, no)
-        while done + 1 <= min(i - 1, H - 2):  # rows up to i are final: row i - 1's residual reads them
-            done += 1
-            restrict_row(u, f, st, spans, done, coarse_spans, row, out)
+            coarse_smooth_row(u, f, st, spans, i, red, scratch)
+        if i > 1:
+            coarse_smooth_row(u, f, st, spans, i - 1, black, scratch)
+        if i > 2:  # rows up to i - 1 are final: row i - 2's residual reads them
+            restrict_row(u, f, st, spans, i - 2, coarse_spans, row, out)
+    restrict_row(u, f, st, spans, H - 2, coarse_spans, row, out)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -486,26 +481,24 @@ def prolong_smooth(u, e, wt, spans, f, st, scratch):
 
 
 @nb.njit(cache=True, nogil=True)
-def coarse_prolong_smooth(u, e, wt, spans, f, st):
-    """Coarse level: ``u += P e``, then the four-colour sweep in reverse order (odd rows first), in one pass.
+def coarse_prolong_smooth(u, e, wt, spans, f, st, scratch):
+    """Coarse level: ``u += P e``, then :func:`coarse_smooth_restrict`'s sweep reversed, in one pass.
 
-    The reverse of :func:`coarse_smooth_restrict`'s order — (odd, odd), (odd, even), (even, odd),
-    (even, even) — makes the cycle symmetric, as conjugate gradients needs.
+    Black on every row bottom to top, then red bottom to top (black on row ``i`` and red on row
+    ``i + 1`` in one step): the exact reverse of the sweep before the correction, which makes the
+    cycle symmetric, as conjugate gradients needs.  Each row is corrected just before the sweep
+    first reads it.
     """
     H = st.shape[1]
-    even, odd, no = np.uint64(0), np.uint64(1), np.bool_(False)  # not literals: see _LITERALS
-    for i in range(1, min(3, H - 1)):
-        prolong_row(u, e, wt, spans, np.int64(i))
-    for i in range(1, H + 1, 2):
-        for k in (i + 2, i + 3):  # rows up to i + 1 corrected before row i reads them
-            if k < H - 1:
-                prolong_row(u, e, wt, spans, np.int64(k))
-        if i < H - 1:
-            coarse_smooth_row(u, f, st, spans, i, odd, no)
-            coarse_smooth_row(u, f, st, spans, i, even, no)
-        if 1 <= i - 1 < H - 1:
-            coarse_smooth_row(u, f, st, spans, i - 1, odd, no)
-            coarse_smooth_row(u, f, st, spans, i - 1, even, no)
+    red, black = np.int64(0), np.int64(1)  # not literals: see _LITERALS
+    prolong_row(u, e, wt, spans, np.int64(H - 2))
+    for i in range(H - 2, 0, -1):
+        if i > 1:
+            prolong_row(u, e, wt, spans, np.int64(i - 1))
+        coarse_smooth_row(u, f, st, spans, i, black, scratch)
+        if i + 1 < H - 1:
+            coarse_smooth_row(u, f, st, spans, i + 1, red, scratch)
+    coarse_smooth_row(u, f, st, spans, np.int64(1), red, scratch)
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -529,10 +522,10 @@ def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells
     levels = len(stencils)
     smooth_restrict(u[0], f[0], stencils[0], spans[0], spans[1], rows[0], f[1], scratch)
     for k in range(1, levels - 1):
-        coarse_smooth_restrict(u[k], f[k], stencils[k], spans[k], spans[k + 1], rows[k], f[k + 1])
+        coarse_smooth_restrict(u[k], f[k], stencils[k], spans[k], spans[k + 1], rows[k], f[k + 1], scratch)
     coarsest_solve(f[levels - 1], u[levels - 1], inverse, cells_i, cells_j)
     for k in range(levels - 2, 0, -1):
-        coarse_prolong_smooth(u[k], u[k + 1], wts[k], spans[k], f[k], stencils[k])
+        coarse_prolong_smooth(u[k], u[k + 1], wts[k], spans[k], f[k], stencils[k], scratch)
     prolong_smooth(u[0], u[1], wts[0], spans[0], f[0], stencils[0], scratch)
 
 
