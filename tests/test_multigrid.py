@@ -332,8 +332,9 @@ def test_fused_sweeps_are_the_separate_steps_bit_for_bit(level, name):
 
     e = _fields(rng, coarse, 3)
     fused = u.copy()
+    top_bits, fz = np.zeros(3, np.uint32), np.zeros(3)
     if level == 0:
-        mg.prolong_smooth(fused, e, h.wts[0], spans, f, st, scratch)
+        mg.prolong_smooth(fused, e, h.wts[0], spans, f, st, scratch, fused.view(np.uint32), top_bits, fz)
     else:
         mg.coarse_prolong_smooth(fused, e, h.wts[level], spans, f, st, scratch)
     steps = u.copy()
@@ -343,6 +344,9 @@ def test_fused_sweeps_are_the_separate_steps_bit_for_bit(level, name):
     else:
         _coarse_sweep(steps, f, st, spans, True, False)
     np.testing.assert_array_equal(fused, steps)
+    if level == 0:  # and the reductions of the result
+        np.testing.assert_array_equal(top_bits.view(np.float32).astype(np.float64), _max_abs(steps, spans))
+        np.testing.assert_array_equal(fz, mg.dot(f, steps, spans))
 
 
 def _cycle_matrix(h):
@@ -358,7 +362,8 @@ def _cycle_matrix(h):
         f0[:, m] = r
         z = np.zeros_like(f0)
         f, u, rows = mg.level_buffers(h.stencils, f0, z)
-        mg.run_cycle(h.stencils, h.wts, h.spans, f, u, rows, h.scratch, h.inverse, h.cells_i, h.cells_j)
+        mg.run_cycle(h.stencils, h.wts, h.spans, f, u, rows, h.scratch, h.inverse, h.cells_i, h.cells_j,
+                     z.view(np.uint32), np.zeros(C, np.uint32), np.zeros(C))
         assert not z[:, ~m].any()
         columns.append(z[:, m].astype(np.float64))
     return np.concatenate(columns).T
@@ -412,29 +417,31 @@ def test_zero_and_single_channel_right_hand_sides():
     np.testing.assert_allclose(x[1], masked_solver._solve_direct(rhs[1:], mask, (False,) * 4)[0], atol=1e-4)
 
 
-def test_max_abs_dot_matches_numpy():
+def test_cycle_reductions_match_numpy():
+    """The cycle's last sweep takes ``max |z|`` (on the bits, subnormals and a negative largest value
+    included) and ``<r, z>`` of its result: NumPy's values, and the row kernels' to the bit."""
     rng = np.random.default_rng(8)
-    mask = _masks(rng)["ring"]
-    h = mg.Hierarchy(mask, (False,) * 4)
+    h = mg.Hierarchy(_masks(rng)["ring"], (False,) * 4)
     m = h.wts[0] > 0
-    a = np.zeros((3,) + m.shape, np.float32)
-    a[:, m] = rng.normal(size=(3, int(m.sum())))
-    a[1, m] *= 1e-30  # tiny and subnormal values order by their bits too
-    a[2, m] = -np.abs(a[2, m])  # the largest magnitude negative
-    r = np.zeros_like(a)
-    r[:, m] = rng.normal(size=(3, int(m.sum())))
-    top_bits = np.zeros(3, np.uint32)
-    got, rz = mg.max_abs_dot(a.view(np.uint32), r, a, h.spans[0], top_bits, top_bits.view(np.float32))
-    assert got.dtype == rz.dtype == np.float64
-    np.testing.assert_array_equal(got, np.abs(a).reshape(3, -1).max(axis=1))
-    np.testing.assert_array_equal(rz, mg.dot(r, a, h.spans[0]))
-    zero = np.zeros_like(a)
-    top, _ = mg.max_abs_dot(zero.view(np.uint32), r, zero, h.spans[0], top_bits, top_bits.view(np.float32))
-    assert (top == 0).all()
+    f0 = _fields(rng, m, 3)
+    f0[1] *= 1e-30  # tiny and subnormal results order by their bits too
+    f0[2] = -np.abs(f0[2]) * 1e3
+    z = np.zeros_like(f0)
+    f, u, rows = mg.level_buffers(h.stencils, f0, z)
+    top_bits, fz = np.zeros(3, np.uint32), np.zeros(3)
+    mg.run_cycle(h.stencils, h.wts, h.spans, f, u, rows, h.scratch, h.inverse, h.cells_i, h.cells_j,
+                 z.view(np.uint32), top_bits, fz)
+    top = top_bits.view(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(top, np.abs(z).reshape(3, -1).max(axis=1))
+    np.testing.assert_array_equal(top, _max_abs(z, h.spans[0]))
+    np.testing.assert_array_equal(fz, mg.dot(f0, z, h.spans[0]))
+    exact = np.einsum("chw,chw->c", f0.astype(np.float64), z)
+    np.testing.assert_allclose(fz[[0, 2]], exact[[0, 2]], rtol=1e-5)  # channel 1's products underflow float32
+    assert 0 < top[1] < 1e-20
 
 
 def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit():
-    """``direction_apply_dot`` is the whole new direction, then the whole ``A p``; ``max_abs_dot`` both reductions.
+    """``direction_apply_dot`` is the whole new direction, then the whole ``A p``, to the bit.
 
     Bit for bit, and the direction is NumPy's float32 ``z + beta p`` (a product rounded, then a sum):
     a row kernel compiled first for a fast-math caller inherits fast math and fuses the two into one
@@ -465,12 +472,6 @@ def test_fused_conjugate_gradient_kernels_are_the_separate_kernels_bit_for_bit()
         np.testing.assert_array_equal(fused_p, want_p)
         np.testing.assert_array_equal(fused_ap, apart_ap)
         np.testing.assert_array_equal(fused, apart)
-
-        top_bits = np.zeros(3, np.uint32)
-        top, rz = mg.max_abs_dot(z.view(np.uint32), r, z, spans, top_bits, top_bits.view(np.float32))
-        np.testing.assert_array_equal(top, _max_abs(z, spans))
-        np.testing.assert_array_equal(rz, mg.dot(r, z, spans))
-        np.testing.assert_allclose(rz, np.einsum("chw,chw->c", r.astype(np.float64), z), rtol=1e-5)
 
 
 def test_one_pass_solution_is_that_pass_float32_and_a_refined_one_the_float64_sum():

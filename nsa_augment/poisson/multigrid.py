@@ -466,10 +466,19 @@ def coarse_smooth_restrict(u, f, st, spans, coarse_spans, row, out, scratch):
 
 
 @nb.njit(cache=True, nogil=True)
-def prolong_smooth(u, e, wt, spans, f, st, scratch):
-    """Finest level: ``u += P e``, then a red-black Gauss-Seidel sweep, black first, in one pass."""
+def prolong_smooth(u, e, wt, spans, f, st, scratch, bits, top_bits, fu):
+    """Finest level: ``u += P e``, then a red-black Gauss-Seidel sweep, black first, in one pass.
+
+    It also takes the two reductions conjugate gradients needs of the cycle's result, per channel,
+    on each row as it becomes final (while it is in cache): ``max |u|`` into ``top_bits`` (its
+    bits; ``bits`` is ``u``'s uint32 view, see :func:`_max_abs_row`) and ``<f, u>`` into ``fu``.
+    The same values as :func:`_max_abs_row` and :func:`dot` over the whole result.
+    """
     H = st.shape[1]
     first, no = np.int64(1), np.bool_(False)  # not literals: see _LITERALS
+    for c in range(fu.shape[0]):
+        top_bits[c] = 0
+        fu[c] = 0.0
     prolong_row(u, e, wt, spans, np.int64(1))
     for i in range(1, H):
         if i + 1 < H - 1:
@@ -478,6 +487,8 @@ def prolong_smooth(u, e, wt, spans, f, st, scratch):
             smooth_row(u, f, st, spans, i, first, no, scratch)
         if i > 1:
             smooth_row(u, f, st, spans, i - 1, 1 - first, no, scratch)
+            _max_abs_row(bits, spans, i - 1, top_bits)  # row i - 1 is final
+            _dot_row(f, u, spans, i - 1, fu)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -517,8 +528,12 @@ def coarsest_solve(f, u, inverse, rows, cols):
 
 
 @nb.njit(cache=True, nogil=True)
-def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j):
-    """``u[0] ≈ A^-1 f[0]`` by one V-cycle; level ``k``'s right-hand side and solution are ``f[k]``, ``u[k]``."""
+def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j, bits, top_bits, fu):
+    """``u[0] ≈ A^-1 f[0]`` by one V-cycle; level ``k``'s right-hand side and solution are ``f[k]``, ``u[k]``.
+
+    ``bits``, ``top_bits``, ``fu``: ``u[0]``'s uint32 view and the reductions :func:`prolong_smooth`
+    takes of the result.
+    """
     levels = len(stencils)
     smooth_restrict(u[0], f[0], stencils[0], spans[0], spans[1], rows[0], f[1], scratch)
     for k in range(1, levels - 1):
@@ -526,7 +541,7 @@ def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells
     coarsest_solve(f[levels - 1], u[levels - 1], inverse, cells_i, cells_j)
     for k in range(levels - 2, 0, -1):
         coarse_prolong_smooth(u[k], u[k + 1], wts[k], spans[k], f[k], stencils[k], scratch)
-    prolong_smooth(u[0], u[1], wts[0], spans[0], f[0], stencils[0], scratch)
+    prolong_smooth(u[0], u[1], wts[0], spans[0], f[0], stencils[0], scratch, bits, top_bits, fu)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -677,7 +692,8 @@ class Hierarchy:
         # 5% of a 2048 px solve.
         x = None
         f, u, rows = level_buffers(self.stencils, r, z)
-        z_bits, top_bits = z.view(np.uint32), np.zeros(C, np.uint32)  # the error estimate's maximum (max_abs_dot)
+        # The cycle's reductions (prolong_smooth): the error estimate's maximum, taken on z's bits, and <r, z>
+        z_bits, top_bits, rz = z.view(np.uint32), np.zeros(C, np.uint32), np.zeros(C)
         top = top_bits.view(np.float32)
         norm = np.sqrt(np.einsum("chw,chw->c", rhs, rhs))
         if atol is None:
@@ -693,7 +709,7 @@ class Hierarchy:
             d = np.zeros_like(r)  # no page of it is written unless this pass iterates
             iterations, status = pcg(d, r, p, ap, z, self.stencils, self.wts, self.spans, f, u, rows, self.scratch,
                                      self.inverse, self.cells_i, self.cells_j, inner, error_goal, rate, max_iter,
-                                     z_bits, top_bits, top)
+                                     z_bits, top_bits, top, rz)
             total += iterations
             if status == NOT_CONVERGED:
                 break
@@ -878,33 +894,6 @@ def _max_abs_row(bits, spans, i, top_bits):
         top_bits[c] = max(top_bits[c], row)
 
 
-@nb.njit(cache=True, nogil=True, fastmath=True)
-def max_abs_dot(bits, r, z, spans, top_bits, top):
-    """``max |z|`` and ``<r, z>`` per channel (float64 (C,) each), in one pass over ``z``.
-
-    Parameters
-    ----------
-    bits : uint32 (C, H, W)
-        ``z.view(np.uint32)`` (finite values): the maximum is taken on the bits (:func:`_max_abs_row`).
-    r, z : float32 (C, H, W)
-    spans : the rows' column ranges
-    top_bits : uint32 (C,), scratch
-    top : float32 (C,)
-        ``top_bits.view(np.float32)``: where the maxima are read back as floats.
-    """
-    C = bits.shape[0]
-    for c in range(C):
-        top_bits[c] = 0
-    rz = np.zeros(C)
-    for i in range(1, spans.shape[0] - 1):
-        _max_abs_row(bits, spans, i, top_bits)
-        _dot_row(r, z, spans, i, rz)
-    out = np.zeros(C)
-    for c in range(C):
-        out[c] = top[c]
-    return out, rz
-
-
 NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE, SMALL_PASS_ESTIMATE = range(4)
 #: A pass whose first error estimate is within this many goals computes a correction that small, and
 #: its float32 rounding is relative to it (the solution of a 512 px blend's first pass stalls at about
@@ -928,6 +917,15 @@ def _at_most(values, bounds, rate):
 
 
 @nb.njit(cache=True, nogil=True)
+def _widen(values):
+    """A float64 copy of the per-channel ``values``."""
+    out = np.empty(values.shape[0])
+    for c in range(values.shape[0]):
+        out[c] = values[c]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def _ratio(num, den, out):
     """``out = num / den`` per channel, 0 where ``den`` is not positive; returns ``out``."""
     for c in range(num.shape[0]):
@@ -937,13 +935,14 @@ def _ratio(num, den, out):
 
 @nb.njit(cache=True, nogil=True)
 def pcg(x, r, p, ap, z, stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j,
-        rtol, atol, rate, max_iter, z_bits, top_bits, top):
+        rtol, atol, rate, max_iter, z_bits, top_bits, top, rz_out):
     """Preconditioned CG on padded float32 arrays (``r`` holds ``b`` on entry and is ``f[0]``, ``z`` is ``u[0]``).
 
     Stops when every channel's residual is within ``rtol`` of its start, or when every channel's
     estimated error ``max |B r|`` is within ``atol (1 - rate)`` (per channel; zeros: never), where
-    ``rate`` (updated in place) is the estimate's observed fall per iteration.  ``z_bits``,
-    ``top_bits`` and ``top`` are :func:`max_abs_dot`'s view of ``z`` and its scratch.  Returns
+    ``rate`` (updated in place) is the estimate's observed fall per iteration.  ``z_bits`` is
+    ``z``'s uint32 view; ``top_bits`` (its float32 view ``top``) and ``rz_out`` receive the cycle's
+    reductions (:func:`prolong_smooth`).  Returns
     (iterations, one of NOT_CONVERGED, RESIDUAL, ERROR_ESTIMATE, SMALL_PASS_ESTIMATE): the last
     when the estimate stopped a pass that started within :data:`SMALL_PASS` goals.
     """
@@ -960,16 +959,17 @@ def pcg(x, r, p, ap, z, stencils, wts, spans, f, u, rows, scratch, inverse, cell
         estimate &= atol[c] > 0.0
     if done:
         return 0, RESIDUAL
-    run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j)
+    run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j, z_bits, top_bits, rz_out)
     small = estimate
+    rz = rz_out.copy()
     if estimate:
-        first, rz = max_abs_dot(z_bits, r, z, fine_spans, top_bits, top)
+        first = _widen(top)
         if _at_most(first, atol, rate):
             return 0, ERROR_ESTIMATE
         for c in range(C):
             small &= first[c] <= SMALL_PASS * atol[c]
     else:
-        first, rz = zero, dot(r, z, fine_spans)
+        first = zero
     beta = zero  # the first direction is z itself
     for it in range(1, max_iter + 1):
         pap = direction_apply_dot(p, z, beta, deg, wt, fine_spans, ap)  # p = z + beta p, then A p
@@ -977,18 +977,17 @@ def pcg(x, r, p, ap, z, stencils, wts, spans, f, u, rows, scratch, inverse, cell
         floor = _at_most(rr, target, zero)
         if floor and not estimate:
             return it, RESIDUAL
-        run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j)
+        run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells_j, z_bits, top_bits, rz_out)
+        rz_new = rz_out.copy()
         if estimate:
             # B r misses the error by about 1 / (1 - rho), rho the cycle's contraction, which shows in
             # how slowly the estimate falls: trust it less the slower CG converges (e.g. a mask
             # pinned by a single boundary pixel, where the estimate alone is 4x short).
-            latest, rz_new = max_abs_dot(z_bits, r, z, fine_spans, top_bits, top)
+            latest = _widen(top)
             for c in range(C):
                 rate[c] = min((latest[c] / max(first[c], 1e-300)) ** (1.0 / it), 0.9)
             if _at_most(latest, atol, rate):
                 return it, SMALL_PASS_ESTIMATE if small else ERROR_ESTIMATE
-        else:
-            rz_new = dot(r, z, fine_spans)
         if floor:  # float32 can go no further: the caller refines with a float64 residual
             return it, RESIDUAL
         beta = _ratio(rz_new, rz, steps)  # steps: beta now, alpha after the next direction
