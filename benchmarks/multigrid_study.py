@@ -3,20 +3,22 @@
 Run:  python benchmarks/multigrid_study.py [--sizes 256 512] [--masks ellipse ring object] [--json out.json]
 
 Counts the conjugate-gradient iterations to a relative residual of 1e-5 on ``bench_poisson.py``'s
-masks and images (first channel) for three preconditioners of the masked 5-point Laplacian:
+masks and images (first channel) for four preconditioners of the masked 5-point Laplacian:
 
-* ``shipped-aggregation`` — what ``poisson_blend`` ships (:mod:`nsa_augment.poisson.multigrid`): 2x2
-  aggregates, red-black Gauss-Seidel, a 1.5x over-corrected coarse correction (1 above the exact
-  coarsest solve), in float32; the finest level visits level 1 once, every coarser level visits the
-  next twice (W-cycles).
-* ``v-aggregation`` — the same aggregates in a plain V(1,1)-cycle (each level once).
+* ``shipped`` — what ``poisson_blend`` ships (:mod:`nsa_augment.poisson.multigrid`): bilinear
+  interpolation between levels, Galerkin coarse operators (9-point stencils), red-black Gauss-Seidel
+  row by row, a V(1,1)-cycle, in float32.  Until the 21st session it shipped 2x2 aggregates with
+  W-cycles and a 1.5x over-corrected coarse correction: 9-11 iterations at 256-1024 px.
+* ``v-bilinear`` — the same hierarchy as a SciPy prototype (float64, lexicographic Gauss-Seidel):
+  how far the shipped float32 kernels are from the method's own count.
+* ``v-aggregation`` — 2x2 aggregates (piecewise-constant prolongation) in a plain V(1,1)-cycle.
 * ``v-smoothed-3x3`` — smoothed aggregation (Vanek, Mandel & Brezina 1996): 3x3 aggregates, the
   prolongation smoothed by one damped-Jacobi step (``P = (I - 2/3 D^-1 A) P_agg``), Galerkin coarse
   operators (9-point stencils on a grid 9x smaller), a V(1,1)-cycle with symmetric (forward, then
   backward) Gauss-Seidel; no over-correction, so the cycle is symmetric positive definite by
   construction.
 
-The two V-cycle variants are SciPy prototypes (sparse matrices, float64, lexicographic smoothing):
+The three V-cycle variants are SciPy prototypes (sparse matrices, float64, lexicographic smoothing):
 they measure convergence, not speed.  What a cycle costs is the other half of the question
 (docs/performance.md gives the shipped cycle's time).
 """
@@ -80,6 +82,37 @@ def aggregation_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray], 
     return levels
 
 
+def bilinear_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray]) -> list[dict]:
+    """Levels of the shipped hierarchy: every second cell of every second row is a coarse cell, ``P`` bilinear.
+
+    Fine cell ``i`` (per axis) lies on coarse cell ``i / 2`` when even, between ``(i - 1) / 2`` and
+    ``(i + 1) / 2`` (half of each) when odd; a coarse cell exists where some masked cell interpolates
+    from it.  Same return as :func:`aggregation_levels`.
+    """
+    levels = []
+    rows, cols = coords
+    while True:
+        levels.append({"A": A.tocsr()})
+        if A.shape[0] <= COARSEST:
+            break
+        width = int(cols.max()) // 2 + 2
+        entries = []  # (fine index, coarse key, weight)
+        for a in (0, 1):
+            for b in (0, 1):
+                reach = ((a == 0) | (rows % 2 == 1)) & ((b == 0) | (cols % 2 == 1))
+                weight = np.where(rows % 2 == 1, 0.5, 1.0) * np.where(cols % 2 == 1, 0.5, 1.0)
+                keys = (rows // 2 + a) * width + cols // 2 + b
+                entries.append((np.flatnonzero(reach), keys[reach], weight[reach]))
+        fine, keys, weights = (np.concatenate(parts) for parts in zip(*entries))
+        coarse, column = np.unique(keys, return_inverse=True)
+        P = sp.csr_matrix((weights, (fine, column)), shape=(A.shape[0], coarse.size))
+        levels[-1]["P"] = P
+        A = (P.T @ A @ P).tocsr()
+        rows, cols = coarse // width, coarse % width
+    levels[-1]["inverse"] = np.linalg.inv(levels[-1]["A"].toarray())
+    return levels
+
+
 def v_cycle(levels: list[dict], b: np.ndarray, level: int = 0) -> np.ndarray:
     """One V(1,1)-cycle from zero: forward Gauss-Seidel, coarse correction, backward Gauss-Seidel."""
     lv = levels[level]
@@ -110,7 +143,7 @@ def pcg_iterations(A: sp.csr_matrix, b: np.ndarray, precondition, max_iter: int 
 
 
 def study(size: int, mask_name: str) -> dict:
-    """Iterations of the three preconditioners on one mask, and the hierarchies' level sizes."""
+    """Iterations of the four preconditioners on one mask, and the hierarchies' level sizes."""
     dst, src = load_images(size)
     mask = make_mask(mask_name, size)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -122,10 +155,10 @@ def study(size: int, mask_name: str) -> dict:
     exact = spla.spsolve(A.tocsc(), b)
     out = {"size": size, "mask": mask_name, "unknowns": int(b.size)}
     _, shipped, _ = Hierarchy(inside, sides).solve(rhs[:1], RTOL, 200, 1)
-    out["shipped-aggregation"] = {"iterations": int(shipped)}
+    out["shipped"] = {"iterations": int(shipped)}
     coords = np.nonzero(inside)
-    for name, block, smooth in (("v-aggregation", 2, False), ("v-smoothed-3x3", 3, True)):
-        levels = aggregation_levels(A, coords, block, smooth)
+    for name, block, smooth in (("v-bilinear", 0, False), ("v-aggregation", 2, False), ("v-smoothed-3x3", 3, True)):
+        levels = bilinear_levels(A, coords) if block == 0 else aggregation_levels(A, coords, block, smooth)
         iterations, x = pcg_iterations(A, b, lambda r, lv=levels: v_cycle(lv, r))
         out[name] = {"iterations": iterations, "max_error": float(np.abs(x - exact).max()),
                      "level_unknowns": [lv["A"].shape[0] for lv in levels],
@@ -141,14 +174,15 @@ def main(argv=None) -> list[dict]:
     args = ap.parse_args(argv)
     results = []
     print(f"CG iterations to a relative residual of {RTOL:g} (first channel)")
-    print(f"{'size':>5} {'mask':<8} {'unknowns':>9} {'shipped-aggregation':>20} {'v-aggregation':>14} {'v-smoothed-3x3':>15}"
-          "  smoothed-3x3 levels (nonzeros per row of levels 1-2)")
+    print(f"{'size':>5} {'mask':<8} {'unknowns':>9} {'shipped':>8} {'v-bilinear':>11} {'v-aggregation':>14} "
+          f"{'v-smoothed-3x3':>15}  smoothed-3x3 levels (nonzeros per row of levels 1-2)")
     for size in args.sizes:
         for mask_name in args.masks:
             r = study(size, mask_name)
             sa = r["v-smoothed-3x3"]
-            print(f"{size:>5} {mask_name:<8} {r['unknowns']:>9} {r['shipped-aggregation']['iterations']:>20} "
-                  f"{r['v-aggregation']['iterations']:>14} {sa['iterations']:>15}  {sa['level_unknowns']} "
+            print(f"{size:>5} {mask_name:<8} {r['unknowns']:>9} {r['shipped']['iterations']:>8} "
+                  f"{r['v-bilinear']['iterations']:>11} {r['v-aggregation']['iterations']:>14} "
+                  f"{sa['iterations']:>15}  {sa['level_unknowns']} "
                   f"({', '.join(map(str, sa['coarse_stencil']))})", flush=True)
             results.append(r)
     if args.json:

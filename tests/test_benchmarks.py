@@ -247,8 +247,8 @@ def test_multigrid_study_converges_to_the_sparse_solution(tmp_path):
     results = json.loads(out.read_text())
     assert [r["mask"] for r in results] == ["ring", "object"]
     for r in results:
-        assert r["shipped-aggregation"]["iterations"] > 0
-        for name in ("v-aggregation", "v-smoothed-3x3"):
+        assert r["shipped"]["iterations"] > 0
+        for name in ("v-bilinear", "v-aggregation", "v-smoothed-3x3"):
             assert r[name]["iterations"] > 0 and r[name]["max_error"] < 0.01  # relative residual 1e-5 on 0..255 data
         assert r["v-smoothed-3x3"]["level_unknowns"][1] < r["unknowns"] / 6  # 3x3 aggregates: ~9x fewer unknowns
 
