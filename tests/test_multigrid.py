@@ -168,6 +168,26 @@ def test_interior_stencil_is_the_galerkin_product_of_the_five_point_stencil():
     np.testing.assert_allclose(mg.CONSTANTS[0], stencil, atol=1e-12)
 
 
+def test_coarsest_inverse_is_the_inverse_and_on_a_singular_level_the_pseudo_inverse():
+    rng = np.random.default_rng(14)
+    B = rng.normal(size=(30, 30))
+    spd = B @ B.T + np.eye(30)
+    np.testing.assert_allclose(mg._coarsest_inverse(spd), np.linalg.inv(spd), rtol=1e-8, atol=1e-10)
+    # Coarse cells that interpolate to the same masked cells only: equal columns of P, a singular P^T A P.
+    P = np.zeros((5, 4))
+    P[0, :2] = P[1, :2] = 0.5
+    P[2:, 2:] = rng.random((3, 2))
+    K = 4 * np.eye(5) - np.eye(5, k=1) - np.eye(5, k=-1)
+    singular = P.T @ K @ P
+    np.testing.assert_allclose(mg._coarsest_inverse(singular), np.linalg.pinv(singular), atol=1e-10)
+    # Masks of one and two pixels, a diagonal line: such levels, and the solve through them.
+    for mask in (np.eye(1, 9, 4, dtype=bool).reshape(3, 3), np.array([[0, 1, 1, 0]], bool), np.eye(40, dtype=bool)):
+        for sides in SIDES[:2]:
+            if mask.shape[0] == 1 and sides[0]:
+                continue
+            _check_solve(mask, sides, 15)
+
+
 def _interleaved_mask():
     """Rows whose runs alternate with the next row's, far apart: each coarse row holds the ranges of
     both fine rows (4 against 2), joined by one masked column."""

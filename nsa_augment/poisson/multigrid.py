@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+import scipy.linalg
 from numba.typed import List
 
 from .blas import single_threaded_blas
@@ -642,9 +643,7 @@ class Hierarchy:
         self.scratch = np.zeros(self.padded[1], np.float32)
         self.cells_i, self.cells_j = np.nonzero(last_wt)
         with single_threaded_blas():
-            # A pseudo-inverse: the coarsest operator is singular where two coarse cells interpolate
-            # to the same few fine cells only (a mask of one or two pixels).
-            self.inverse = np.linalg.pinv(_dense(last, self.cells_i, self.cells_j)).astype(np.float32)
+            self.inverse = _coarsest_inverse(_dense(last, self.cells_i, self.cells_j)).astype(np.float32)
 
     def solve(self, rhs: np.ndarray, rtol: float, max_iter: int, refinements: int,
               atol: np.ndarray | float | None = None) -> tuple[np.ndarray, int, bool]:
@@ -735,16 +734,41 @@ class Hierarchy:
         return (np.zeros_like(r) if x is None else x)[:, 1 : h + 1, 1 : w + 1]
 
 
+#: A Cholesky pivot below this fraction of the largest (squared) marks the coarsest operator as singular.
+SINGULAR = 1e-12
+
+
+def _coarsest_inverse(A: np.ndarray) -> np.ndarray:
+    """The coarsest operator's inverse from its Cholesky factor, or its pseudo-inverse where it is singular.
+
+    It is singular where two coarse cells interpolate to the same few masked cells only (a mask of
+    one or two pixels): their columns of ``P`` are equal.  An inverse computed there would be huge
+    along that null direction, which prolongation cancels only up to rounding; the pseudo-inverse
+    leaves it out.  The factor is the fast path (0.04 ms at 100 cells, the pseudo-inverse 0.8 ms: a
+    large share of a 64 px blend).
+    """
+    try:
+        L = np.linalg.cholesky(A)
+        pivots = np.diag(L) ** 2
+        if pivots.min() > SINGULAR * pivots.max():
+            return scipy.linalg.cho_solve((L, True), np.eye(A.shape[0]))
+    except np.linalg.LinAlgError:
+        pass
+    values, vectors = np.linalg.eigh(A)  # symmetric: half the pseudo-inverse's SVD
+    kept = values > SINGULAR * values.max()
+    return (vectors[:, kept] / values[kept]) @ vectors[:, kept].T
+
+
 def _dense(st: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """A coarse level's operator as a dense matrix over its masked cells ``(rows, cols)`` (padded coordinates)."""
-    index = {(int(i), int(j)): k for k, (i, j) in enumerate(zip(rows, cols))}
+    index = -np.ones(st.shape[1:], np.int64)
+    index[rows, cols] = np.arange(rows.size)
     A = np.zeros((rows.size, rows.size))
-    for k, (i, j) in enumerate(zip(rows, cols)):
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                other = index.get((int(i) + di, int(j) + dj))
-                if other is not None:
-                    A[k, other] += st[PLANE[di + 1, dj + 1], i, j]
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            other = index[rows + di, cols + dj]  # in the array: masked cells lie inside the padding ring
+            there = other >= 0
+            A[np.flatnonzero(there), other[there]] += st[PLANE[di + 1, dj + 1], rows[there], cols[there]]
     return A
 
 
