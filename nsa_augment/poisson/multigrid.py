@@ -16,9 +16,9 @@ every scale instead, at a few sweeps over the pixels per iteration:
   (red-black on the finest level's 5-point stencil, four colours on the coarse levels' 9-point
   ones, reversed after the correction); the coarsest level (at most a hundred unknowns) is solved
   directly.  Interpolation carries smooth errors to the coarse grid far better than piecewise
-  constants: 5-6 CG iterations where 2x2 aggregation (this module before the 21st session)
-  needed 9-11 with W-cycles and an over-corrected coarse correction
-  (``benchmarks/multigrid_study.py``).
+  constants: 5-8 CG iterations for a uint8 blend from 64 to 2048 px where 2x2 aggregation (this
+  module before the 21st session) needed 8-13 with W-cycles and an over-corrected coarse
+  correction (``benchmarks/multigrid_study.py``, docs/performance.md).
 * **As a CG preconditioner** the cycle is symmetric positive definite by construction (Galerkin
   coarse operators, ``R = P^T``, each sweep after the correction the reverse of the one before):
   the iteration count does not grow with the mask's size (mesh-independent).
