@@ -165,7 +165,6 @@ def test_interior_stencil_is_the_galerkin_product_of_the_five_point_stencil():
     stencil = np.array([[A_c[centre, index[coarse.shape[0] // 2 + di, coarse.shape[1] // 2 + dj]]
                          for dj in (-1, 0, 1)] for di in (-1, 0, 1)])
     np.testing.assert_allclose(mg.coarsen_constant(mg.FIVE_POINT), stencil, atol=1e-12)
-    np.testing.assert_allclose(mg.CONSTANTS[0], stencil, atol=1e-12)
 
 
 def test_coarsest_inverse_is_the_inverse_and_on_a_singular_level_the_pseudo_inverse():

@@ -134,18 +134,19 @@ PLANE = np.array([[5, 1, 6], [3, 0, 4], [7, 2, 8]], np.int64)
 FIVE_POINT = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
 
-def _parents(r):
-    """The coarse neighbours of a cell ``r`` cells from a coarse cell's centre: (first offset, count, weight).
+@nb.njit(cache=True, nogil=True)
+def _spread(out, weight, r, c):
+    """Add ``weight`` to ``out``'s entries (3 x 3 offsets) for the coarse cells a cell interpolates from.
 
-    A coarse cell ``P`` sits on fine cell ``2P - 1`` (padded indices); fine cells between two coarse
-    ones take half of each (linear interpolation, per axis).
+    The cell lies ``(r, c)`` cells from a coarse cell's centre; a coarse cell ``P`` sits on fine cell
+    ``2P - 1`` (padded indices), and a fine cell between two coarse ones takes half of each
+    (bilinear interpolation).
     """
-    if r % 2 == 0:
-        return r // 2, 1, 1.0
-    return (r - 1) // 2, 2, 0.5
-
-
-_parents_compiled = nb.njit(cache=True, nogil=True)(_parents)  # the same function, for the kernels
+    r0, rn, rw = (r // 2, 1, 1.0) if r % 2 == 0 else ((r - 1) // 2, 2, 0.5)
+    c0, cn, cw = (c // 2, 1, 1.0) if c % 2 == 0 else ((c - 1) // 2, 2, 0.5)
+    for x in range(rn):
+        for y in range(cn):
+            out[r0 + x + 1, c0 + y + 1] += weight * rw * cw
 
 
 @nb.njit(cache=True, nogil=True)
@@ -165,7 +166,7 @@ def _galerkin_row(st, wt, P, Q, out):
     """Row ``(P, Q)`` of ``P^T A P`` (3 x 3 offsets into ``out``) from level stencil ``st`` and its mask ``wt``.
 
     Coarse cell ``(P, Q)`` interpolates to the fine cells ``2P - 2 .. 2P`` x ``2Q - 2 .. 2Q`` with
-    weights 1/2, 1, 1/2 per axis (:func:`_parents`); a fine cell ``f`` and its stencil neighbour
+    weights 1/2, 1, 1/2 per axis (:func:`_spread`); a fine cell ``f`` and its stencil neighbour
     ``g`` add ``w_f A[f, g] w_g`` to the entry of each coarse cell ``g`` interpolates from.
     """
     out[:] = 0.0
@@ -178,29 +179,21 @@ def _galerkin_row(st, wt, P, Q, out):
             for dp in range(-1, 2):
                 for dq in range(-1, 2):
                     v = _entry(st, p, q, dp, dq)
-                    if v == 0.0:
-                        continue
-                    r0, rn, rw = _parents_compiled(a + dp)
-                    c0, cn, cw = _parents_compiled(b + dq)
-                    for x in range(rn):
-                        for y in range(cn):
-                            out[r0 + x + 1, c0 + y + 1] += wf * v * rw * cw
+                    if v != 0.0:
+                        _spread(out, wf * v, a + dp, b + dq)
     return out
 
 
-def coarsen_constant(s: np.ndarray) -> np.ndarray:
-    """``P^T A P``'s stencil far from any edge, for a constant 3 x 3 stencil ``s`` (float64)."""
+@nb.njit(cache=True, nogil=True)
+def coarsen_constant(s):
+    """``P^T A P``'s stencil far from any edge, for a constant 3 x 3 stencil ``s`` (float64, a new array)."""
     out = np.zeros((3, 3))
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
+    for a in range(-1, 2):
+        for b in range(-1, 2):
             wf = (1.0 if a == 0 else 0.5) * (1.0 if b == 0 else 0.5)
-            for dp in (-1, 0, 1):
-                for dq in (-1, 0, 1):
-                    r0, rn, rw = _parents(a + dp)
-                    c0, cn, cw = _parents(b + dq)
-                    for x in range(rn):
-                        for y in range(cn):
-                            out[r0 + x + 1, c0 + y + 1] += wf * s[dp + 1, dq + 1] * rw * cw
+            for dp in range(-1, 2):
+                for dq in range(-1, 2):
+                    _spread(out, wf * s[dp + 1, dq + 1], a + dp, b + dq)
     return out
 
 
@@ -546,13 +539,12 @@ def run_cycle(stencils, wts, spans, f, u, rows, scratch, inverse, cells_i, cells
 
 
 @nb.njit(cache=True, nogil=True)
-def build_levels(inside, sides, coarsest, constants):
+def build_levels(inside, sides, coarsest):
     """Every level's arrays in the padded layout, as typed lists, for :class:`Hierarchy`.
 
     Built here rather than in Python because a typed list's methods called from the interpreter
     (creating, appending, indexing, slicing) are compiled on first use in every process and not
     cached: about 2 s before the first masked blend of each process, DataLoader workers included.
-    ``constants[k]``: level ``k + 1``'s stencil away from every edge (:func:`coarsen_constant`).
 
     Returns
     -------
@@ -582,8 +574,10 @@ def build_levels(inside, sides, coarsest, constants):
     wts.append(fine[1])
     spans.append(_row_spans(inside, H))
     st, wt, rows, cols = fine, fine[1], h, w
-    for k in range(constants.shape[0]):
-        st, wt, standard, count = coarsen(st, wt, standard, rows, cols, constants[k])
+    constant = FIVE_POINT.copy()  # the level's stencil away from every edge
+    while True:
+        constant = coarsen_constant(constant)
+        st, wt, standard, count = coarsen(st, wt, standard, rows, cols, constant)
         rows, cols = rows // 2 + 1, cols // 2 + 1
         stencils.append(st)
         wts.append(wt)
@@ -591,15 +585,6 @@ def build_levels(inside, sides, coarsest, constants):
         if count <= coarsest or (rows <= 2 and cols <= 2):
             break
     return stencils, wts, spans, fine[0], fine[1], spans[0], len(stencils), st, wt
-
-
-#: Enough levels for any image: each halves the grid (a 2-cell axis stays at 2).
-MAX_LEVELS = 40
-_CONSTANTS = [FIVE_POINT]
-for _ in range(MAX_LEVELS):
-    _CONSTANTS.append(coarsen_constant(_CONSTANTS[-1]))
-#: Level k + 1's interior stencil (float32, as stored), for k = 0 .. MAX_LEVELS - 1.
-CONSTANTS = np.array(_CONSTANTS[1:], np.float32).astype(np.float64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -637,7 +622,7 @@ class Hierarchy:
         # Per level: stencil planes, mask weight and row spans (padded layout).  The finest level's
         # arrays also come on their own, so that nothing here indexes a typed list (see build_levels).
         (self.stencils, self.wts, self.spans, self.fine_deg, self.fine_wt, self.fine_spans,
-         levels, last, last_wt) = build_levels(inside, sides, COARSEST, CONSTANTS)
+         levels, last, last_wt) = build_levels(inside, sides, COARSEST)
         self.levels = int(levels)
         self.padded = self.fine_deg.shape
         self.scratch = np.zeros(self.padded[1], np.float32)
