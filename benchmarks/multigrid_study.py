@@ -48,20 +48,11 @@ OMEGA = 2.0 / 3.0
 COARSEST = 100
 
 
-def aggregation_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray], size: int, smooth: bool) -> list[dict]:
-    """Levels of an aggregation hierarchy: ``size`` x ``size`` blocks of the grid, prolongation smoothed or not.
+def galerkin_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray], prolongation) -> list[dict]:
+    """Levels ``A``, ``P^T A P``, ... down to :data:`COARSEST` unknowns.
 
-    Parameters
-    ----------
-    A : sparse (n, n), the masked Laplacian over the mask's pixels (row-major order)
-    coords : (rows, cols) of those pixels, int arrays (n,)
-    size : int, side of the aggregates (2 or 3)
-    smooth : bool, smooth the piecewise-constant prolongation with one damped-Jacobi step
-
-    Returns
-    -------
-    list of dict
-        Per level ``A``; every level but the last its prolongation ``P``; the last a dense ``inverse``.
+    ``prolongation(A, rows, cols)`` returns a level's ``P`` and its coarse cells' grid coordinates.
+    Returns per level ``A``; every level but the last its prolongation ``P``; the last a dense ``inverse``.
     """
     levels = []
     rows, cols = coords
@@ -69,48 +60,47 @@ def aggregation_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray], 
         levels.append({"A": A.tocsr()})
         if A.shape[0] <= COARSEST:
             break
+        P, rows, cols = prolongation(A, rows, cols)
+        levels[-1]["P"] = P
+        A = (P.T @ A @ P).tocsr()
+    levels[-1]["inverse"] = np.linalg.inv(levels[-1]["A"].toarray())
+    return levels
+
+
+def aggregation(size: int, smooth: bool):
+    """Prolongation from ``size`` x ``size`` blocks of the grid (aggregates), smoothed or not.
+
+    ``smooth``: one damped-Jacobi step on the piecewise-constant prolongation (smoothed aggregation).
+    """
+    def prolongation(A, rows, cols):
         width = int(cols.max()) // size + 1
-        key = (rows // size) * width + cols // size
-        blocks, agg = np.unique(key, return_inverse=True)
+        blocks, agg = np.unique((rows // size) * width + cols // size, return_inverse=True)
         P = sp.csr_matrix((np.ones(A.shape[0]), (np.arange(A.shape[0]), agg)), shape=(A.shape[0], blocks.size))
         if smooth:
             P = (P - OMEGA * sp.diags(1.0 / A.diagonal()) @ A @ P).tocsr()
-        levels[-1]["P"] = P
-        A = (P.T @ A @ P).tocsr()
-        rows, cols = blocks // width, blocks % width
-    levels[-1]["inverse"] = np.linalg.inv(levels[-1]["A"].toarray())
-    return levels
+        return P, blocks // width, blocks % width
+    return prolongation
 
 
-def bilinear_levels(A: sp.csr_matrix, coords: tuple[np.ndarray, np.ndarray]) -> list[dict]:
-    """Levels of the shipped hierarchy: every second cell of every second row is a coarse cell, ``P`` bilinear.
+def bilinear(A, rows, cols):
+    """The shipped prolongation: every second cell of every second row is a coarse cell, ``P`` bilinear.
 
     Fine cell ``i`` (per axis) lies on coarse cell ``i / 2`` when even, between ``(i - 1) / 2`` and
     ``(i + 1) / 2`` (half of each) when odd; a coarse cell exists where some masked cell interpolates
-    from it.  Same return as :func:`aggregation_levels`.
+    from it.
     """
-    levels = []
-    rows, cols = coords
-    while True:
-        levels.append({"A": A.tocsr()})
-        if A.shape[0] <= COARSEST:
-            break
-        width = int(cols.max()) // 2 + 2
-        entries = []  # (fine index, coarse key, weight)
-        for a in (0, 1):
-            for b in (0, 1):
-                reach = ((a == 0) | (rows % 2 == 1)) & ((b == 0) | (cols % 2 == 1))
-                weight = np.where(rows % 2 == 1, 0.5, 1.0) * np.where(cols % 2 == 1, 0.5, 1.0)
-                keys = (rows // 2 + a) * width + cols // 2 + b
-                entries.append((np.flatnonzero(reach), keys[reach], weight[reach]))
-        fine, keys, weights = (np.concatenate(parts) for parts in zip(*entries))
-        coarse, column = np.unique(keys, return_inverse=True)
-        P = sp.csr_matrix((weights, (fine, column)), shape=(A.shape[0], coarse.size))
-        levels[-1]["P"] = P
-        A = (P.T @ A @ P).tocsr()
-        rows, cols = coarse // width, coarse % width
-    levels[-1]["inverse"] = np.linalg.inv(levels[-1]["A"].toarray())
-    return levels
+    width = int(cols.max()) // 2 + 2
+    entries = []  # (fine index, coarse key, weight)
+    for a in (0, 1):
+        for b in (0, 1):
+            reach = ((a == 0) | (rows % 2 == 1)) & ((b == 0) | (cols % 2 == 1))
+            weight = np.where(rows % 2 == 1, 0.5, 1.0) * np.where(cols % 2 == 1, 0.5, 1.0)
+            keys = (rows // 2 + a) * width + cols // 2 + b
+            entries.append((np.flatnonzero(reach), keys[reach], weight[reach]))
+    fine, keys, weights = (np.concatenate(parts) for parts in zip(*entries))
+    coarse, column = np.unique(keys, return_inverse=True)
+    P = sp.csr_matrix((weights, (fine, column)), shape=(A.shape[0], coarse.size))
+    return P, coarse // width, coarse % width
 
 
 def v_cycle(levels: list[dict], b: np.ndarray, level: int = 0) -> np.ndarray:
@@ -157,8 +147,9 @@ def study(size: int, mask_name: str) -> dict:
     _, shipped, _ = Hierarchy(inside, sides).solve(rhs[:1], RTOL, 200, 1)
     out["shipped"] = {"iterations": int(shipped)}
     coords = np.nonzero(inside)
-    for name, block, smooth in (("v-bilinear", 0, False), ("v-aggregation", 2, False), ("v-smoothed-3x3", 3, True)):
-        levels = bilinear_levels(A, coords) if block == 0 else aggregation_levels(A, coords, block, smooth)
+    for name, prolongation in (("v-bilinear", bilinear), ("v-aggregation", aggregation(2, False)),
+                               ("v-smoothed-3x3", aggregation(3, True))):
+        levels = galerkin_levels(A, coords, prolongation)
         iterations, x = pcg_iterations(A, b, lambda r, lv=levels: v_cycle(lv, r))
         out[name] = {"iterations": iterations, "max_error": float(np.abs(x - exact).max()),
                      "level_unknowns": [lv["A"].shape[0] for lv in levels],
