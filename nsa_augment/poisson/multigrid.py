@@ -340,7 +340,7 @@ def restrict_row(u, f, st, spans, i, coarse_spans, row, out):
     An odd row lies on coarse row ``(i + 1) / 2`` (weight 1), an even row between coarse rows
     ``i / 2`` and ``i / 2 + 1`` (1/2 each), the second of which it is the first to reach: that row
     is zeroed first (the caller zeroes coarse row 1).  The residual is computed into ``row``
-    (float32 (C, W + 2)) over the row's ranges, with a zero on each side.
+    (float32 (C, W + 2)) over the row's ranges, zeros beside each as far as its coarse cells read.
     """
     one, two = np.uint64(1), np.uint64(2)
     half = np.float32(0.5)
@@ -408,18 +408,18 @@ def prolong_row(u, e, wt, spans, i):
 
 # --- Sweeps.  Each walks the rows once, doing in one pass what would otherwise take two or three:
 # a Gauss-Seidel sweep updates one colour on row i and the other on row i - 1 (the same arithmetic
-# as two half-sweeps, as neither colour reads its own), the residual of rows already final is
-# restricted behind the sweep, and a coarse correction is added to a row just before the rows that
-# read it. ---------------------------------------------------------------------------------------
+# as two half-sweeps: on the finest level neither colour reads its own, on the coarse ones see
+# coarse_smooth_restrict), the residual of rows already final is restricted behind the sweep, and a
+# coarse correction is added to a row just before the sweep reads it. ---------------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True, nogil=True)
 def smooth_restrict(u, f, st, spans, coarse_spans, row, out, scratch):
     """Finest level: a red-black Gauss-Seidel sweep from zero (red first), then ``out = P^T (f - A u)``, in one pass.
 
-    Coarse row ``P`` reads fine rows up to ``2P + 1`` of ``u``, final once the sweep's second half
+    Row ``i``'s residual reads rows ``i - 1 .. i + 1`` of ``u``, final once the sweep's second half
     has passed them: it is restricted right behind the sweep, while those rows are in cache (the
-    same values as the whole sweep first, then every coarse row: tests/test_multigrid.py).
+    same values as the whole sweep first, then the restriction: tests/test_multigrid.py).
     """
     H = st.shape[1]
     first, yes, no = np.int64(0), np.bool_(True), np.bool_(False)  # not literals: see _LITERALS
