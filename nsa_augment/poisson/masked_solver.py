@@ -4,9 +4,9 @@ A full rectangle is solved exactly by :func:`solve_box`.  Any other 2-D mask is
 solved by conjugate gradients preconditioned with geometric multigrid
 (:mod:`nsa_augment.poisson.multigrid`: bilinear interpolation, Galerkin coarse
 levels, V-cycles), in float32 inside an iterative refinement whose residuals
-are computed in float64: 5-8 iterations for any shape and size to an estimated
-error of 0.003 grey levels (what :func:`~nsa_augment.poisson_blend` asks for of
-uint8 images; 7-10 for 16-bit ones).  3-D masks use
+are computed in float64: 5-8 iterations for any shape and size to the estimated
+error :func:`~nsa_augment.poisson_blend` asks for, 0.003 grey levels of a uint8
+image (7-10 to 0.003 16-bit levels).  3-D masks use
 conjugate gradients preconditioned with the exact box solver on the bounding box
 (a fictitious-domain preconditioner; a few tens of iterations for compact
 shapes).  Should either fail to reach the tolerance, we fall back to a sparse
@@ -27,7 +27,7 @@ from .multigrid import Hierarchy
 #: the error far below 0.01 intensity levels (tested against a sparse direct solve).
 RTOL = 1e-7
 MAX_ITER = 300
-#: The 2-D multigrid solve stops at this relative residual, computed in float64: 7-9
+#: The 2-D multigrid solve stops at this relative residual, computed in float64: 7-10
 #: iterations, and under 0.01 intensity levels from a sparse direct solve on ellipses, rings and
 #: irregular masks from 64 to 2048 px, even for white-noise right-hand sides whose solutions reach
 #: 60,000 (tests/test_poisson.py, benchmarks/bench_poisson.py).
