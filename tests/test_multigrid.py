@@ -63,7 +63,10 @@ def _sweep(u, f, st, spans, first, from_zero):
 
 
 def _coarse_order(H, reverse):
-    """A coarse level's sweep as (colour, row) steps: red on every row top to bottom, then black; reversed after the correction."""
+    """A coarse level's sweep as (colour, row) steps: red on every row top to bottom, then black.
+
+    Reversed: the sweep after the coarse correction.
+    """
     steps = [(colour, i) for colour in (0, 1) for i in range(1, H - 1)]
     return steps[::-1] if reverse else steps
 

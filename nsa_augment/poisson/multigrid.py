@@ -298,7 +298,8 @@ def coarse_smooth_row(u, f, st, spans, i, color, scratch):
             un, uu, us, fr = u[c, i - 1], u[c, i], u[c, i + 1], f[c, i]
             for j in range(j0, j1):
                 v = rc[j] * (fr[j] - sn[j] * un[j] - ss[j] * us[j] - sw[j] * uu[j - one] - se[j] * uu[j + one]
-                             - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one] - sse[j] * us[j + one])
+                             - snw[j] * un[j - one] - sne[j] * un[j + one] - ssw[j] * us[j - one]
+                             - sse[j] * us[j + one])
                 scratch[j] = v if ((j + parity) & one) == 0 else uu[j]
             for j in range(j0, j1):
                 uu[j] = scratch[j]
@@ -410,7 +411,7 @@ def prolong_row(u, e, wt, spans, i):
 # a Gauss-Seidel sweep updates one colour on row i and the other on row i - 1 (the same arithmetic
 # as two half-sweeps: on the finest level neither colour reads its own, on the coarse ones see
 # coarse_smooth_restrict), the residual of rows already final is restricted behind the sweep, and a
-# coarse correction is added to a row just before the sweep reads it. ---------------------------------------------------------------------------------------
+# coarse correction is added to a row just before the sweep reads it. --------------------------
 
 
 @nb.njit(cache=True, nogil=True)
