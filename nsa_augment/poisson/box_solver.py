@@ -265,31 +265,55 @@ def _forward(rhs: np.ndarray, left: bool, right: bool, overwrite: bool = False):
         return spec, eigenvalues(w, False, False), lambda s: scipy.fft.idst(s, type=1, axis=-1, norm="ortho", overwrite_x=True)
     shape = rhs.shape
     if path == "folded":
-        spec = _forward_folded(np.ascontiguousarray(rhs.reshape(-1, w), dtype=np.float32), left).reshape(shape)
-        return spec, folded_eigenvalues(w, left), lambda s: _inverse_folded(s.reshape(-1, w), left).reshape(shape)
+        x = np.ascontiguousarray(rhs.reshape(-1, w), dtype=np.float32)
+        halves = _halves(x.shape[0], w)  # the forward's folded rows, then the inverse's products
+        own = overwrite or not np.may_share_memory(x, rhs)  # the spectrum may go where the rows were
+        spec = _forward_folded(x, left, halves, out=x if own else None)
+        return (spec.reshape(shape), folded_eigenvalues(w, left),
+                lambda s: _inverse_folded(s.reshape(-1, w), left, halves).reshape(shape))
     lam, q = eigenvalues(w, left, right), eigenbasis(w, left, right)
     spec = (rhs.reshape(-1, w) @ q).reshape(shape)
     return spec, lam, lambda s: (s.reshape(-1, w) @ q.T).reshape(shape)
 
 
-def _forward_folded(x: np.ndarray, neumann: bool) -> np.ndarray:
-    """``x`` (m, n) float32 C-contiguous times the D-D / N-N eigenbasis, in the folded modes' order."""
+def _halves(m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch for the folded rows of an (m, n) float32 array: (m, n - n // 2) and (m, n // 2), C-contiguous.
+
+    One allocation for both halves, which the forward transform folds into and the inverse
+    multiplies into (until the 22nd session each step took fresh arrays: three (m, n) arrays'
+    worth of new memory per box where one does).
+    """
+    ne = n - n // 2
+    flat = np.empty(m * n, np.float32)
+    return flat[:m * ne].reshape(m, ne), flat[m * ne:].reshape(m, n - ne)
+
+
+def _forward_folded(x: np.ndarray, neumann: bool, halves=None, out=None) -> np.ndarray:
+    """``x`` (m, n) float32 C-contiguous times the D-D / N-N eigenbasis, in the folded modes' order.
+
+    ``halves``: scratch from :func:`_halves` (allocated here if None).  ``out``: where the spectrum
+    goes, (m, n) float32 C-contiguous; it may be ``x`` itself, which is read only while folding.
+    """
     m, n = x.shape
     even, odd = folded_eigenbasis(n, neumann)
     ne = even.shape[0]
-    halves = np.empty((m, ne), np.float32), np.empty((m, n - ne), np.float32)
+    halves = _halves(m, n) if halves is None else halves
     kernels.mirror_fold(x, *halves, False)
-    spec = np.empty((m, n), np.float32)
+    spec = np.empty((m, n), np.float32) if out is None else out
     np.matmul(halves[0], even, out=spec[:, :ne])
     np.matmul(halves[1], odd, out=spec[:, ne:])
     return spec
 
 
-def _inverse_folded(spec: np.ndarray, neumann: bool) -> np.ndarray:
-    """Inverse of :func:`_forward_folded`, written over ``spec`` (m, n)."""
-    even, odd = folded_eigenbasis(spec.shape[1], neumann)
+def _inverse_folded(spec: np.ndarray, neumann: bool, halves=None) -> np.ndarray:
+    """Inverse of :func:`_forward_folded`, written over ``spec`` (m, n); ``halves`` as there (its contents are overwritten)."""
+    m, n = spec.shape
+    even, odd = folded_eigenbasis(n, neumann)
     ne = even.shape[0]
-    return kernels.mirror_fold(spec, spec[:, :ne] @ even.T, spec[:, ne:] @ odd.T, True)[0]
+    halves = _halves(m, n) if halves is None else halves
+    np.matmul(spec[:, :ne], even.T, out=halves[0])
+    np.matmul(spec[:, ne:], odd.T, out=halves[1])
+    return kernels.mirror_fold(spec, *halves, True)[0]
 
 
 def solve_box(rhs: np.ndarray, top: bool, bottom: bool, left: bool, right: bool, regularize: float = 0.0,
