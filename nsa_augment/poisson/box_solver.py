@@ -306,7 +306,7 @@ def _forward_folded(x: np.ndarray, neumann: bool, halves=None, out=None) -> np.n
 
 
 def _inverse_folded(spec: np.ndarray, neumann: bool, halves=None) -> np.ndarray:
-    """Inverse of :func:`_forward_folded`, written over ``spec`` (m, n); ``halves`` as there (its contents are overwritten)."""
+    """Inverse of :func:`_forward_folded`, written over ``spec`` (m, n); ``halves`` as there (overwritten)."""
     m, n = spec.shape
     even, odd = folded_eigenbasis(n, neumann)
     ne = even.shape[0]
