@@ -364,8 +364,8 @@ def test_median_kernel_matches_scipy_on_sparse_needs(dims):
     pads = (5 if dims == 3 else 0, 5, 5)
     padded = pad_replicated(values if dims == 3 else values[0], [(p, p) for p in pads[3 - dims:]])
     got = median_footprint(padded.reshape(-1), (1,) * (3 - dims) + padded.shape, pads, rows, need,
-                           np.zeros(shape, np.float32), np.zeros(40, np.int64), np.empty(len(rows), np.int64),
-                           np.empty(len(rows), np.int64), table)
+                           np.zeros(shape, np.float32), (0, 0, 0), np.zeros(40, np.int64),
+                           np.empty(len(rows), np.int64), np.empty(len(rows), np.int64), table)
     ball = np.zeros((11,) * dims, bool)
     for dz, dy, hw in footprint(5, dims):
         ball[(dz + 5,) * (dims == 3) + (dy + 5, slice(5 - hw, 6 + hw))] = True
@@ -403,7 +403,7 @@ def test_median_kernel_refuses_footprints_that_leave_the_values():
     def run(need, widths):
         padded = pad_replicated(values.copy(), widths)
         return median_footprint(padded.reshape(-1), (1,) + padded.shape, (0, widths[0][0], widths[1][0]), rows,
-                                need[None], np.zeros((1, 30, 32), np.float32), np.zeros(7, np.int64),
+                                need[None], np.zeros((1, 30, 32), np.float32), (0, 0, 0), np.zeros(7, np.int64),
                                 np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
                                 np.arange(7, dtype=np.float32))
 
@@ -418,9 +418,38 @@ def test_median_kernel_refuses_footprints_that_leave_the_values():
             run(near, ((0, 0), (0, 0)))
     with pytest.raises(ValueError, match="must have the given shape"):
         median_footprint(np.ones(30 * 32 - 1, np.int64), (1, 30, 32), (0, 0, 0), rows, need[None],
-                         np.zeros((1, 30, 32), np.float32), np.zeros(7, np.int64), np.empty(len(rows), np.int64),
-                         np.empty(len(rows), np.int64), np.zeros(7, np.float32))
+                         np.zeros((1, 30, 32), np.float32), (0, 0, 0), np.zeros(7, np.int64),
+                         np.empty(len(rows), np.int64), np.empty(len(rows), np.int64), np.zeros(7, np.float32))
 
+
+
+def test_median_kernel_writes_its_part_of_a_larger_map_and_nothing_else():
+    """The label writes each group's median straight into the whole label map: at ``out_origin``, only
+    where ``need`` is set (the rest of the map keeps its values); a part that would not fit is an error,
+    not a write outside the array."""
+    from nsa_augment.methods.nsa.labels import _FOOTPRINTS, median_footprint, pad_replicated
+
+    rows = _FOOTPRINTS[2]
+    rng = np.random.default_rng(8)
+    values = rng.integers(0, 9, (20, 24)).astype(np.int64)
+    need = rng.random((1, 20, 24)) < 0.6
+    padded = pad_replicated(values, ((5, 5), (5, 5)))
+
+    def run(out, origin):
+        return median_footprint(padded.reshape(-1), (1,) + padded.shape, (0, 5, 5), rows, need, out, origin,
+                                np.zeros(9, np.int64), np.empty(len(rows), np.int64), np.empty(len(rows), np.int64),
+                                np.arange(1, 10, dtype=np.float32))
+
+    alone = run(np.zeros((1, 20, 24), np.float32), (0, 0, 0))
+    big = np.full((1, 40, 50), -1.0, np.float32)
+    big[0, 7:27, 11:35] = 0.0
+    run(big, (0, 7, 11))
+    expected = np.full((1, 40, 50), -1.0, np.float32)
+    expected[0, 7:27, 11:35] = alone[0]
+    assert np.array_equal(big, expected)
+    for origin in [(0, 21, 11), (0, 7, 27), (1, 7, 11), (0, -1, 0)]:
+        with pytest.raises(ValueError, match="must lie inside out"):
+            run(np.zeros((1, 40, 50), np.float32), origin)
 
 def test_label_value_ranges_and_consistency(tiles128):
     rng_seed = 11

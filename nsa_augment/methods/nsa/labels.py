@@ -86,7 +86,7 @@ _FOOTPRINTS = {2: footprint(DISK_RADIUS, 2), 3: footprint(DISK_RADIUS, 3)}
 
 
 @nb.njit(cache=True, nogil=True)
-def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table):
+def median_footprint(values, shape, origin, rows, need, out, out_origin, hist, lo, hi, table):
     """Median filter with a disk or ball footprint over non-negative integer ``values``, mapped through ``table``.
 
     Huang's sliding histogram: moving one pixel right removes the left end of
@@ -111,10 +111,14 @@ def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table
         Where ``need``'s first pixel lies in ``values``.
     rows : int64 array (R, 3), the footprint as ``(dz, dy, half-width)`` (:func:`footprint`)
     need : bool array (D, H, W)
-        Also gives the shape of the output.
-    out : float32 array (D, H, W), zeros
-        Receives ``table[median]`` where ``need`` is set.  The label's value of each median bin is
-        looked up here, so no integer median map is written and read back.
+        Also gives the shape of the part of ``out`` written.
+    out : float32 array (Do, Ho, Wo), zeros where ``need`` is not set
+        Its part at ``out_origin`` (``D x H x W``, inside ``out``: checked) receives ``table[median]``
+        where ``need`` is set; nothing else is written.  The label's value of each median bin is
+        looked up here, so no integer median map is written and read back, and the label writes
+        into its whole map (no box-sized output to allocate and copy: 22nd session).
+    out_origin : (qz, qy, qx) int
+        Where ``need``'s first pixel lies in ``out``.
     hist : int64 array (nbins,), zeros
         Scratch histogram (left zeroed).
     lo, hi : int64 arrays (R,)
@@ -132,8 +136,12 @@ def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table
     Dv, Hv, Wv = shape
     oz, oy, ox = origin
     R = rows.shape[0]
+    qz, qy, qx = out_origin
     if values.size != Dv * Hv * Wv:
         raise ValueError("median_footprint: values must have the given shape")
+    if (qz < 0 or qy < 0 or qx < 0 or qz + D > out.shape[0] or qy + H > out.shape[1]
+            or qx + W > out.shape[2]):
+        raise ValueError("median_footprint: need placed at out_origin must lie inside out")
     n = 0
     rz = ry = rx = 0  # the footprint's reach along each axis
     for f in range(R):
@@ -172,7 +180,7 @@ def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table
                 while below + hist[m] <= half:
                     below += hist[m]
                     m += 1
-                out[z, y, first] = table[m]
+                out[z + qz, y + qy, first + qx] = table[m]
                 for xx in range(first + 1, last + 1):
                     for f in range(R):
                         # Unsigned indices (>= 0: the check above), so no negative-index wraparound
@@ -188,7 +196,7 @@ def median_footprint(values, shape, origin, rows, need, out, hist, lo, hi, table
                         below += hist[m]
                         m += 1
                     if need[z, y, xx]:
-                        out[z, y, xx] = table[m]
+                        out[z + qz, y + qy, xx + qx] = table[m]
                 # empty the histogram by removing the last window (cheaper than clearing all bins)
                 for f in range(R):
                     for k in range(lo[f] + 1 + last, hi[f] + 1 + last):
@@ -465,18 +473,19 @@ def _label(before, after, region, mode, *, tol, factor, logistic, intensity, box
     # and 'C' there compiled it again in the middle of a run).  Ours (synthesis) are C-ordered already.
     as4 = lambda v: np.ascontiguousarray(v if dims == 3 else v[None])  # noqa: E731
     whole = as4(before), as4(after), as4(region)
+    label3 = label if dims == 3 else label[None]  # a view: each group is written into the label in place
     for box in groups:
-        inner = tuple(slice(box[2 * i], box[2 * i + 1]) for i in range(dims))
         borders = tuple((box[2 * i] == 0, box[2 * i + 1] == region.shape[i]) for i in range(dims))
-        label[inner] = _label_box(*whole, (0, 1) * (3 - dims) + tuple(box), mode, tol=tol, factor=factor,
-                                  logistic=logistic, lo=lo, hi=hi, borders=borders)
+        _label_box(*whole, (0, 1) * (3 - dims) + tuple(box), mode, tol=tol, factor=factor, logistic=logistic,
+                   lo=lo, hi=hi, borders=borders, label=label3)
     return label
 
 
-def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, hi, borders):
-    """The label on one box of the whole arrays (volumes, channels last; an image is one slice).
+def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, hi, borders, label):
+    """The label on one box of the whole arrays (volumes, channels last; an image is one slice), written into ``label``.
 
-    ``box = (z0, z1, y0, y1, x0, x1)``.  ``borders``: per axis of the label (an image's two), whether
+    ``box = (z0, z1, y0, y1, x0, x1)``; ``label`` is the whole label map (D, H, W), zeros in the
+    box.  ``borders``: per axis of the label (an image's two), whether
     the box's low and high sides lie on the border.  The box reaches ``_GROW`` pixels beyond every
     region pixel, so a logistic label's needed pixels lie at least the disk's radius inside every
     other side; only the border sides are padded for the disk median (the intensity label needs
@@ -497,10 +506,11 @@ def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, h
     else:
         raw, bins = _measure_change(before, after, region, box, scale, float(tol), float(quant), cap, *outputs)
     changed = binary_median(raw.reshape(spatial), MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), as the reference
+    inside = tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(3))
     if mode == "binary":
-        out = changed.astype(np.float32)
+        label[inside] = changed.reshape(shape)
     elif mode == "continuous":
-        out = changed.astype(np.float32) * np.float32(factor)
+        label[inside] = changed.reshape(shape).astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
         need = changed.view(bool) if mode == "logistic" else np.ones(spatial, bool)
         as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
@@ -513,13 +523,12 @@ def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, h
         # The intensity median sees the change only where the label is set (bins times changed).
         widths = tuple(tuple(DISK_RADIUS if edge or mode == "intensity" else 0 for edge in sides) for sides in borders)
         values = pad_replicated(bins.reshape(spatial), widths, changed)
-        out = median_footprint(values.reshape(-1), (1,) * (3 - dims) + values.shape,
-                               (0,) * (3 - dims) + tuple(w0 for w0, _ in widths), rows_, as3(need),
-                               np.zeros(as3(need).shape, np.float32), np.zeros(255 * quant + 1, np.int64),
-                               np.empty(len(rows_), np.int64), np.empty(len(rows_), np.int64), table).reshape(spatial)
+        median_footprint(values.reshape(-1), (1,) * (3 - dims) + values.shape,
+                         (0,) * (3 - dims) + tuple(w0 for w0, _ in widths), rows_, as3(need), label, box[::2],
+                         np.zeros(255 * quant + 1, np.int64), np.empty(len(rows_), np.int64),
+                         np.empty(len(rows_), np.int64), table)
     else:  # pragma: no cover - make_label checked the mode
         raise ValueError(f"label mode must be one of {LABEL_MODES}, got {mode!r}")
-    return out
 
 
 def image_label(mask: np.ndarray, threshold: float = 0.0) -> int:
