@@ -422,7 +422,6 @@ def test_median_kernel_refuses_footprints_that_leave_the_values():
                          np.empty(len(rows), np.int64), np.empty(len(rows), np.int64), np.zeros(7, np.float32))
 
 
-
 def test_median_kernel_writes_its_part_of_a_larger_map_and_nothing_else():
     """The label writes each group's median straight into the whole label map: at ``out_origin``, only
     where ``need`` is set (the rest of the map keeps its values); a part that would not fit is an error,
@@ -450,6 +449,7 @@ def test_median_kernel_writes_its_part_of_a_larger_map_and_nothing_else():
     for origin in [(0, 21, 11), (0, 7, 27), (1, 7, 11), (0, -1, 0)]:
         with pytest.raises(ValueError, match="must lie inside out"):
             run(np.zeros((1, 40, 50), np.float32), origin)
+
 
 def test_label_value_ranges_and_consistency(tiles128):
     rng_seed = 11
