@@ -31,6 +31,7 @@ from ...intensity import intensity_range, level_scale
 from ...validation import check_choice, check_image, check_pair, check_range, check_volume, is_finite
 from .config import LABEL_MODES
 from .objects import binary_median
+from .sampling import box_size, box_slices
 
 #: Intensity values are binned to 1/(QUANT * channels) of a level for the disk
 #: median.  uint8 inputs read as 0..255 are exact (their channel means are
@@ -492,7 +493,7 @@ def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, h
     every pixel of the box: all sides).
     """
     dims = len(borders)
-    shape = tuple(box[2 * a + 1] - box[2 * a] for a in range(3))
+    shape = box_size(box)
     spatial = shape[3 - dims:]
     channels = before.shape[-1]
     exact = before.dtype == np.uint8 and (lo, hi) == (0.0, 255.0)  # channel means are multiples of 1/C
@@ -506,11 +507,10 @@ def _label_box(before, after, region, box, mode, *, tol, factor, logistic, lo, h
     else:
         raw, bins = _measure_change(before, after, region, box, scale, float(tol), float(quant), cap, *outputs)
     changed = binary_median(raw.reshape(spatial), MEDIAN_SIZE)  # = cv2.medianBlur(raw, 5), as the reference
-    inside = tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(3))
     if mode == "binary":
-        label[inside] = changed.reshape(shape)
+        label[box_slices(box)] = changed.reshape(shape)
     elif mode == "continuous":
-        label[inside] = changed.reshape(shape).astype(np.float32) * np.float32(factor)
+        label[box_slices(box)] = changed.reshape(shape).astype(np.float32) * np.float32(factor)
     elif mode in ("intensity", "logistic"):
         need = changed.view(bool) if mode == "logistic" else np.ones(spatial, bool)
         as3 = lambda v: v if dims == 3 else v[None]  # noqa: E731 - an image is a volume of one slice
