@@ -149,12 +149,14 @@ def extract_mask(mask: np.ndarray, src_box: Box, size: tuple[int, ...]) -> np.nd
     ``floor((i + 1/2) * box / size)`` per axis, in exact integer arithmetic;
     samples never leave the box, so the mask of the box alone gives the same result.
     """
-    if box_size(src_box) == tuple(size):
-        return mask[box_slices(src_box)]
-    out = mask
-    for a, n in enumerate(size):  # one take per axis: 4x faster than one np.ix_ index (300 -> 75 us at 512 px)
-        out = out.take(src_box[2 * a] + (2 * np.arange(n) + 1) * (src_box[2 * a + 1] - src_box[2 * a]) // (2 * n),
-                       axis=a)
+    out = mask[box_slices(src_box)]
+    for a, (n, b) in enumerate(zip(size, out.shape)):
+        # The box first, then one take per axis it is resized along, in box coordinates: fewer
+        # rows copied and three small NumPy calls per axis (a 256 px hazelnut example calls this
+        # twice; 0.6-0.7x the time of taking rows of the whole width). One take per axis is 4x
+        # faster than one np.ix_ index (300 -> 75 us at 512 px).
+        if n != b:
+            out = out.take(np.arange(1, 2 * n, 2) * b // (2 * n), axis=a)
     return out
 
 

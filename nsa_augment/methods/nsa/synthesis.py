@@ -277,8 +277,9 @@ class _Inputs:
     dst_range: tuple[float, float]
     src_range: tuple[float, float]
     same: bool
-    #: The whole-image object masks ("dst", "src") once planning has computed them: rendering the
-    #: same inputs then crops them instead of computing each patch's boxes again (identical).
+    #: Planning's object masks: the destination's whole-image mask ("dst") and each placed patch's
+    #: resized source mask ("patches", by ``(src_box, dst_size)``): rendering the same inputs then
+    #: crops and reuses them instead of computing each patch's boxes again (identical).
     objects: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -346,7 +347,7 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
         # Only the very same image may share its mask: a view of another part of it is another image.
         src_object = dst_object if images.same else spatial_object_mask(src, cfg.object_masks, intensity=images.src_range)
         src_counts = ObjectCounts(src_object)
-        images.objects.update(dst=dst_object, src=src_object)
+        images.objects.update(dst=dst_object, patches={})
 
     opencv = cfg.blend == "poisson" and cfg.poisson == "opencv"
     patches, skipped = [], []
@@ -394,6 +395,8 @@ def _plan(images: _Inputs, rng) -> NSAPlan:
             skipped.append(reason)
             continue
         patches.append(PatchGeometry(src_box=src_box, dst_box=dst_box, scale=scale, attempts=attempts + more))
+        if src_obj_patch is not None:
+            images.objects["patches"][src_box, size] = src_obj_patch
     return NSAPlan(patches=tuple(patches), skipped=tuple(skipped), **common)
 
 
@@ -401,15 +404,15 @@ def _patch_region(images: _Inputs, patch: PatchGeometry) -> np.ndarray | None:
     """Where in the patch's box it may be labelled: ``source object | destination object`` (None: the whole box).
 
     Computed from the images being rendered, on the patch's boxes only (the object
-    mask of a box equals that part of the whole-image mask, :func:`object_mask`), or cropped
-    from the whole-image masks when the same inputs were just planned (:func:`synthesize`).
+    mask of a box equals that part of the whole-image mask, :func:`object_mask`), or, when the
+    same inputs were just planned (:func:`synthesize`), from planning's work: the source patch mask
+    it resized for the overlap rule and a crop of the destination's whole-image mask.
     """
     pairs = images.cfg.object_masks
     if pairs is None:
         return None
-    if images.objects:  # planned from these very inputs: crops of the whole-image masks
-        src_patch = extract_mask(images.objects["src"], patch.src_box, patch.dst_size)
-        return src_patch | images.objects["dst"][box_slices(patch.dst_box)]
+    if images.objects:  # this plan was drawn from these very inputs: its patch masks, a crop of the whole-image mask
+        return images.objects["patches"][patch.src_box, patch.dst_size] | images.objects["dst"][box_slices(patch.dst_box)]
     src_object = spatial_object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
     relative = tuple(v for n in box_size(patch.src_box) for v in (0, n))
     src_patch = extract_mask(src_object, relative, patch.dst_size)
