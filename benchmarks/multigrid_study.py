@@ -20,7 +20,7 @@ masks and images (first channel) for four preconditioners of the masked 5-point 
 
 The three V-cycle variants are SciPy prototypes (sparse matrices, float64, lexicographic smoothing):
 they measure convergence, not speed.  What a cycle costs is the other half of the question
-(docs/performance.md gives the shipped cycle's time).
+(docs/performance-log.md gives the shipped cycle's time, *Poisson blending*, 21st session).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ library in NumPy's own folders, as pip's wheels install it) is limited: our prod
 and the others (OpenCV's and SciPy's OpenBLAS in pip's wheels) keep the caller's setting.  Each
 library limited costs a read and two settings of its pool per example: limiting two fewer saved
 0.015-0.020 ms of a 256 px synthesis that follows other work (an ad hoc paired measurement:
-docs/performance.md).  When no
+docs/performance-log.md).  When no
 loaded library lies in NumPy's folders (a NumPy built against the system's or conda's BLAS), every
 BLAS library is limited.
 """

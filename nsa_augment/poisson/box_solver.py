@@ -59,7 +59,7 @@ _FOLD_MIN = 96
 #: 19th session; the mirrored case as fitted in the 18th): the time of the faster path within 0.1%
 #: (sine), 0.1% (cosine) and 1% (mirrored) over those widths, and within 0.3% / 0.3% / 0.8% over
 #: every fifth width from 97 px, where the 18th session's model for the unfolded products,
-#: ``(200, 2)`` and ``(136, 1)``, now took 8% / 13% and 7% / 22% longer (docs/performance.md).
+#: ``(200, 2)`` and ``(136, 1)``, now took 8% / 13% and 7% / 22% longer (docs/performance-log.md).
 _FFT_COST = {"dst": (220, 4), "dct": (84, 3), "mirrored": (250, 6)}
 
 
@@ -190,7 +190,7 @@ def _basis_entries(n: int, left_neumann: bool, right_neumann: bool, rows: int, m
     the ``rows x modes`` entries are looked up: 2.2x faster than evaluating every entry at 200-400
     px, and 3-5x for the folded halves, which build only the rows they keep.  The bases missing
     from the cache cost 5-11% of a 512 px carpet example over the first 200 examples of a process
-    when evaluated entry by entry (docs/performance.md).  The columns' norms are closed forms:
+    when evaluated entry by entry (docs/performance-log.md).  The columns' norms are closed forms:
     ``sqrt((n + 1) / 2)`` (D-D), ``sqrt(n / 2)`` (N-N, ``sqrt(n)`` for ``k = 0``), ``sqrt((2 n + 1) / 4)``.
     The float32 entries are those of the entry-by-entry evaluation (normalised numerically), except
     entries within 2e-14 of zero, now exactly zero.

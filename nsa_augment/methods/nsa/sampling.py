@@ -74,7 +74,7 @@ def sample_num_patches(rng: np.random.Generator, num_patches: int) -> int:
     One scalar draw per flip: the values of ``rng.integers(0, 2, size=num_patches - 1)`` (either way
     each flip takes the bit generator's next 32-bit value, in order), without NumPy's array path for
     random integers, which cost 0.02-0.03 ms of a 256 px synthesis that follows other work (its code
-    cold; an ad hoc paired measurement: docs/performance.md, *Example by example or in a row*).
+    cold; an ad hoc paired measurement: docs/performance-log.md, *Example by example or in a row*).
     """
     return 1 + sum(int(rng.integers(0, 2)) for _ in range(num_patches - 1))
 
