@@ -14,8 +14,13 @@ import numba
 import numpy as np
 from numba.core import event
 
+from . import numba_cache
 from .methods import registry
 from .methods.nsa import presets
+from .methods.nsa.blending import blend_patch, extract_patch
+from .methods.nsa.labels import make_label
+from .methods.nsa.objects import spatial_object_mask
+from .methods.nsa.sampling import box_slices
 from .methods.nsa.synthesis import synthesize, synthesize_volume
 from .numba_cache import is_ours
 from .poisson import box_solver, kernels, poisson_blend, poisson_blend_volume, seamless_clone
@@ -41,6 +46,7 @@ def compile_all(volumes: bool = True) -> dict:
         cache held them all); ``seconds``; ``cache``: where the compiled kernels are kept.
     """
     counter = _CompileCount()
+    numba_cache.may_start_helper = False  # every kernel compiles here anyway: a helper would only repeat some
     event.register("numba:compile", counter)
     start = time.perf_counter()
     try:
@@ -83,6 +89,41 @@ def compile_all(volumes: bool = True) -> dict:
     finally:
         event.unregister("numba:compile", counter)
     return {"compiled": counter.compiled, "seconds": time.perf_counter() - start, "cache": cache_folder()}
+
+
+def compile_synthesis_ahead(dtype) -> None:
+    """Compile (or load) the 2-D synthesis kernels for images of ``dtype``, in the reverse of their order of use.
+
+    The body of the helper process that :mod:`nsa_augment.numba_cache` starts when a synthesis first
+    compiles in a process: while that process compiles its kernels in the order a synthesis meets
+    them (object masks, the patch's resampling, the box solve, the label), this one compiles them
+    from the other end into the shared cache, and the first process loads each kernel it reaches
+    that the helper already wrote, instead of compiling it.  Small calls of the functions a
+    synthesis calls, so every kernel gets the argument types a synthesis gives it (tested: a
+    synthesis after this compiles nothing).
+
+    Parameters
+    ----------
+    dtype : numpy dtype or name
+        One of the image dtypes (uint8, uint16, int16, float32); images are (H, W, C) inside, grey
+        or colour alike.
+    """
+    dtype = np.dtype(dtype)
+    lo, hi = _VALUES[dtype.name]
+    yy, xx = np.mgrid[:40, :40]
+    smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))  # 0.2..0.8
+    image = (lo + (hi - lo) * smooth).astype(dtype)
+    other = np.ascontiguousarray(image[::-1])
+    box = (8, 30, 10, 32)
+    region = np.zeros(image.shape[:2], bool)
+    region[box_slices(box)] = True
+    make_label(image, other, region, "logistic")  # the change map, the 5x5 binary median, the disk median
+    work = image.copy()
+    blend_patch(work, np.ascontiguousarray(other[7:31, 9:33]), box, blend="poisson", gradients="mixed", factor=1.0,
+                clip=dtype.kind == "f")  # the box solve's right-hand side, tridiagonal solves and writing
+    _folded_transform()  # boxes from 96 px: every synthesis at 256 px meets one
+    extract_patch(other, box, (20, 24), margin=1)  # the patch's positions and resampling
+    spatial_object_mask(image, ((0, 20),))  # the object votes and the 7x7 binary median
 
 
 def _masked_solution_writers(dtype) -> None:
@@ -145,3 +186,15 @@ def cache_folder() -> str:
     if Path(path).resolve().is_relative_to(package):  # Numba's in-tree cache: one folder per module
         return f"{package}/**/__pycache__ (next to the package)"
     return str(path)
+
+
+if __name__ == "__main__":  # the helper process of numba_cache: ``python -m nsa_augment.precompile DTYPE``
+    import os
+    import sys
+
+    from .numba_cache import HELPER_LOCK_VARIABLE, release_lock
+
+    try:
+        compile_synthesis_ahead(sys.argv[1])
+    finally:
+        release_lock(os.environ.get(HELPER_LOCK_VARIABLE))

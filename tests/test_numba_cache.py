@@ -34,7 +34,7 @@ def test_fresh_process_loads_cache_from_fallback_location(tmp_path):
     (pkg_root / "nsa_augment" / "__pycache__").touch()
     home = tmp_path / "home"
     env = dict(os.environ, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(pkg_root),
-               PYTHONDONTWRITEBYTECODE="1")
+               PYTHONDONTWRITEBYTECODE="1", NSA_AUGMENT_COMPILE_HELPER="0")  # no helper writing beside the check
     env.pop("NUMBA_CACHE_DIR", None)
     code = _RUN.format(pkg=str(pkg_root))
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
@@ -214,6 +214,7 @@ def test_compile_notices_say_how_long_once_each(monkeypatch, capsys):
 
     numba_helper = type("Helper", (), {"py_func": int})  # a kernel that is not one of ours (Numba's, say)
     notice = numba_cache._CompileNotice()
+    monkeypatch.setattr(numba_cache, "may_start_helper", False)  # these compiles are make-believe
     for first, then, expected in (
         ([labels.median_footprint, numba_helper],
          [multigrid.smooth_restrict, multigrid.pcg, labels.median_footprint], [NOTICE, MASKED_NOTICE]),
@@ -223,3 +224,174 @@ def test_compile_notices_say_how_long_once_each(monkeypatch, capsys):
         for dispatcher in first + then:
             notice.on_start(compile_of(dispatcher))
         assert capsys.readouterr().err.splitlines() == expected
+
+
+def test_a_synthesis_kernel_compiling_starts_the_helper_once(monkeypatch):
+    """The helper starts at the first compile of a synthesis kernel on a thread that said which dtype it
+    synthesises; not for a blend's kernel, not without that hint, and once per process."""
+    import numpy as np
+    from numba.core import event
+
+    from nsa_augment import numba_cache
+    from nsa_augment.methods.nsa import blending, labels
+    from nsa_augment.poisson import kernels
+
+    started = []
+
+    def start(dtype):
+        numba_cache.may_start_helper = False
+        started.append(dtype)
+
+    monkeypatch.setattr(numba_cache, "start_helper", start)
+    monkeypatch.setattr(numba_cache, "may_start_helper", True)
+    monkeypatch.setattr(numba_cache, "_announced", "kernels")  # no notice lines here
+    notice = numba_cache._CompileNotice()
+
+    def compile_of(dispatcher):
+        notice.on_start(event.Event("numba:compile", event.EventStatus.START, data={"dispatcher": dispatcher}))
+
+    numba_cache.expect_synthesis(None)  # a volume, or nothing said
+    compile_of(labels.median_footprint)
+    numba_cache.expect_synthesis(np.dtype(np.uint16))
+    compile_of(kernels.write_solution)  # a Poisson kernel: poisson_blend may be what compiles
+    assert started == []
+    compile_of(blending._fill_positions)
+    compile_of(labels.median_footprint)
+    assert started == [np.dtype(np.uint16)]
+
+
+def test_the_helper_starts_only_where_it_can_help(monkeypatch, tmp_path):
+    """Not when turned off, on one CPU, in a frozen application or while another helper holds the lock
+    (a stale lock is replaced); otherwise one process, told the dtype, this package and the cache."""
+    import numba
+    import numpy as np
+
+    from nsa_augment import numba_cache
+
+    lock = tmp_path / "helper.lock"
+    calls = []
+
+    class FakeProcess:
+        def __init__(self, command, env, cwd, **kwargs):
+            calls.append((command, env, cwd))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(numba_cache, "_helper_lock", lambda: str(lock))
+    monkeypatch.setattr(numba_cache.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(numba_cache, "_usable_cpus", lambda: 2)
+    monkeypatch.delenv(numba_cache.HELPER_VARIABLE, raising=False)
+    uint8 = np.dtype(np.uint8)
+
+    monkeypatch.setenv(numba_cache.HELPER_VARIABLE, "0")
+    assert numba_cache.start_helper(uint8) is None and not numba_cache.may_start_helper
+    monkeypatch.delenv(numba_cache.HELPER_VARIABLE)
+    with monkeypatch.context() as m:
+        m.setattr(numba_cache, "_usable_cpus", lambda: 1)
+        assert numba_cache.start_helper(uint8) is None
+    with monkeypatch.context() as m:
+        m.setattr(numba_cache.sys, "frozen", True, raising=False)
+        assert numba_cache.start_helper(uint8) is None
+    lock.touch()  # another helper's, alive
+    assert numba_cache.start_helper(uint8) is None and calls == []
+    old = lock.stat().st_mtime - numba_cache.HELPER_LOCK_SECONDS - 1
+    os.utime(lock, (old, old))  # left by one that died
+    assert isinstance(numba_cache.start_helper(uint8), FakeProcess) and lock.exists()
+    (command, env, cwd), = calls
+    assert command[1:] == ["-m", "nsa_augment.precompile", "uint8"] and cwd == str(ROOT)
+    assert env[numba_cache.HELPER_VARIABLE] == "0" and env[numba_cache.HELPER_LOCK_VARIABLE] == str(lock)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # the helper imports this very package
+    if numba.config.CACHE_DIR:
+        assert env["NUMBA_CACHE_DIR"] == os.path.abspath(numba.config.CACHE_DIR)
+    numba_cache.release_lock(str(lock))
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(numba_cache.subprocess, "Popen", refuse)
+    assert numba_cache.start_helper(uint8) is None and not lock.exists()  # a failed start leaves no lock
+
+
+_HELPER_THEN_SYNTHESES = """
+import sys, numpy as np
+from numba.core import event
+import nsa_augment
+from nsa_augment.numba_cache import is_ours
+from nsa_augment.precompile import _VALUES
+compiled = []
+class Watch(event.Listener):
+    def on_start(self, e):
+        if is_ours(e):
+            compiled.append(e.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, e):
+        pass
+rng = np.random.default_rng(0)
+with event.install_listener("numba:compile", Watch()):
+    for dtype in sys.argv[1:]:
+        lo, hi = _VALUES[dtype]
+        for size in (64, 256):
+            for channels in (3, 1):
+                image = (lo + (hi - lo) * rng.random((size, size, 3))).astype(dtype)
+                image = image if channels == 3 else image[..., 0]
+                for preset in ("mvtec/hazelnut", "mvtec/carpet", "mvtec/cable"):
+                    for _ in range(3):
+                        nsa_augment.synthesize(image, image[::-1].copy(), preset, rng)
+print(compiled)
+"""
+
+
+@pytest.mark.slow
+def test_the_helper_compiles_every_kernel_a_synthesis_needs(tmp_path):
+    """After ``compile_synthesis_ahead(dtype)`` (the helper's body) a synthesis of that dtype compiles nothing:
+    the helper's small calls give every kernel the argument types a synthesis gives it (textures, objects and
+    binary labels; grey and colour; 64 px, and 256 px, which folds some boxes)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NSA_AUGMENT_COMPILE_HELPER="0")
+    dtypes = ["uint8", "uint16", "int16", "float32"]
+    for dtype in dtypes:
+        subprocess.run([sys.executable, "-m", "nsa_augment.precompile", dtype], env=env, cwd=ROOT, check=True)
+    used = subprocess.run([sys.executable, "-c", _HELPER_THEN_SYNTHESES, *dtypes], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert used.stdout.strip().splitlines()[-1] == "[]", f"compiled after the helper: {used.stdout}"
+
+
+_COLD_SYNTHESIS = """
+import hashlib, numpy as np, nsa_augment
+from nsa_augment import numba_cache
+rng = np.random.default_rng(0)
+d = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+h = hashlib.sha256()
+for name in ("mvtec/hazelnut", "mvtec/carpet"):
+    image, label, _ = nsa_augment.synthesize(d, d[::-1].copy(), name, np.random.default_rng(7))
+    h.update(image.tobytes())
+    h.update(label.tobytes())
+helper = numba_cache.helper
+print("helper", None if helper is None else helper.wait(), numba_cache._usable_cpus())
+print("digest", h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_cold_synthesis_starts_one_helper_and_gives_the_same_results(tmp_path):
+    """On a cold cache a synthesis starts the helper (where two CPUs are usable), which ends cleanly, frees its
+    lock and writes into this process's cache (the folded transform, which a 48 px synthesis never reaches);
+    the results are those of a cold synthesis without it."""
+    runs = {}
+    for name, switch in (("helper", None), ("alone", "0")):
+        tmp = tmp_path / name / "tmp"
+        tmp.mkdir(parents=True)
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / name / "cache"), TMPDIR=str(tmp))
+        env.pop("NSA_AUGMENT_COMPILE_HELPER", None)
+        if switch is not None:
+            env["NSA_AUGMENT_COMPILE_HELPER"] = switch
+        run = subprocess.run([sys.executable, "-c", _COLD_SYNTHESIS], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs[name] = dict(line.split(" ", 1) for line in run.stdout.strip().splitlines())
+        assert not list(tmp.glob("nsa-augment-compile-helper-*")), "the helper's lock was left behind"
+    exit_code, cpus = runs["helper"]["helper"].split()
+    assert exit_code == ("0" if int(cpus) >= 2 else "None")
+    assert runs["alone"]["helper"].split()[0] == "None"
+    folded = list((tmp_path / "helper" / "cache").rglob("*mirror_fold*.nbi"))
+    assert bool(folded) == (int(cpus) >= 2)
+    assert runs["helper"]["digest"] == runs["alone"]["digest"]

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...intensity import intensity_range
+from ...numba_cache import expect_synthesis
 from ...poisson.blas import single_threaded_blas
 from ...validation import as_dhwc, as_hwc, check_generator, check_image, check_same_kind, check_volume
 from ..plan import Plan, check_plan_shape
@@ -305,6 +306,7 @@ def _check_inputs(destination, source, config, volume: bool = False) -> _Inputs:
         )
     check, as_channels = (check_volume, as_dhwc) if volume else (check_image, as_hwc)
     destination = check(destination, "destination", min_size=2)
+    expect_synthesis(None if volume else destination.dtype)  # which kernels a compile helper should compile
     if not volume and destination.ndim == 3 and destination.shape[2] > MAX_IMAGE_CHANNELS:
         raise ValueError(f"destination has shape {destination.shape}: an image with {destination.shape[2]} channels, "
                          "or a (D, H, W) volume? For volumes use synthesize_volume (NaturalSyntheticAnomaly3D)")
