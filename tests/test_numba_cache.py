@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -244,6 +245,7 @@ def test_a_synthesis_kernel_compiling_starts_the_helper_once(monkeypatch):
 
     monkeypatch.setattr(numba_cache, "start_helper", start)
     monkeypatch.setattr(numba_cache, "may_start_helper", True)
+    monkeypatch.setattr(numba_cache, "_expected", threading.local())  # this test's hints end with it
     monkeypatch.setattr(numba_cache, "_announced", "kernels")  # no notice lines here
     notice = numba_cache._CompileNotice()
 
@@ -278,6 +280,8 @@ def test_the_helper_starts_only_where_it_can_help(monkeypatch, tmp_path):
         def wait(self):
             return 0
 
+    monkeypatch.setattr(numba_cache, "helper", None)  # start_helper sets both: put back after the test
+    monkeypatch.setattr(numba_cache, "may_start_helper", True)
     monkeypatch.setattr(numba_cache, "_helper_lock", lambda: str(lock))
     monkeypatch.setattr(numba_cache.subprocess, "Popen", FakeProcess)
     monkeypatch.setattr(numba_cache, "_usable_cpus", lambda: 2)
