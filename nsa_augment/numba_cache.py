@@ -68,8 +68,7 @@ def ensure_cache() -> None:
         return
     except RuntimeError:
         pass
-    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    folder = os.path.join(tempfile.gettempdir(), f"nsa-augment-numba-{uid}")
+    folder = os.path.join(tempfile.gettempdir(), f"nsa-augment-numba-{_user()}")
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         if hasattr(os, "getuid") and os.stat(folder).st_uid != os.getuid():  # someone else's: not ours to trust
@@ -80,6 +79,11 @@ def ensure_cache() -> None:
         raise ImportError("nsa_augment: Numba finds no writable folder to cache its compiled kernels (the package "
                           "folder, the user cache and the temporary folder are read-only): set NUMBA_CACHE_DIR to a "
                           "writable folder") from None
+
+
+def _user():
+    """This user, for names in the shared temporary folder: the uid, or the user name where there is none."""
+    return os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
 
 
 def is_ours(ev) -> bool:
@@ -115,8 +119,7 @@ def _usable_cpus() -> int:
 
 
 def _helper_lock() -> str:
-    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return os.path.join(tempfile.gettempdir(), f"nsa-augment-compile-helper-{uid}.lock")
+    return os.path.join(tempfile.gettempdir(), f"nsa-augment-compile-helper-{_user()}.lock")
 
 
 def _take_lock(path: str) -> bool:
@@ -185,7 +188,8 @@ class _CompileNotice(event.Listener):
     A cold first call takes a few seconds with no output otherwise; the line says why and that it
     happens once.  The masked solver's kernels take far longer, so their first compile says so in a
     line of its own (unless it was the first line, which then says it).  Numba emits
-    ``numba:compile`` only for real compilations.
+    ``numba:compile`` only for real compilations.  A synthesis's first kernel to compile also starts
+    the compile helper (:func:`start_helper`).
     """
 
     def on_start(self, ev):
