@@ -52,15 +52,13 @@ def compile_all(volumes: bool = True) -> dict:
     try:
         rng = np.random.default_rng(0)
         yy, xx = np.mgrid[:64, :64]
-        smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))  # 0.2..0.8
         ellipse = (yy - 30) ** 2 + ((xx - 33) / 1.3) ** 2 < 500  # the multigrid, several levels deep
         rect = (yy >= 8) & (yy < 40) & (xx >= 10) & (xx < 50)
         configs = [presets.get("mvtec/carpet"), presets.get("mvtec/hazelnut"),
                    presets.get("mvtec/cable").replace(label="binary"),
                    presets.get("mvtec/carpet").replace(label="intensity", poisson="opencv")]
         for dtype in IMAGE_DTYPES:
-            lo, hi = _VALUES[dtype.name]
-            image = (lo + (hi - lo) * smooth).astype(dtype)
+            image = _image(dtype, 64)
             other = image[::-1].copy()
             for dst, src in ((image, other), (image[..., 0], other[..., 0])):  # colour and grey
                 for cfg in configs:
@@ -72,7 +70,8 @@ def compile_all(volumes: bool = True) -> dict:
                     seamless_clone(src, dst, ellipse, (32, 33))
             _masked_solution_writers(dtype)
         _folded_transform()
-        u8, other_u8 = (255 * smooth).astype(np.uint8), (255 * smooth[::-1]).astype(np.uint8)
+        u8 = _image(np.uint8, 64)
+        other_u8 = u8[::-1].copy()
         for method in registry.METHODS:
             registry.generator(method, "mvtec/carpet")(u8, other_u8, rng)
         if volumes:
@@ -109,10 +108,7 @@ def compile_synthesis_ahead(dtype) -> None:
         or colour alike.
     """
     dtype = np.dtype(dtype)
-    lo, hi = _VALUES[dtype.name]
-    yy, xx = np.mgrid[:40, :40]
-    smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))  # 0.2..0.8
-    image = (lo + (hi - lo) * smooth).astype(dtype)
+    image = _image(dtype, 40)
     other = np.ascontiguousarray(image[::-1])
     box = (8, 30, 10, 32)
     region = np.zeros(image.shape[:2], bool)
@@ -153,6 +149,14 @@ def _folded_transform() -> None:
 
 #: Each image dtype's test values: its whole range, a CT window for int16, [0, 1] for float32.
 _VALUES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-1000.0, 1000.0), "float32": (0.0, 1.0)}
+
+
+def _image(dtype, size: int) -> np.ndarray:
+    """A smooth colour image (size, size, 3) of ``dtype``, from 0.2 to 0.8 of its :data:`_VALUES` range."""
+    lo, hi = _VALUES[np.dtype(dtype).name]
+    yy, xx = np.mgrid[:size, :size]
+    smooth = 0.5 + 0.3 * np.sin(yy / 7.0)[..., None] * np.cos(xx[..., None] / 9.0 + np.arange(3))
+    return (lo + (hi - lo) * smooth).astype(dtype)
 
 
 def _until_patched(synthesize_once, attempts: int = 20) -> None:

@@ -317,30 +317,19 @@ def test_the_helper_starts_only_where_it_can_help(monkeypatch, tmp_path):
     assert numba_cache.start_helper(uint8) is None and not lock.exists()  # a failed start leaves no lock
 
 
-_HELPER_THEN_SYNTHESES = """
-import sys, numpy as np
-from numba.core import event
-import nsa_augment
-from nsa_augment.numba_cache import is_ours
+_HELPER_THEN_SYNTHESES = _WATCHED + """
+import sys
 from nsa_augment.precompile import _VALUES
-compiled = []
-class Watch(event.Listener):
-    def on_start(self, e):
-        if is_ours(e):
-            compiled.append(e.data["dispatcher"].py_func.__qualname__)
-    def on_end(self, e):
-        pass
 rng = np.random.default_rng(0)
-with event.install_listener("numba:compile", Watch()):
-    for dtype in sys.argv[1:]:
-        lo, hi = _VALUES[dtype]
-        for size in (64, 256):
-            for channels in (3, 1):
-                image = (lo + (hi - lo) * rng.random((size, size, 3))).astype(dtype)
-                image = image if channels == 3 else image[..., 0]
-                for preset in ("mvtec/hazelnut", "mvtec/carpet", "mvtec/cable"):
-                    for _ in range(3):
-                        nsa_augment.synthesize(image, image[::-1].copy(), preset, rng)
+for dtype in sys.argv[1:]:
+    lo, hi = _VALUES[dtype]
+    for size in (64, 256):
+        for channels in (3, 1):
+            image = (lo + (hi - lo) * rng.random((size, size, 3))).astype(dtype)
+            image = image if channels == 3 else image[..., 0]
+            for preset in ("mvtec/hazelnut", "mvtec/carpet", "mvtec/cable"):
+                for _ in range(3):
+                    nsa_augment.synthesize(image, image[::-1].copy(), preset, rng)
 print(compiled)
 """
 

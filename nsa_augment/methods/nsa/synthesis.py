@@ -414,7 +414,8 @@ def _patch_region(images: _Inputs, patch: PatchGeometry) -> np.ndarray | None:
     if pairs is None:
         return None
     if images.objects:  # this plan was drawn from these very inputs: its patch masks, a crop of the whole-image mask
-        return images.objects["patches"][patch.src_box, patch.dst_size] | images.objects["dst"][box_slices(patch.dst_box)]
+        src_patch = images.objects["patches"][patch.src_box, patch.dst_size]
+        return src_patch | images.objects["dst"][box_slices(patch.dst_box)]
     src_object = spatial_object_mask(images.src, pairs, box=patch.src_box, intensity=images.src_range)
     relative = tuple(v for n in box_size(patch.src_box) for v in (0, n))
     src_patch = extract_mask(src_object, relative, patch.dst_size)
